@@ -1,0 +1,440 @@
+//! Connection settings, from `POSTAGE_*` variables, a URL, or code.
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `POSTAGE_URL` | full `amqp://` or `amqps://` URL; what it states wins over the variables below | unset |
+//! | `POSTAGE_HOST` | broker host | `localhost` |
+//! | `POSTAGE_PORT` | broker port | `5672` (`5671` for `amqps`) |
+//! | `POSTAGE_VHOST` | virtual host | `/` |
+//! | `POSTAGE_USER` | user name | `guest` |
+//! | `POSTAGE_PASSWORD` | password | `guest` |
+//! | `POSTAGE_RMQ_USER`, `POSTAGE_RMQ_PASSWORD` | deprecated names, read when the new ones are unset | |
+//! | `POSTAGE_DEBUG_MODE` | `true` turns on verbose debug logging of message traffic | `false` |
+//! | `POSTAGE_TLS_CA_FILE` | PEM file of extra certificate authorities trusted for `amqps` | system roots |
+//!
+//! The password is never shown: `Debug`, `Display`, logs and errors print
+//! `***` in its place.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Why a configuration value was refused. Names the variable (or URL part)
+/// at fault; never contains a password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {source_name}: {reason}")]
+pub struct ConfigError {
+    source_name: String,
+    reason: String,
+}
+
+impl ConfigError {
+    fn new(source_name: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError {
+            source_name: source_name.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn tls_ca(path: &std::path::Path, error: &std::io::Error) -> Self {
+        ConfigError::new(
+            "POSTAGE_TLS_CA_FILE",
+            format!("cannot read {}: {error}", path.display()),
+        )
+    }
+
+    /// The variable (or URL part) whose value was refused.
+    pub fn variable(&self) -> &str {
+        &self.source_name
+    }
+}
+
+/// A password that does not show itself.
+#[derive(Clone, PartialEq, Eq)]
+struct Secret(String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+/// Where and how to connect to RabbitMQ.
+///
+/// ```
+/// use postage::Config;
+///
+/// let config = Config::default()
+///     .with_host("rabbit.internal")
+///     .with_vhost("development")
+///     .with_credentials("svc", "s3cret");
+/// assert_eq!(config.to_string(), "amqp://svc@rabbit.internal:5672/development");
+/// assert!(!format!("{config:?}").contains("s3cret"));
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Config {
+    tls: bool,
+    host: String,
+    port: Option<u16>,
+    vhost: String,
+    user: String,
+    password: Secret,
+    debug: bool,
+    tls_ca_file: Option<PathBuf>,
+    heartbeat: Option<u16>,
+    connection_name: Option<String>,
+}
+
+impl Default for Config {
+    /// `amqp://guest:guest@localhost:5672/`, as Python Postage.
+    fn default() -> Self {
+        Config {
+            tls: false,
+            host: "localhost".into(),
+            port: None,
+            vhost: "/".into(),
+            user: "guest".into(),
+            password: Secret("guest".into()),
+            debug: false,
+            tls_ca_file: None,
+            heartbeat: None,
+            connection_name: None,
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("tls", &self.tls)
+            .field("host", &self.host)
+            .field("port", &self.port())
+            .field("vhost", &self.vhost)
+            .field("user", &self.user)
+            .field("password", &self.password)
+            .field("debug", &self.debug)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("heartbeat", &self.heartbeat)
+            .field("connection_name", &self.connection_name)
+            .finish()
+    }
+}
+
+impl fmt::Display for Config {
+    /// The URL without the password: `amqp://user@host:port/vhost`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "amqps" } else { "amqp" };
+        let vhost = percent_encode(&self.vhost);
+        write!(
+            f,
+            "{scheme}://{}@{}:{}/{vhost}",
+            percent_encode(&self.user),
+            self.host,
+            self.port()
+        )
+    }
+}
+
+impl Config {
+    /// Reads the `POSTAGE_*` variables of this process (see the module docs).
+    ///
+    /// Deprecated names log a warning through `tracing`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`Config::from_env`], with the variables read through `lookup`
+    /// (handy in tests and for configuration kept elsewhere).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
+        let mut config = Config::default();
+        if let Some(host) = get("POSTAGE_HOST") {
+            config.host = host;
+        }
+        if let Some(port) = get("POSTAGE_PORT") {
+            config.port = Some(parse_port("POSTAGE_PORT", &port)?);
+        }
+        if let Some(vhost) = get("POSTAGE_VHOST") {
+            config.vhost = vhost;
+        }
+        match (get("POSTAGE_USER"), get("POSTAGE_RMQ_USER")) {
+            (Some(user), _) => config.user = user,
+            (None, Some(user)) => {
+                tracing::warn!("POSTAGE_RMQ_USER is deprecated: set POSTAGE_USER instead");
+                config.user = user;
+            }
+            (None, None) => {}
+        }
+        match (get("POSTAGE_PASSWORD"), get("POSTAGE_RMQ_PASSWORD")) {
+            (Some(password), _) => config.password = Secret(password),
+            (None, Some(password)) => {
+                tracing::warn!("POSTAGE_RMQ_PASSWORD is deprecated: set POSTAGE_PASSWORD instead");
+                config.password = Secret(password);
+            }
+            (None, None) => {}
+        }
+        if let Some(debug) = get("POSTAGE_DEBUG_MODE") {
+            config.debug = parse_bool("POSTAGE_DEBUG_MODE", &debug)?;
+        }
+        if let Some(ca) = get("POSTAGE_TLS_CA_FILE") {
+            config.tls_ca_file = Some(PathBuf::from(ca));
+        }
+        if let Some(url) = get("POSTAGE_URL") {
+            config.apply_url(&url, "POSTAGE_URL")?;
+        }
+        Ok(config)
+    }
+
+    /// Parses an `amqp://` or `amqps://` URL:
+    /// `amqp[s]://[user[:password]@]host[:port][/vhost]`, with `%`-escapes
+    /// (`/%2f` is the vhost `/`). Parts the URL leaves out keep their defaults.
+    ///
+    /// ```
+    /// let config = postage::Config::from_url("amqps://app:pw@mq.example.com/prod").unwrap();
+    /// assert!(config.tls());
+    /// assert_eq!(config.port(), 5671);
+    /// assert_eq!(config.vhost(), "prod");
+    /// ```
+    pub fn from_url(url: &str) -> Result<Self, ConfigError> {
+        let mut config = Config::default();
+        config.apply_url(url, "URL")?;
+        Ok(config)
+    }
+
+    fn apply_url(&mut self, url: &str, source_name: &str) -> Result<(), ConfigError> {
+        let err = |reason: String| ConfigError::new(source_name, reason);
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| err("expected amqp://... or amqps://...".into()))?;
+        self.tls = match scheme.to_ascii_lowercase().as_str() {
+            "amqp" => false,
+            "amqps" => true,
+            other => {
+                return Err(err(format!(
+                    "unsupported scheme {other:?} (expected amqp or amqps)"
+                )));
+            }
+        };
+        let rest = rest.split(['?', '#']).next().unwrap_or_default();
+        let (authority, path) = match rest.split_once('/') {
+            Some((authority, path)) => (authority, Some(path)),
+            None => (rest, None),
+        };
+        let hostport = match authority.rsplit_once('@') {
+            Some((userinfo, hostport)) => {
+                let (user, password) = match userinfo.split_once(':') {
+                    Some((user, password)) => (user, Some(password)),
+                    None => (userinfo, None),
+                };
+                if !user.is_empty() {
+                    self.user = percent_decode(user).map_err(|e| err(format!("user: {e}")))?;
+                }
+                if let Some(password) = password {
+                    self.password = Secret(
+                        percent_decode(password)
+                            .map_err(|_| err("password: invalid %-escape".into()))?,
+                    );
+                }
+                hostport
+            }
+            None => authority,
+        };
+        let (host, port) = if let Some(bracketed) = hostport.strip_prefix('[') {
+            let (host, after) = bracketed
+                .split_once(']')
+                .ok_or_else(|| err("unclosed '[' in host".into()))?;
+            (host, after.strip_prefix(':'))
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (hostport, None),
+            }
+        };
+        if !host.is_empty() {
+            self.host = host.to_owned();
+        }
+        if let Some(port) = port.filter(|p| !p.is_empty()) {
+            self.port = Some(parse_port(&format!("{source_name} port"), port)?);
+        } else {
+            self.port = None;
+        }
+        if let Some(path) = path.filter(|p| !p.is_empty()) {
+            self.vhost = percent_decode(path).map_err(|e| err(format!("vhost: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Sets the host.
+    #[must_use]
+    pub fn with_host(mut self, host: impl Into<String>) -> Self {
+        self.host = host.into();
+        self
+    }
+
+    /// Sets the port (default 5672, or 5671 with TLS).
+    #[must_use]
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// Sets the virtual host.
+    #[must_use]
+    pub fn with_vhost(mut self, vhost: impl Into<String>) -> Self {
+        self.vhost = vhost.into();
+        self
+    }
+
+    /// Sets user and password.
+    #[must_use]
+    pub fn with_credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.user = user.into();
+        self.password = Secret(password.into());
+        self
+    }
+
+    /// Switches TLS (`amqps`) on or off.
+    #[must_use]
+    pub fn with_tls(mut self, tls: bool) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Trusts the certificate authorities in this PEM file (for `amqps`).
+    #[must_use]
+    pub fn with_tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls_ca_file = Some(path.into());
+        self
+    }
+
+    /// Turns debug mode (verbose logging of message traffic) on or off.
+    #[must_use]
+    pub fn with_debug(mut self, debug: bool) -> Self {
+        self.debug = debug;
+        self
+    }
+
+    /// Sets the AMQP heartbeat in seconds (default: the broker's proposal).
+    #[must_use]
+    pub fn with_heartbeat(mut self, seconds: u16) -> Self {
+        self.heartbeat = Some(seconds);
+        self
+    }
+
+    /// Names the connection in the RabbitMQ management UI.
+    #[must_use]
+    pub fn with_connection_name(mut self, name: impl Into<String>) -> Self {
+        self.connection_name = Some(name.into());
+        self
+    }
+
+    /// Whether TLS (`amqps`) is used.
+    pub fn tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The broker host.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The broker port.
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(if self.tls { 5671 } else { 5672 })
+    }
+
+    /// The virtual host.
+    pub fn vhost(&self) -> &str {
+        &self.vhost
+    }
+
+    /// The user name.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// Whether debug mode is on.
+    pub fn debug(&self) -> bool {
+        self.debug
+    }
+
+    /// The extra CA file for TLS, if any.
+    pub fn tls_ca_file(&self) -> Option<&std::path::Path> {
+        self.tls_ca_file.as_deref()
+    }
+
+    pub(crate) fn password(&self) -> &str {
+        &self.password.0
+    }
+
+    pub(crate) fn heartbeat(&self) -> Option<u16> {
+        self.heartbeat
+    }
+
+    pub(crate) fn connection_name(&self) -> Option<&str> {
+        self.connection_name.as_deref()
+    }
+}
+
+fn parse_port(name: &str, value: &str) -> Result<u16, ConfigError> {
+    match value.trim().parse::<u16>() {
+        Ok(port) if port != 0 => Ok(port),
+        _ => Err(ConfigError::new(
+            name,
+            format!("{value:?} is not a port number (1 to 65535)"),
+        )),
+    }
+}
+
+fn parse_bool(name: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::new(
+            name,
+            format!("{value:?} is not a boolean (true or false)"),
+        )),
+    }
+}
+
+fn percent_decode(s: &str) -> Result<String, &'static str> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).ok_or("truncated %-escape")?;
+            let hex = std::str::from_utf8(hex).map_err(|_| "invalid %-escape")?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| "invalid %-escape")?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "%-escapes do not form UTF-8")
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_round_trip() {
+        assert_eq!(percent_decode("%2f").as_deref(), Ok("/"));
+        assert_eq!(percent_encode("/"), "%2F");
+        assert!(percent_decode("%zz").is_err());
+        assert!(percent_decode("%2").is_err());
+    }
+}

@@ -1,0 +1,158 @@
+//! # Postage
+//!
+//! Messaging components over AMQP (RabbitMQ), wire-compatible with the
+//! Python library of the same name.
+//!
+//! A component sends **messages** (commands, statuses, results) through
+//! **producers**, which know the default (exchange, routing key) pairs of
+//! an API, and receives them in **processors**, which bind queues to
+//! exchanges and run **handlers** for (type, name) pairs. RPC calls wait
+//! for a result: success, error or exception.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`config`] | [`Config`]: `POSTAGE_*` variables, URLs, redacted secrets |
+//! | [`fingerprint`] | [`Fingerprint`]: who a component is |
+//! | [`message`] | [`Message`] and its kinds |
+//! | [`encoding`] | [`Encoder`], [`JsonEncoder`] |
+//! | [`exchange`] | [`Exchange`] declarations |
+//! | [`producer`] | [`Producer`] and its send builder |
+//! | [`rpc`] | RPC calls: reply strategies, timeouts, retries |
+//! | [`consumer`] | [`Consumer`], [`Queue`], bindings, prefetch |
+//! | [`processor`] | [`Processor`], handler tables, replies, `quit` / `restart` |
+//! | [`scheduler`] | [`Scheduler`]: many processors, signals, graceful shutdown |
+//!
+//! ## Sending and receiving by hand
+//!
+//! ```no_run
+//! use postage::prelude::*;
+//!
+//! const ECHO: Exchange = Exchange::direct("echo-exchange");
+//!
+//! #[tokio::main]
+//! async fn main() -> postage::Result<()> {
+//!     // POSTAGE_URL, or POSTAGE_HOST / _PORT / _VHOST / _USER / _PASSWORD.
+//!     let connection = Connection::from_env().await?;
+//!
+//!     // Receive: a queue bound to the exchange with a routing key.
+//!     let mut consumer = Consumer::builder()
+//!         .bind(ECHO, [("echo-queue", "echo-rk")])
+//!         .connect(&connection)
+//!         .await?;
+//!
+//!     // Send: a producer with its default (exchange, key) pair.
+//!     let producer = Producer::builder()
+//!         .ek(ECHO, "echo-rk")
+//!         .fingerprint(Fingerprint::new("echo_send", "application"))
+//!         .connect(&connection)
+//!         .await?;
+//!     producer.command("echo", "A test message").await?;
+//!
+//!     let delivery = consumer.next().await.expect("consumer open");
+//!     let message = delivery.message().expect("a Postage message");
+//!     assert_eq!(message.name, "echo");
+//!     assert_eq!(message.content.parameters(), Some(&"A test message".into()));
+//!     assert_eq!(message.sender().name.as_deref(), Some("echo_send"));
+//!     delivery.ack().await?;
+//!
+//!     connection.close().await
+//! }
+//! ```
+//!
+//! ## An RPC server and client without macros
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use postage::prelude::*;
+//! use postage::processor::{Handler, HandlerResult};
+//!
+//! const MATH: Exchange = Exchange::direct("math-exchange");
+//!
+//! struct Math;
+//!
+//! impl Handlers for Math {
+//!     fn handlers() -> &'static [Handler<Self>] {
+//!         const TABLE: &[Handler<Math>] = &[Handler::rpc("command", "sum", |_math, content, reply| {
+//!             Box::pin(async move {
+//!                 let numbers: Vec<i64> = match content.parameters_as() {
+//!                     Ok(numbers) => numbers,
+//!                     Err(e) => return Ok(reply.error(e.to_string()).await?),
+//!                 };
+//!                 reply.success(numbers.iter().sum::<i64>()).await?;
+//!                 Ok(())
+//!             })
+//!         })];
+//!         TABLE
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> postage::Result<()> {
+//!     let connection = Connection::from_env().await?;
+//!
+//!     // Server
+//!     let processor = Processor::builder(Math)
+//!         .bind(MATH, [("math-queue", "math-rk")])
+//!         .fingerprint(Fingerprint::new("math", "service"))
+//!         .connect(&connection)
+//!         .await?;
+//!     let control = processor.control();
+//!     let server = tokio::spawn(processor.run());
+//!
+//!     // Client
+//!     let producer = Producer::builder().ek(MATH, "math-rk").connect(&connection).await?;
+//!     let reply = producer
+//!         .rpc("sum", serde_json::json!([1, 2, 3]))
+//!         .timeout(std::time::Duration::from_secs(5))
+//!         .await?;
+//!     assert!(reply.is_ok());
+//!     assert_eq!(reply.outcome()?, Outcome::Success { value: 6.into(), message: String::new() });
+//!
+//!     control.quit();
+//!     let _ = server.await;
+//!     connection.close().await
+//! }
+//! ```
+
+pub mod config;
+pub mod consumer;
+pub mod encoding;
+pub mod error;
+pub mod exchange;
+pub mod fingerprint;
+pub mod message;
+pub mod processor;
+pub mod producer;
+pub mod rpc;
+pub mod scheduler;
+mod transport;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use config::{Config, ConfigError};
+pub use consumer::{Binding, Consumer, Delivery, Health, Queue};
+pub use encoding::{DecodeError, EncodeError, Encoder, JsonEncoder};
+pub use error::{Error, Result};
+pub use exchange::{Exchange, ExchangeKind};
+pub use fingerprint::Fingerprint;
+pub use message::{
+    Category, Content, GenericMessage, IntoMessage, Message, MessageCommand, MessageResult,
+    MessageResultError, MessageResultException, MessageStatus, Outcome, RpcCommand,
+};
+pub use processor::{Context, Control, Handlers, Processor, Reply, Stop};
+pub use producer::Producer;
+pub use rpc::{PendingReply, ReplyStrategy};
+pub use scheduler::Scheduler;
+pub use transport::Connection;
+
+/// The names most components need: `use postage::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        Category, Config, Connection, Consumer, Content, Context, Control, Exchange,
+        ExchangeKind, Fingerprint, GenericMessage, Handlers, IntoMessage, Message,
+        MessageCommand, MessageResult, MessageResultError, MessageResultException,
+        MessageStatus, Outcome, Processor, Producer, Queue, Reply, ReplyStrategy, RpcCommand,
+        Scheduler,
+    };
+}

@@ -1,0 +1,466 @@
+//! RPC on the caller side: reply strategies, correlation, timeout, retries
+//! and queue-only calls.
+//!
+//! A call sends an RPC command to the producer's first (exchange, key) pair
+//! with `reply_to`, a fresh `correlation_id` and an `expiration` equal to
+//! the timeout (a request nobody took in time is dropped by the broker, not
+//! run late), then waits for the reply. Each retry is a fresh send with a
+//! fresh correlation id. When every attempt times out the call fails with
+//! [`Error::RpcTimeout`]; Python Postage returns an exception result named
+//! `TimeoutError` instead, which [`Error::to_result_message`] produces.
+
+use std::collections::HashMap;
+use std::future::IntoFuture;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::{OnceCell, oneshot};
+
+use crate::consumer::Queue;
+use crate::encoding::Encoder;
+use crate::error::{Error, Result};
+use crate::exchange::Exchange;
+use crate::message::{Category, Message};
+use crate::producer::{BoxFuture, Producer, Target};
+use crate::transport::{Channel, OutgoingProperties, RawConsumer};
+
+/// RabbitMQ's direct reply-to pseudo-queue.
+pub const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
+
+/// Default time an RPC attempt waits for its reply.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default number of retries after the first attempt.
+pub const DEFAULT_RETRIES: u32 = 4;
+
+/// How replies come back to the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReplyStrategy {
+    /// RabbitMQ direct reply-to, matched by correlation id: no queue per
+    /// call, hundreds of calls in flight on one producer. A reply without a
+    /// correlation id (as Python Postage sends) is accepted when exactly one
+    /// call is waiting.
+    #[default]
+    DirectReplyTo,
+    /// A server-named, exclusive, auto-delete queue per call; the first
+    /// message in it is the reply. Works with any peer, Python Postage
+    /// processors with concurrent calls included, at the cost of a queue
+    /// declaration per call.
+    QueuePerCall,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RpcSettings {
+    pub(crate) timeout: Duration,
+    pub(crate) retries: u32,
+    pub(crate) strategy: ReplyStrategy,
+}
+
+impl Default for RpcSettings {
+    fn default() -> Self {
+        RpcSettings {
+            timeout: DEFAULT_TIMEOUT,
+            retries: DEFAULT_RETRIES,
+            strategy: ReplyStrategy::default(),
+        }
+    }
+}
+
+type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<Message>>>>;
+
+/// A producer's RPC state: settings, the direct reply-to listener, and the
+/// calls waiting for a reply.
+pub(crate) struct RpcState {
+    settings: RpcSettings,
+    listener: OnceCell<()>,
+    waiters: Waiters,
+    prefix: String,
+    counter: AtomicU64,
+}
+
+impl RpcState {
+    pub(crate) fn new(settings: RpcSettings) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        RpcState {
+            settings,
+            listener: OnceCell::new(),
+            waiters: Arc::default(),
+            prefix: format!("{:x}.{nanos:x}", std::process::id()),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    fn next_id(&self) -> String {
+        format!(
+            "{}.{}",
+            self.prefix,
+            self.counter.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// Starts consuming direct reply-to on the producer's channel (once,
+    /// before the first publish that needs it).
+    async fn ensure_listener(&self, channel: &Channel, encoder: &Arc<dyn Encoder>) -> Result<()> {
+        self.listener
+            .get_or_try_init(|| async {
+                let consumer = channel.consume(DIRECT_REPLY_TO, true).await?;
+                tokio::spawn(listen(consumer, self.waiters.clone(), encoder.clone()));
+                Ok::<(), Error>(())
+            })
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Hands each direct reply-to message to the call waiting for it.
+async fn listen(mut consumer: RawConsumer, waiters: Waiters, encoder: Arc<dyn Encoder>) {
+    while let Some(next) = consumer.next().await {
+        let delivery = match next {
+            Ok(delivery) => delivery,
+            Err(error) => {
+                tracing::warn!(%error, "RPC reply consumer interrupted");
+                continue;
+            }
+        };
+        let message = match encoder.decode(&delivery.data) {
+            Ok(message) => message,
+            Err(reason) => {
+                tracing::warn!(%reason, "undecodable RPC reply dropped");
+                continue;
+            }
+        };
+        let waiter = {
+            let mut waiters = waiters.lock().unwrap_or_else(PoisonError::into_inner);
+            match delivery.properties.correlation_id() {
+                Some(id) => waiters.remove(id.as_str()),
+                None if waiters.len() == 1 => {
+                    let id = waiters.keys().next().cloned();
+                    id.and_then(|id| waiters.remove(&id))
+                }
+                None => None,
+            }
+        };
+        match waiter {
+            Some(waiter) => {
+                let _ = waiter.send(message);
+            }
+            None => tracing::debug!(
+                correlation_id = ?delivery.properties.correlation_id(),
+                "RPC reply for no waiting call (late or duplicate) dropped"
+            ),
+        }
+    }
+    tracing::debug!("RPC reply consumer ended");
+}
+
+/// Removes a waiter when its call ends, however it ends.
+struct WaiterGuard {
+    waiters: Waiters,
+    id: String,
+}
+
+impl Drop for WaiterGuard {
+    fn drop(&mut self) {
+        self.waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
+    }
+}
+
+/// An RPC call being prepared; `.await` it for the reply message (a
+/// success, error or exception result: see [`Message::outcome`]).
+///
+/// ```no_run
+/// # use std::time::Duration;
+/// # async fn run(producer: postage::Producer) -> postage::Result<()> {
+/// let reply = producer
+///     .rpc("sum", serde_json::json!({"a": 2, "b": 3}))
+///     .timeout(Duration::from_secs(5))
+///     .retries(1)
+///     .await?;
+/// assert_eq!(reply.outcome()?.into_value().ok(), Some(5.into()));
+/// # Ok(()) }
+/// ```
+#[must_use = "an RPC call does nothing until it is awaited"]
+pub struct RpcCall<'a> {
+    producer: &'a Producer,
+    message: Message,
+    target: Target,
+    timeout: Duration,
+    retries: u32,
+    strategy: ReplyStrategy,
+}
+
+impl std::fmt::Debug for RpcCall<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcCall")
+            .field("command", &self.message.name)
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .field("strategy", &self.strategy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> RpcCall<'a> {
+    pub(crate) fn new(producer: &'a Producer, mut message: Message) -> Self {
+        message.category = Category::Rpc;
+        let settings = producer.inner.rpc.settings;
+        RpcCall {
+            producer,
+            message,
+            target: Target::Default,
+            timeout: settings.timeout,
+            retries: settings.retries,
+            strategy: settings.strategy,
+        }
+    }
+
+    /// How long each attempt waits (Python's `_timeout`).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Retries after the first attempt (Python's `_max_retry`).
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// Sends to the first exchange with this key (Python's `_key`).
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        if !matches!(self.target, Target::Eks(_)) {
+            self.target = Target::Key(key.into());
+        }
+        self
+    }
+
+    /// Sends to the first of these pairs (Python's `_eks`).
+    pub fn eks<K: Into<String>>(mut self, eks: impl IntoIterator<Item = (Exchange, K)>) -> Self {
+        self.target = Target::Eks(eks.into_iter().map(|(e, k)| (e, k.into())).collect());
+        self
+    }
+
+    /// The reply strategy for this call.
+    pub fn strategy(mut self, strategy: ReplyStrategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// Sends once and returns at once with a handle on the reply (Python's
+    /// `_queue_only`); awaiting the handle waits up to the timeout.
+    pub async fn queue_only(self) -> Result<PendingReply> {
+        let prepared = self.prepare().await?;
+        prepared.send_once().await
+    }
+
+    async fn prepare(self) -> Result<Prepared<'a>> {
+        let pairs = self.producer.resolve(self.target).await?;
+        let (exchange, key) = pairs.into_iter().next().ok_or(Error::NoDestination)?;
+        let command = self.message.name.clone();
+        let body = self.producer.encode(self.message)?;
+        Ok(Prepared {
+            producer: self.producer,
+            exchange,
+            key,
+            body,
+            command,
+            timeout: self.timeout,
+            strategy: self.strategy,
+        })
+    }
+
+    async fn run(self) -> Result<Message> {
+        let retries = self.retries;
+        let prepared = self.prepare().await?;
+        let attempts = retries.saturating_add(1);
+        for attempt in 1..=attempts {
+            let pending = prepared.send_once().await?;
+            match pending.wait().await {
+                Err(Error::RpcTimeout { .. }) => {
+                    tracing::debug!(command = %prepared.command, attempt, "RPC attempt timed out");
+                }
+                other => return other,
+            }
+        }
+        Err(Error::RpcTimeout {
+            command: prepared.command,
+            attempts,
+            timeout: prepared.timeout,
+        })
+    }
+}
+
+impl<'a> IntoFuture for RpcCall<'a> {
+    type Output = Result<Message>;
+    type IntoFuture = BoxFuture<'a, Result<Message>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
+
+struct Prepared<'a> {
+    producer: &'a Producer,
+    exchange: Exchange,
+    key: String,
+    body: Vec<u8>,
+    command: String,
+    timeout: Duration,
+    strategy: ReplyStrategy,
+}
+
+impl Prepared<'_> {
+    /// One send: sets up the reply path, publishes, waits for the confirm.
+    async fn send_once(&self) -> Result<PendingReply> {
+        let inner = &self.producer.inner;
+        let channel = &inner.channel;
+        let id = inner.rpc.next_id();
+        let (reply_queue, wait) = match self.strategy {
+            ReplyStrategy::DirectReplyTo => {
+                inner.rpc.ensure_listener(channel, &inner.encoder).await?;
+                let (tx, rx) = oneshot::channel();
+                inner
+                    .rpc
+                    .waiters
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(id.clone(), tx);
+                let guard = WaiterGuard {
+                    waiters: inner.rpc.waiters.clone(),
+                    id: id.clone(),
+                };
+                (DIRECT_REPLY_TO.to_owned(), Wait::Direct { rx, _guard: guard })
+            }
+            ReplyStrategy::QueuePerCall => {
+                let queue = channel.declare_queue(&Queue::server_named()).await?;
+                let consumer = channel.consume(&queue, true).await?;
+                (
+                    queue,
+                    Wait::Queue {
+                        consumer,
+                        channel: channel.clone(),
+                        encoder: inner.encoder.clone(),
+                    },
+                )
+            }
+        };
+        let props = OutgoingProperties {
+            content_type: Some(self.producer.content_type()),
+            persistent: inner.persistent,
+            mandatory: true,
+            reply_to: Some(&reply_queue),
+            correlation_id: Some(&id),
+            expiration_ms: Some(self.timeout.as_millis().max(1)),
+        };
+        let confirm = channel
+            .publish(self.exchange.name(), &self.key, &self.body, &props)
+            .await?;
+        let pending = PendingReply {
+            wait,
+            reply_queue,
+            correlation_id: id,
+            command: self.command.clone(),
+            timeout: self.timeout,
+        };
+        confirm.confirmed().await?;
+        Ok(pending)
+    }
+}
+
+enum Wait {
+    Direct {
+        rx: oneshot::Receiver<Message>,
+        _guard: WaiterGuard,
+    },
+    Queue {
+        consumer: RawConsumer,
+        channel: Channel,
+        encoder: Arc<dyn Encoder>,
+    },
+}
+
+/// A sent RPC request whose reply has not been awaited yet (from
+/// [`RpcCall::queue_only`]). Await it for the reply, within the call's
+/// timeout.
+#[must_use = "the reply is lost unless the handle is awaited"]
+pub struct PendingReply {
+    wait: Wait,
+    reply_queue: String,
+    correlation_id: String,
+    command: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for PendingReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingReply")
+            .field("reply_queue", &self.reply_queue)
+            .field("correlation_id", &self.correlation_id)
+            .field("command", &self.command)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingReply {
+    /// The queue the reply goes to (`amq.rabbitmq.reply-to` or an
+    /// `amq.gen-...` queue).
+    pub fn reply_queue(&self) -> &str {
+        &self.reply_queue
+    }
+
+    /// The request's correlation id.
+    pub fn correlation_id(&self) -> &str {
+        &self.correlation_id
+    }
+
+    /// Waits for the reply, up to the call's timeout.
+    pub async fn wait(self) -> Result<Message> {
+        let timeout = self.timeout;
+        let command = self.command;
+        let timed_out = || Error::RpcTimeout {
+            command: command.clone(),
+            attempts: 1,
+            timeout,
+        };
+        match self.wait {
+            Wait::Direct { rx, _guard } => match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(message)) => Ok(message),
+                Ok(Err(_)) => Err(Error::Closed("RPC reply consumer")),
+                Err(_) => Err(timed_out()),
+            },
+            Wait::Queue {
+                mut consumer,
+                channel,
+                encoder,
+            } => {
+                let result = tokio::time::timeout(timeout, consumer.next()).await;
+                if let Err(e) = channel.cancel(&consumer).await {
+                    tracing::debug!(error = %e, "cancel reply queue consumer");
+                }
+                match result {
+                    Ok(Some(Ok(delivery))) => Ok(encoder.decode(&delivery.data)?),
+                    Ok(Some(Err(e))) => Err(Error::amqp("consume RPC reply", e)),
+                    Ok(None) => Err(Error::Closed("RPC reply queue")),
+                    Err(_) => Err(timed_out()),
+                }
+            }
+        }
+    }
+}
+
+impl IntoFuture for PendingReply {
+    type Output = Result<Message>;
+    type IntoFuture = BoxFuture<'static, Result<Message>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.wait())
+    }
+}

@@ -1,0 +1,224 @@
+//! Runs processors and other tasks until they have all ended; turns
+//! SIGINT / SIGTERM into a graceful shutdown.
+
+use std::future::Future;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::error::{Error, Result};
+use crate::processor::{Handlers, Processor, Stop, restart_process};
+use crate::transport::Connection;
+
+/// A future that resolves when the scheduler shuts down; handed to tasks
+/// started with [`Scheduler::spawn_with_shutdown`].
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    rx: watch::Receiver<bool>,
+}
+
+impl Shutdown {
+    /// Resolves once shutdown has begun.
+    pub async fn wait(mut self) {
+        // An error means the scheduler is gone: shut down as well.
+        let _ = self.rx.wait_for(|down| *down).await;
+    }
+
+    /// Has shutdown begun?
+    pub fn is_shutting_down(&self) -> bool {
+        *self.rx.borrow()
+    }
+}
+
+/// Starts a graceful shutdown of a running [`Scheduler`] from anywhere.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    tx: watch::Sender<bool>,
+}
+
+impl ShutdownHandle {
+    /// Begins the shutdown.
+    pub fn shutdown(&self) {
+        self.tx.send_replace(true);
+    }
+}
+
+/// Runs any number of processors (and other futures) as tokio tasks until
+/// all have ended (Python's `MicroScheduler`).
+///
+/// - SIGINT or SIGTERM begins a graceful shutdown: every processor stops
+///   consuming, lets its running handlers finish and acknowledge, and
+///   closes its channel; then the connections are closed. Nothing
+///   acknowledged is lost; nothing unacknowledged is dropped (the broker
+///   redelivers it). A second signal exits the process at once with
+///   status 130.
+/// - A processor that ends with [`Stop::Restart`] shuts the others down
+///   gracefully, then the process replaces itself with a fresh run of the
+///   same executable and arguments (same pid).
+///
+/// See the [`processor`](crate::processor) module for an example.
+#[derive(Debug)]
+pub struct Scheduler {
+    tasks: JoinSet<Result<Stop>>,
+    shutdown: watch::Sender<bool>,
+    connections: Vec<Connection>,
+    signals: bool,
+}
+
+impl Default for Scheduler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Scheduler {
+    /// An empty scheduler that handles SIGINT and SIGTERM.
+    pub fn new() -> Self {
+        Scheduler {
+            tasks: JoinSet::new(),
+            shutdown: watch::channel(false).0,
+            connections: Vec::new(),
+            signals: true,
+        }
+    }
+
+    /// Whether the scheduler installs SIGINT / SIGTERM handlers (default
+    /// on).
+    #[must_use]
+    pub fn handle_signals(mut self, enabled: bool) -> Self {
+        self.signals = enabled;
+        self
+    }
+
+    /// Adds a processor; its connection is closed when the scheduler ends.
+    pub fn add<P: Handlers>(&mut self, processor: Processor<P>) {
+        if !self
+            .connections
+            .iter()
+            .any(|c| c.same_as(processor.connection()))
+        {
+            self.connections.push(processor.connection().clone());
+        }
+        let shutdown = self.shutdown_future();
+        self.tasks.spawn(processor.run_until(shutdown.wait()));
+    }
+
+    /// Adds a future; it is aborted when the processors have shut down.
+    pub fn spawn<F>(&mut self, future: F)
+    where
+        F: Future<Output = Result<()>> + Send + 'static,
+    {
+        let shutdown = self.shutdown_future();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                result = future => result.map(|()| Stop::Ended),
+                () = shutdown.wait() => Ok(Stop::Shutdown),
+            }
+        });
+    }
+
+    /// Adds a future that watches for shutdown itself and ends on its own.
+    pub fn spawn_with_shutdown<F, Fut>(&mut self, make: F)
+    where
+        F: FnOnce(Shutdown) -> Fut,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        let future = make(self.shutdown_future());
+        self.tasks
+            .spawn(async move { future.await.map(|()| Stop::Ended) });
+    }
+
+    /// A handle that begins the shutdown from elsewhere.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            tx: self.shutdown.clone(),
+        }
+    }
+
+    fn shutdown_future(&self) -> Shutdown {
+        Shutdown {
+            rx: self.shutdown.subscribe(),
+        }
+    }
+
+    /// Runs until every task has ended. Returns the first error a task
+    /// ended with, after all have ended.
+    pub async fn run(mut self) -> Result<()> {
+        let mut signals = if self.signals {
+            Some(Signals::new()?)
+        } else {
+            None
+        };
+        let mut restart = false;
+        let mut first_error: Option<Error> = None;
+        loop {
+            tokio::select! {
+                joined = self.tasks.join_next() => match joined {
+                    None => break,
+                    Some(Ok(Ok(Stop::Restart))) => {
+                        restart = true;
+                        self.shutdown.send_replace(true);
+                    }
+                    Some(Ok(Ok(_))) => {}
+                    Some(Ok(Err(error))) => {
+                        tracing::error!(%error, "task ended with an error");
+                        first_error.get_or_insert(error);
+                    }
+                    Some(Err(join_error)) => {
+                        tracing::error!(error = %join_error, "task panicked or was aborted");
+                    }
+                },
+                signal = next_signal(&mut signals) => {
+                    if *self.shutdown.borrow() {
+                        tracing::warn!(signal, "second signal: exiting now");
+                        std::process::exit(130);
+                    }
+                    tracing::info!(signal, "shutting down gracefully");
+                    self.shutdown.send_replace(true);
+                }
+            }
+        }
+        for connection in &self.connections {
+            if let Err(error) = connection.close().await {
+                tracing::debug!(%error, "closing connection");
+            }
+        }
+        if restart {
+            let error = restart_process();
+            tracing::error!(%error, "restart failed");
+            return Err(Error::Closed("process (restart failed)"));
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let install = |kind| {
+            signal(kind).map_err(|source| Error::Io {
+                what: "install signal handlers",
+                source,
+            })
+        };
+        Ok(Signals {
+            interrupt: install(SignalKind::interrupt())?,
+            terminate: install(SignalKind::terminate())?,
+        })
+    }
+}
+
+async fn next_signal(signals: &mut Option<Signals>) -> &'static str {
+    match signals {
+        Some(signals) => tokio::select! {
+            _ = signals.interrupt.recv() => "SIGINT",
+            _ = signals.terminate.recv() => "SIGTERM",
+        },
+        None => std::future::pending().await,
+    }
+}

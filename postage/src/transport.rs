@@ -1,0 +1,423 @@
+//! The one module that speaks lapin: connections, channels, declarations,
+//! publishing with confirms, and consuming.
+//!
+//! Everything above this module works with [`Channel`] and
+//! [`OutgoingProperties`]; an in-memory broker can later stand behind the
+//! same narrow interface.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use lapin::options::{
+    BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldArray, FieldTable};
+use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
+use lapin::{BasicProperties, Confirmation, ConnectionProperties, PublisherConfirm};
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::consumer::Queue;
+use crate::error::{Error, Result};
+use crate::exchange::{Exchange, ExchangeKind};
+
+/// A connection to RabbitMQ, shared by the producers and processors of a
+/// component. Cheap to clone: clones share one AMQP connection.
+///
+/// Automatic recovery is on: after a dropped connection lapin reconnects
+/// and replays exchanges, queues, bindings and consumers.
+///
+/// ```no_run
+/// # async fn run() -> postage::Result<()> {
+/// let connection = postage::Connection::from_env().await?;
+/// // ... producers and processors ...
+/// connection.close().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Connection {
+    inner: Arc<ConnectionInner>,
+}
+
+struct ConnectionInner {
+    lapin: lapin::Connection,
+    config: Config,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("endpoint", &self.inner.config.to_string())
+            .field("connected", &self.inner.lapin.status().connected())
+            .finish()
+    }
+}
+
+impl Connection {
+    /// Connects with settings read from the `POSTAGE_*` variables.
+    pub async fn from_env() -> Result<Self> {
+        Self::connect(Config::from_env()?).await
+    }
+
+    /// Connects with these settings.
+    pub async fn connect(config: Config) -> Result<Self> {
+        let uri = AMQPUri {
+            scheme: if config.tls() {
+                AMQPScheme::AMQPS
+            } else {
+                AMQPScheme::AMQP
+            },
+            authority: AMQPAuthority {
+                userinfo: AMQPUserInfo {
+                    username: config.user().to_owned(),
+                    password: config.password().to_owned(),
+                },
+                host: config.host().to_owned(),
+                port: config.port(),
+            },
+            vhost: config.vhost().to_owned(),
+            query: AMQPQueryString {
+                heartbeat: config.heartbeat(),
+                ..AMQPQueryString::default()
+            },
+        };
+        let mut properties = ConnectionProperties::default().enable_auto_recover();
+        let name = config.connection_name().map_or_else(
+            || {
+                std::env::args()
+                    .next()
+                    .and_then(|a| a.rsplit('/').next().map(str::to_owned))
+                    .unwrap_or_else(|| "postage".into())
+            },
+            str::to_owned,
+        );
+        properties = properties.with_connection_name(name.into());
+        let mut tls = lapin::tcp::OwnedTLSConfig::default();
+        if let Some(path) = config.tls_ca_file() {
+            let pem = std::fs::read_to_string(path).map_err(|e| {
+                Error::Config(crate::config::ConfigError::tls_ca(path, &e))
+            })?;
+            tls.cert_chain = Some(pem);
+        }
+        let runtime = lapin::runtime::default_runtime().map_err(|source| Error::Connect {
+            endpoint: config.to_string(),
+            source,
+        })?;
+        let lapin = lapin::Connection::connect_uri_with_config(uri, properties, tls, runtime)
+            .await
+            .map_err(|source| Error::Connect {
+                endpoint: config.to_string(),
+                source,
+            })?;
+        tracing::debug!(endpoint = %config, "connected to RabbitMQ");
+        Ok(Connection {
+            inner: Arc::new(ConnectionInner { lapin, config }),
+        })
+    }
+
+    /// The settings this connection was made with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Is the connection up (not closed, not recovering)?
+    pub fn is_connected(&self) -> bool {
+        self.inner.lapin.status().connected()
+    }
+
+    /// Closes the connection (all its channels with it). Unacknowledged
+    /// deliveries go back to their queues.
+    pub async fn close(&self) -> Result<()> {
+        if self.inner.lapin.status().closed() {
+            return Ok(());
+        }
+        match self.inner.lapin.close(200, "OK".into()).await {
+            Ok(()) => Ok(()),
+            Err(_) if !self.is_connected() => Ok(()),
+            Err(e) => Err(Error::amqp("connection.close", e)),
+        }
+    }
+
+    pub(crate) fn same_as(&self, other: &Connection) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Opens a channel; `confirms` switches publisher confirms on.
+    pub(crate) async fn open_channel(&self, confirms: bool) -> Result<Channel> {
+        let channel = self
+            .inner
+            .lapin
+            .create_channel()
+            .await
+            .map_err(|e| Error::amqp("channel.open", e))?;
+        if confirms {
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(|e| Error::amqp("confirm.select", e))?;
+        }
+        Ok(Channel {
+            inner: channel,
+            debug: self.inner.config.debug(),
+        })
+    }
+}
+
+/// Properties of a published message.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OutgoingProperties<'a> {
+    pub(crate) content_type: Option<&'a str>,
+    pub(crate) persistent: bool,
+    pub(crate) mandatory: bool,
+    pub(crate) reply_to: Option<&'a str>,
+    pub(crate) correlation_id: Option<&'a str>,
+    pub(crate) expiration_ms: Option<u128>,
+}
+
+/// A channel. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Channel {
+    inner: lapin::Channel,
+    debug: bool,
+}
+
+/// A publish whose broker confirmation has not been awaited yet.
+pub(crate) struct PendingConfirm {
+    confirm: PublisherConfirm,
+    exchange: String,
+    key: String,
+}
+
+impl PendingConfirm {
+    /// Waits for the broker: a nack or a returned (unroutable) mandatory
+    /// message is an error.
+    pub(crate) async fn confirmed(self) -> Result<()> {
+        let confirmation = self
+            .confirm
+            .await
+            .map_err(|e| Error::amqp(format!("publish to {:?}", self.exchange), e))?;
+        match confirmation {
+            Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+            Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
+                Err(Error::Unroutable {
+                    exchange: self.exchange,
+                    key: self.key,
+                    reply: returned.reply_text.to_string(),
+                })
+            }
+            Confirmation::Nack(None) => Err(Error::Nacked {
+                exchange: self.exchange,
+                key: self.key,
+            }),
+        }
+    }
+}
+
+/// A delivery as received, before decoding.
+pub(crate) type RawDelivery = lapin::message::Delivery;
+
+/// A broker consumer's stream of deliveries.
+pub(crate) type RawConsumer = lapin::Consumer;
+
+impl Channel {
+    pub(crate) async fn declare_exchange(&self, exchange: &Exchange) -> Result<()> {
+        if exchange.is_default() {
+            return Ok(());
+        }
+        let kind = match exchange.kind() {
+            ExchangeKind::Direct => lapin::ExchangeKind::Direct,
+            ExchangeKind::Fanout => lapin::ExchangeKind::Fanout,
+            ExchangeKind::Topic => lapin::ExchangeKind::Topic,
+            ExchangeKind::Headers => lapin::ExchangeKind::Headers,
+        };
+        let options = ExchangeDeclareOptions {
+            passive: exchange.is_passive(),
+            durable: exchange.is_durable(),
+            auto_delete: exchange.is_auto_delete(),
+            internal: false,
+            nowait: false,
+        };
+        self.inner
+            .exchange_declare(
+                exchange.name().into(),
+                kind,
+                options,
+                field_table(exchange.arguments()),
+            )
+            .await
+            .map_err(|e| Error::amqp(format!("exchange.declare {:?}", exchange.name()), e))
+    }
+
+    /// Declares a queue and returns its name (the broker's for a
+    /// server-named queue).
+    pub(crate) async fn declare_queue(&self, queue: &Queue) -> Result<String> {
+        let options = QueueDeclareOptions {
+            passive: false,
+            durable: queue.is_durable(),
+            exclusive: queue.is_exclusive(),
+            auto_delete: queue.is_auto_delete(),
+            nowait: false,
+        };
+        let declared = self
+            .inner
+            .queue_declare(queue.name().into(), options, field_table(queue.arguments()))
+            .await
+            .map_err(|e| Error::amqp(format!("queue.declare {:?}", queue.name()), e))?;
+        Ok(declared.name().to_string())
+    }
+
+    pub(crate) async fn bind(&self, queue: &str, exchange: &str, key: &str) -> Result<()> {
+        self.inner
+            .queue_bind(
+                queue.into(),
+                exchange.into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| {
+                Error::amqp(
+                    format!("queue.bind {queue:?} to {exchange:?} with key {key:?}"),
+                    e,
+                )
+            })
+    }
+
+    pub(crate) async fn qos(&self, prefetch: u16) -> Result<()> {
+        self.inner
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await
+            .map_err(|e| Error::amqp("basic.qos", e))
+    }
+
+    pub(crate) async fn consume(&self, queue: &str, no_ack: bool) -> Result<RawConsumer> {
+        self.inner
+            .basic_consume(
+                queue.into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| Error::amqp(format!("basic.consume {queue:?}"), e))
+    }
+
+    pub(crate) async fn cancel(&self, consumer: &RawConsumer) -> Result<()> {
+        self.inner
+            .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+            .await
+            .map_err(|e| Error::amqp("basic.cancel", e))
+    }
+
+    /// Publishes a body. The returned confirmation resolves at once when
+    /// confirms are off.
+    pub(crate) async fn publish(
+        &self,
+        exchange: &str,
+        key: &str,
+        body: &[u8],
+        props: &OutgoingProperties<'_>,
+    ) -> Result<PendingConfirm> {
+        let mut properties = BasicProperties::default();
+        if let Some(content_type) = props.content_type {
+            properties = properties.with_content_type(content_type.into());
+        }
+        if props.persistent {
+            properties = properties.with_delivery_mode(2);
+        }
+        if let Some(reply_to) = props.reply_to {
+            properties = properties.with_reply_to(reply_to.into());
+        }
+        if let Some(correlation_id) = props.correlation_id {
+            properties = properties.with_correlation_id(correlation_id.into());
+        }
+        if let Some(ms) = props.expiration_ms {
+            properties = properties.with_expiration(ms.to_string().into());
+        }
+        if self.debug {
+            tracing::debug!(
+                exchange,
+                key,
+                body = %String::from_utf8_lossy(body),
+                "publish"
+            );
+        }
+        let confirm = self
+            .inner
+            .basic_publish(
+                exchange.into(),
+                key.into(),
+                BasicPublishOptions {
+                    mandatory: props.mandatory,
+                    immediate: false,
+                },
+                body,
+                properties,
+            )
+            .await
+            .map_err(|e| Error::amqp(format!("basic.publish to {exchange:?}"), e))?;
+        Ok(PendingConfirm {
+            confirm,
+            exchange: exchange.to_owned(),
+            key: key.to_owned(),
+        })
+    }
+
+    /// Waits until lapin has recovered the channel after `error`; gives
+    /// the error back when recovery is impossible.
+    pub(crate) async fn wait_for_recovery(&self, error: lapin::Error) -> Result<(), lapin::Error> {
+        self.inner.wait_for_recovery(error).await
+    }
+
+    pub(crate) fn debug(&self) -> bool {
+        self.debug
+    }
+
+    pub(crate) async fn close(&self) {
+        if self.inner.status().connected() {
+            if let Err(e) = self.inner.close(200, "OK".into()).await {
+                tracing::debug!(error = %e, "channel close");
+            }
+        }
+    }
+}
+
+/// Converts JSON declaration arguments to an AMQP field table.
+fn field_table(arguments: &BTreeMap<String, Value>) -> FieldTable {
+    let mut table = FieldTable::default();
+    for (key, value) in arguments {
+        table.insert(key.as_str().into(), amqp_value(value));
+    }
+    table
+}
+
+fn amqp_value(value: &Value) -> AMQPValue {
+    match value {
+        Value::Null => AMQPValue::Void,
+        Value::Bool(b) => AMQPValue::Boolean(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => AMQPValue::LongLongInt(i),
+            None => AMQPValue::Double(n.as_f64().unwrap_or_default()),
+        },
+        Value::String(s) => AMQPValue::LongString(s.as_str().into()),
+        Value::Array(items) => {
+            let mut array = FieldArray::default();
+            for item in items {
+                array.push(amqp_value(item));
+            }
+            AMQPValue::FieldArray(array)
+        }
+        Value::Object(map) => {
+            let mut table = FieldTable::default();
+            for (key, value) in map {
+                table.insert(key.as_str().into(), amqp_value(value));
+            }
+            AMQPValue::FieldTable(table)
+        }
+    }
+}
