@@ -126,6 +126,7 @@ pub mod producer;
 pub mod rpc;
 pub mod scheduler;
 mod transport;
+pub mod typed;
 
 #[doc(hidden)]
 pub mod __private;
@@ -145,6 +146,13 @@ pub use producer::Producer;
 pub use rpc::{PendingReply, ReplyStrategy};
 pub use scheduler::Scheduler;
 pub use transport::Connection;
+pub use typed::{
+    ApiParam, FromContent, IntoErrorReply, IntoReply, MessageApi, Params, ProducerApi,
+    ProducerSpec, RpcError,
+};
+pub use postage_macros::{
+    context_handler, full_body_handler, handler, processor, producer, rpc_handler,
+};
 
 /// The names most components need: `use postage::prelude::*;`.
 pub mod prelude {
@@ -154,5 +162,9 @@ pub mod prelude {
         MessageCommand, MessageResult, MessageResultError, MessageResultException,
         MessageStatus, Outcome, Processor, Producer, Queue, Reply, ReplyStrategy, RpcCommand,
         Scheduler,
+    };
+    pub use crate::{Params, ProducerApi, ProducerSpec, RpcError};
+    pub use postage_macros::{
+        context_handler, full_body_handler, handler, processor, producer, rpc_handler,
     };
 }

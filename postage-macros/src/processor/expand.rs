@@ -1,0 +1,134 @@
+//! Writes the `Handlers` impl of a `#[processor]` impl block: a const
+//! table of `Handler` entries whose functions call the methods through
+//! `__private` helpers.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+
+use super::parse::{Args, Entry, Processor, Shape};
+
+/// `impl Handlers for EchoReceiver { fn handlers() -> ... { const TABLE ... } }`
+pub(crate) fn expand(args: &Args, processor: &Processor) -> TokenStream {
+    let krate = &args.krate;
+    let self_ty = &processor.self_ty;
+    let entries = processor
+        .entries
+        .iter()
+        .map(|entry| expand_entry(args, processor, entry));
+    quote! {
+        impl #krate::Handlers for #self_ty {
+            fn handlers() -> &'static [#krate::__private::Handler<Self>] {
+                const TABLE: &[#krate::__private::Handler<#self_ty>] = &[#(#entries),*];
+                TABLE
+            }
+        }
+    }
+}
+
+/// `Handler::message("command", "echo", |this, content| ...).labeled("echo")`
+fn expand_entry(args: &Args, processor: &Processor, entry: &Entry) -> TokenStream {
+    let krate = &args.krate;
+    let (kind, name) = (&entry.kind, &entry.name);
+    let label = entry.method.to_string();
+    let method = &entry.method;
+    let self_ty = &processor.self_ty;
+    // `this.echo` or `<EchoReceiver>::echo`
+    let this = if entry.has_self {
+        quote!(this)
+    } else {
+        quote!(_)
+    };
+    let call = |ret: Span| {
+        if entry.has_self {
+            quote_spanned!(ret=> this.#method)
+        } else {
+            quote_spanned!(ret=> <#self_ty>::#method)
+        }
+    };
+    // Helpers whose bound concerns the return type sit on it; those
+    // concerning an argument sit on the argument's type.
+    let at = |span: Span| krate.at(span);
+    let ret = entry.ret;
+    let p_ret = at(ret);
+    let f = call(ret);
+    let boxed = |body: TokenStream| {
+        let p = at(entry.method.span());
+        quote_spanned!(entry.method.span()=> #p::__private::boxed(async move { #body }))
+    };
+    let entry_fn = match &entry.shape {
+        Shape::Message { content: None } => {
+            let body = boxed(quote_spanned!(ret=> #p_ret::__private::done(#f().await)));
+            quote!(message(#kind, #name, |#this, _| #body))
+        }
+        Shape::Message { content: Some(ty) } => {
+            let p = at(*ty);
+            let arg = quote_spanned!(*ty=> #p::__private::params(content)?);
+            let body = boxed(quote_spanned!(ret=> #p_ret::__private::done(#f(#arg).await)));
+            quote!(message(#kind, #name, |#this, content| #body))
+        }
+        Shape::FullBody { message } => {
+            let arg = quote_spanned!(*message=> message);
+            let body = boxed(quote_spanned!(ret=> #p_ret::__private::done(#f(#arg).await)));
+            quote!(full_body(#kind, #name, |#this, message| #body))
+        }
+        Shape::RpcReply { content, reply } => {
+            let reply_arg = quote_spanned!(*reply=> reply);
+            match content {
+                None => {
+                    let body =
+                        boxed(quote_spanned!(ret=> #p_ret::__private::done(#f(#reply_arg).await)));
+                    quote!(rpc(#kind, #name, |#this, _, reply| #body))
+                }
+                Some(ty) => {
+                    let p = at(*ty);
+                    let decode =
+                        quote_spanned!(*ty=> #p::__private::rpc_params(content, reply).await?);
+                    let body = boxed(quote! {
+                        let (content, reply) = #decode;
+                        #p_ret::__private::done(#f(content, #reply_arg).await)
+                    });
+                    quote!(rpc(#kind, #name, |#this, content, reply| #body))
+                }
+            }
+        }
+        Shape::RpcValue { content, result } => {
+            let helper = if *result {
+                quote!(reply_result)
+            } else {
+                quote!(reply_value)
+            };
+            let reply = quote_spanned!(ret=> #p_ret::__private::#helper);
+            match content {
+                None => {
+                    let body = boxed(quote_spanned!(ret=> #reply(reply, #f().await).await));
+                    quote!(rpc(#kind, #name, |#this, _, reply| #body))
+                }
+                Some(ty) => {
+                    let p = at(*ty);
+                    let decode =
+                        quote_spanned!(*ty=> #p::__private::rpc_params(content, reply).await?);
+                    let body = boxed(quote! {
+                        let (content, reply) = #decode;
+                        #reply(reply, #f(content).await).await
+                    });
+                    quote!(rpc(#kind, #name, |#this, content, reply| #body))
+                }
+            }
+        }
+        Shape::Context { rpc, ctx } => {
+            let category = if *rpc { quote!(Rpc) } else { quote!(Message) };
+            let arg = quote_spanned!(*ctx=> ctx);
+            let body = boxed(quote_spanned!(ret=> #p_ret::__private::done(#f(#arg).await)));
+            let body = if entry.has_self {
+                quote!({
+                    let this = ::std::sync::Arc::clone(&ctx.processor);
+                    #body
+                })
+            } else {
+                body
+            };
+            quote!(context(#krate::__private::Category::#category, #kind, #name, |ctx| #body))
+        }
+    };
+    quote!(#krate::__private::Handler::<#self_ty>::#entry_fn.labeled(#label))
+}
