@@ -27,6 +27,16 @@ pub enum Error {
         source: lapin::Error,
     },
 
+    /// Nothing answered at the broker's address.
+    #[error("RabbitMQ is not reachable at {endpoint}: {source}")]
+    Unreachable {
+        /// Where we tried to connect, without the password.
+        endpoint: String,
+        /// The network error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// An AMQP operation failed.
     #[error("AMQP {operation} failed: {source}")]
     Amqp {
@@ -122,7 +132,7 @@ impl Error {
         let name = match self {
             Error::RpcTimeout { .. } => "TimeoutError",
             Error::Config(_) => "ConfigError",
-            Error::Connect { .. } => "ConnectionError",
+            Error::Connect { .. } | Error::Unreachable { .. } => "ConnectionError",
             Error::Amqp { .. } => "AMQPError",
             Error::Encode(_) => "EncodeError",
             Error::Decode(_) => "DecodeError",

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use lapin::options::{
     BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
@@ -21,6 +22,13 @@ use crate::config::Config;
 use crate::consumer::Queue;
 use crate::error::{Error, Result};
 use crate::exchange::{Exchange, ExchangeKind};
+
+/// How long the first TCP connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many times a lost connection is retried (200 ms to 5 s apart: about
+/// an hour in all) before recovery gives up.
+const RECOVERY_ATTEMPTS: usize = 720;
 
 /// A connection to RabbitMQ, shared by the producers and processors of a
 /// component. Cheap to clone: clones share one AMQP connection.
@@ -82,7 +90,36 @@ impl Connection {
                 ..AMQPQueryString::default()
             },
         };
-        let mut properties = ConnectionProperties::default().enable_auto_recover();
+        // Fail fast when nothing listens: lapin's recovery backoff would
+        // otherwise retry the first connection for a long time.
+        let probe = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio::net::TcpStream::connect((config.host(), config.port())),
+        )
+        .await;
+        let unreachable = match probe {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {CONNECT_TIMEOUT:?}"),
+            )),
+        };
+        if let Some(error) = unreachable {
+            return Err(Error::Unreachable {
+                endpoint: config.to_string(),
+                source: error,
+            });
+        }
+        let mut properties = ConnectionProperties::default()
+            .configure_backoff(|backoff| {
+                backoff
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_delay(Duration::from_secs(5))
+                    .with_max_times(RECOVERY_ATTEMPTS)
+                    .with_jitter()
+            })
+            .enable_auto_recover();
         let name = config.connection_name().map_or_else(
             || {
                 std::env::args()

@@ -1,0 +1,122 @@
+//! Configuration from variables and URLs: defaults, precedence,
+//! deprecated names, redaction, and bad values.
+
+use std::collections::HashMap;
+
+use postage::Config;
+
+fn from(vars: &[(&str, &str)]) -> Result<Config, postage::ConfigError> {
+    let vars: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    Config::from_lookup(|name| vars.get(name).cloned())
+}
+
+#[test]
+fn defaults_match_python() {
+    let config = from(&[]).expect("valid");
+    assert_eq!(config.host(), "localhost");
+    assert_eq!(config.port(), 5672);
+    assert_eq!(config.vhost(), "/");
+    assert_eq!(config.user(), "guest");
+    assert!(!config.tls());
+    assert!(!config.debug());
+}
+
+#[test]
+fn variables_are_read() {
+    let config = from(&[
+        ("POSTAGE_HOST", "mq"),
+        ("POSTAGE_PORT", "5673"),
+        ("POSTAGE_VHOST", "development"),
+        ("POSTAGE_USER", "svc"),
+        ("POSTAGE_PASSWORD", "pw"),
+        ("POSTAGE_DEBUG_MODE", "TRUE"),
+    ])
+    .expect("valid");
+    assert_eq!(config.to_string(), "amqp://svc@mq:5673/development");
+    assert!(config.debug());
+}
+
+#[test]
+fn deprecated_names_are_fallbacks() {
+    let old = from(&[("POSTAGE_RMQ_USER", "old"), ("POSTAGE_RMQ_PASSWORD", "oldpw")]).expect("valid");
+    assert_eq!(old.user(), "old");
+    let both = from(&[("POSTAGE_RMQ_USER", "old"), ("POSTAGE_USER", "new")]).expect("valid");
+    assert_eq!(both.user(), "new", "the new name wins");
+}
+
+#[test]
+fn url_wins_over_parts() {
+    let config = from(&[
+        ("POSTAGE_HOST", "ignored"),
+        ("POSTAGE_USER", "from-var"),
+        ("POSTAGE_URL", "amqps://app:p%40ss@broker.example:7777/prod%2Fa"),
+    ])
+    .expect("valid");
+    assert!(config.tls());
+    assert_eq!(config.host(), "broker.example");
+    assert_eq!(config.port(), 7777);
+    assert_eq!(config.user(), "app");
+    assert_eq!(config.vhost(), "prod/a");
+    // What the URL leaves out comes from the variables.
+    let partial = from(&[("POSTAGE_USER", "svc"), ("POSTAGE_URL", "amqp://mq")]).expect("valid");
+    assert_eq!((partial.user(), partial.host(), partial.vhost()), ("svc", "mq", "/"));
+    let slash = Config::from_url("amqp://guest:guest@127.0.0.1:5672/%2f").expect("valid");
+    assert_eq!(slash.vhost(), "/");
+    assert_eq!(Config::from_url("amqps://h").expect("valid").port(), 5671);
+    assert_eq!(Config::from_url("amqp://[::1]:5673").expect("valid").host(), "::1");
+}
+
+#[test]
+fn password_never_shows() {
+    let secret = "hunter2-very-secret";
+    let config = from(&[
+        ("POSTAGE_PASSWORD", secret),
+        ("POSTAGE_URL", &format!("amqp://u:{secret}@h/v")),
+    ])
+    .expect("valid");
+    for shown in [format!("{config}"), format!("{config:?}"), format!("{config:#?}")] {
+        assert!(!shown.contains(secret), "password shown in {shown}");
+    }
+    // Errors about a URL with a password do not repeat it either.
+    let error = from(&[("POSTAGE_URL", &format!("amqp://u:{secret}@h:notaport/v"))]).expect_err("bad port");
+    assert!(!error.to_string().contains(secret), "{error}");
+}
+
+#[test]
+fn bad_values_name_the_variable() {
+    let cases = [
+        ("POSTAGE_PORT", "http"),
+        ("POSTAGE_PORT", "70000"),
+        ("POSTAGE_PORT", "0"),
+        ("POSTAGE_DEBUG_MODE", "maybe"),
+        ("POSTAGE_URL", "http://host"),
+        ("POSTAGE_URL", "no scheme"),
+        ("POSTAGE_URL", "amqp://h:12x"),
+        ("POSTAGE_URL", "amqp://h/%zz"),
+    ];
+    for (name, value) in cases {
+        let error = from(&[(name, value)]).expect_err(value);
+        assert!(
+            error.variable().starts_with(name),
+            "{name}={value}: error names {:?}",
+            error.variable()
+        );
+        assert!(error.to_string().contains(name), "{error}");
+    }
+}
+
+#[test]
+fn settable_in_code() {
+    let config = Config::default()
+        .with_host("h")
+        .with_port(1)
+        .with_vhost("v")
+        .with_credentials("u", "p")
+        .with_tls(true)
+        .with_debug(true);
+    assert_eq!(config.to_string(), "amqps://u@h:1/v");
+    assert!(config.debug());
+}
