@@ -70,7 +70,12 @@ pub(crate) fn respan(tokens: TokenStream, span: Span) -> TokenStream {
 /// A type as source text, spaced as people write it: `&'a str`,
 /// `Vec<(i64, String)>`, `std::time::Duration`.
 pub(crate) fn type_text(ty: &Type) -> String {
-    let raw = ty.to_token_stream().to_string();
+    tokens_text(ty)
+}
+
+/// Tokens as source text, spaced as people write them.
+pub(crate) fn tokens_text(tokens: impl ToTokens) -> String {
+    let raw = tokens.to_token_stream().to_string();
     let mut text = String::with_capacity(raw.len());
     for piece in raw.split(' ') {
         let glue = matches!(
@@ -93,6 +98,7 @@ pub(crate) fn type_text(ty: &Type) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)]
 mod tests {
     use super::type_text;
 

@@ -141,6 +141,9 @@ pub use message::{
     Category, Content, GenericMessage, IntoMessage, Message, MessageCommand, MessageResult,
     MessageResultError, MessageResultException, MessageStatus, Outcome, RpcCommand,
 };
+pub use postage_macros::{
+    context_handler, full_body_handler, handler, processor, producer, rpc_handler,
+};
 pub use processor::{Context, Control, Handlers, Processor, Reply, Stop};
 pub use producer::Producer;
 pub use rpc::{PendingReply, ReplyStrategy};
@@ -149,9 +152,6 @@ pub use transport::Connection;
 pub use typed::{
     ApiParam, FromContent, IntoErrorReply, IntoReply, MessageApi, Params, ProducerApi,
     ProducerSpec, RpcError,
-};
-pub use postage_macros::{
-    context_handler, full_body_handler, handler, processor, producer, rpc_handler,
 };
 
 /// The names most components need: `use postage::prelude::*;`.

@@ -2,6 +2,8 @@
 //! broker: plain echo, fanout echo, RPC echo, typed parameters, returned
 //! replies, context handlers, and the static producer API.
 
+#![allow(clippy::expect_used)]
+
 use std::time::Duration;
 
 use postage::prelude::*;

@@ -232,17 +232,16 @@ fn check_method(cx: &mut Ctxt, method: &ImplItemFn) -> bool {
         cx.error_spanned_by(&sig.generics, "a handler cannot be generic");
         ok = false;
     }
-    if let Some(receiver) = sig.receiver() {
-        if receiver.reference.is_none()
+    if let Some(receiver) = sig.receiver()
+        && (receiver.reference.is_none()
             || receiver.mutability.is_some()
-            || receiver.colon_token.is_some()
-        {
-            cx.error_spanned_by(
-                receiver,
-                "a handler takes `&self` (the processor is shared by its handlers) or no receiver",
-            );
-            ok = false;
-        }
+            || receiver.colon_token.is_some())
+    {
+        cx.error_spanned_by(
+            receiver,
+            "a handler takes `&self` (the processor is shared by its handlers) or no receiver",
+        );
+        ok = false;
     }
     ok
 }

@@ -98,11 +98,8 @@ fn expand_sender(args: &Args, sender: &Sender<'_>) -> TokenStream {
     // that does not return a message is reported there.
     let span = sender.ret_span;
     let krate = args.krate.at(span);
-    let build = Ident::new(&build.to_string(), span);
-    let idents = sender
-        .params
-        .iter()
-        .map(|param| Ident::new(&param.ident.to_string(), span));
+    let build = at(build, span);
+    let idents = sender.params.iter().map(|param| at(&param.ident, span));
     let message = quote_spanned!(span=> #krate::__private::message(self.spec.#build(#(#idents),*)));
     let krate = &args.krate;
     match sender.kind {
@@ -135,4 +132,11 @@ fn api_entry(args: &Args, sender: &Sender<'_>) -> TokenStream {
         quote!(#krate::ApiParam::new(#name, #ty))
     });
     quote!(#krate::MessageApi::#constructor(#command, #name, &[#(#params),*]))
+}
+
+/// `ident` at `span` (raw identifiers stay raw).
+fn at(ident: &Ident, span: proc_macro2::Span) -> Ident {
+    let mut ident = ident.clone();
+    ident.set_span(span);
+    ident
 }

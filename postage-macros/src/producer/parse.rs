@@ -7,7 +7,7 @@ use syn::parse::{ParseStream, Parser};
 use syn::spanned::Spanned;
 use syn::{Expr, FnArg, Ident, ImplItem, ImplItemFn, ItemImpl, Pat, ReturnType, Token, Type};
 
-use crate::common::{CratePath, parse_crate_arg, type_text};
+use crate::common::{CratePath, parse_crate_arg, tokens_text, type_text};
 use crate::ctxt::Ctxt;
 
 mod kw {
@@ -167,10 +167,10 @@ pub(crate) fn parse_impl<'a>(cx: &mut Ctxt, item: &'a ItemImpl) -> Option<Produc
     };
     let mut senders = Vec::new();
     for impl_item in &item.items {
-        if let ImplItem::Fn(method) = impl_item {
-            if let Some(sender) = sender(cx, method) {
-                senders.push(sender);
-            }
+        if let ImplItem::Fn(method) = impl_item
+            && let Some(sender) = sender(cx, method)
+        {
+            senders.push(sender);
         }
     }
     Some(Producer {
@@ -238,12 +238,11 @@ fn sender<'a>(cx: &mut Ctxt, method: &'a ImplItemFn) -> Option<Sender<'a>> {
         let FnArg::Typed(arg) = arg else { continue };
         let (ident, api_name) = match &*arg.pat {
             Pat::Ident(pat) if pat.subpat.is_none() => {
-                let ident = Ident::new(&pat.ident.unraw().to_string(), pat.ident.span());
-                (pat.ident.clone(), ident.to_string())
+                (pat.ident.clone(), pat.ident.unraw().to_string())
             }
             other => (
                 quote::format_ident!("__postage_arg{}", i),
-                quote::quote!(#other).to_string(),
+                tokens_text(other),
             ),
         };
         params.push(Param {
