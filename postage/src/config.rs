@@ -286,7 +286,11 @@ impl Config {
 
     /// Sets user and password.
     #[must_use]
-    pub fn with_credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+    pub fn with_credentials(
+        mut self,
+        user: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
         self.user = user.into();
         self.password = Secret(password.into());
         self

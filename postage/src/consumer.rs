@@ -7,11 +7,11 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
-use crate::transport::Connection;
 use crate::encoding::{DecodeError, Encoder, JsonEncoder};
 use crate::error::{Error, Result};
 use crate::exchange::Exchange;
 use crate::message::Message;
+use crate::transport::Connection;
 use crate::transport::{Channel, RawConsumer, RawDelivery};
 
 /// How many unacknowledged messages the broker sends a consumer ahead of
@@ -516,7 +516,12 @@ impl ConsumerHandle {
         };
         self.shared.state().consumers.push(raw.clone());
         tracing::debug!(queue = %name, exchange = exchange.name(), key, "consuming");
-        tokio::spawn(forward(self.shared.clone(), raw, Arc::from(name.as_str()), tx));
+        tokio::spawn(forward(
+            self.shared.clone(),
+            raw,
+            Arc::from(name.as_str()),
+            tx,
+        ));
         Ok(name)
     }
 
@@ -556,7 +561,12 @@ impl ConsumerHandle {
 
 /// Moves one queue's deliveries into the consumer's channel, decoding
 /// them; rides out connection recovery.
-async fn forward(shared: Arc<Shared>, mut raw: RawConsumer, queue: Arc<str>, tx: mpsc::Sender<Delivery>) {
+async fn forward(
+    shared: Arc<Shared>,
+    mut raw: RawConsumer,
+    queue: Arc<str>,
+    tx: mpsc::Sender<Delivery>,
+) {
     while let Some(next) = raw.next().await {
         match next {
             Ok(delivery) => {
@@ -598,13 +608,13 @@ async fn forward(shared: Arc<Shared>, mut raw: RawConsumer, queue: Arc<str>, tx:
 }
 
 fn decode(encoder: &dyn Encoder, delivery: &RawDelivery) -> Result<Message, DecodeError> {
-    if let Some(content_type) = delivery.properties.content_type() {
-        if content_type.as_str() != encoder.content_type() {
-            return Err(DecodeError::ContentType {
-                found: content_type.to_string(),
-                expected: encoder.content_type().to_owned(),
-            });
-        }
+    if let Some(content_type) = delivery.properties.content_type()
+        && content_type.as_str() != encoder.content_type()
+    {
+        return Err(DecodeError::ContentType {
+            found: content_type.to_string(),
+            expected: encoder.content_type().to_owned(),
+        });
     }
     encoder.decode(&delivery.data)
 }

@@ -112,7 +112,10 @@ mod tests {
     #[test]
     fn classifies_errors() {
         let e = JsonEncoder;
-        assert!(matches!(e.decode(b"{not json"), Err(DecodeError::Syntax(_))));
+        assert!(matches!(
+            e.decode(b"{not json"),
+            Err(DecodeError::Syntax(_))
+        ));
         assert!(matches!(e.decode(b"[1,2]"), Err(DecodeError::NotAnObject)));
         assert!(matches!(e.decode(b"\"x\""), Err(DecodeError::NotAnObject)));
         assert!(matches!(e.decode(b"{}"), Err(DecodeError::Malformed(_))));

@@ -65,7 +65,9 @@ pub enum Error {
     },
 
     /// A mandatory message matched no queue and was returned by the broker.
-    #[error("no queue is bound to exchange {exchange:?} for key {key:?}: the broker returned the message ({reply})")]
+    #[error(
+        "no queue is bound to exchange {exchange:?} for key {key:?}: the broker returned the message ({reply})"
+    )]
     Unroutable {
         /// The exchange published to.
         exchange: String,

@@ -2,6 +2,17 @@
 
 use serde_json::{Map, Value};
 
+/// The tuple form of a [`Fingerprint`]: `(name, type, pid, host, user,
+/// vhost)`.
+pub type FingerprintTuple<'a> = (
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<u32>,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+);
+
 /// The identity of a component, sent in every message it produces.
 ///
 /// [`Fingerprint::new`] reads pid, host, user and virtual host from the
@@ -86,16 +97,7 @@ impl Fingerprint {
     }
 
     /// The tuple form `(name, type, pid, host, user, vhost)`.
-    pub fn as_tuple(
-        &self,
-    ) -> (
-        Option<&str>,
-        Option<&str>,
-        Option<u32>,
-        Option<&str>,
-        Option<&str>,
-        Option<&str>,
-    ) {
+    pub fn as_tuple(&self) -> FingerprintTuple<'_> {
         (
             self.name.as_deref(),
             self.kind.as_deref(),

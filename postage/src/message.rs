@@ -387,7 +387,11 @@ message_kind!(
 impl MessageResultException {
     /// An exception called `name` saying `message`.
     pub fn new(name: impl Into<String>, message: impl Into<String>) -> Self {
-        MessageResultException(result("exception", Value::String(name.into()), message.into()))
+        MessageResultException(result(
+            "exception",
+            Value::String(name.into()),
+            message.into(),
+        ))
     }
 }
 
@@ -408,7 +412,12 @@ impl GenericMessage {
         if !kwds.is_empty() {
             content.insert("kwds".into(), Value::Object(kwds));
         }
-        GenericMessage(Message::new("none", "none", Category::Message, Content(content)))
+        GenericMessage(Message::new(
+            "none",
+            "none",
+            Category::Message,
+            Content(content),
+        ))
     }
 }
 

@@ -444,7 +444,11 @@ impl Reply {
     }
 
     /// Sends an exception result.
-    pub async fn exception(self, name: impl Into<String>, message: impl Into<String>) -> Result<()> {
+    pub async fn exception(
+        self,
+        name: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Result<()> {
         self.send(MessageResultException::new(name, message)).await
     }
 }
@@ -457,7 +461,10 @@ impl Drop for Reply {
             return;
         }
         if let Some(target) = self.slot.take() {
-            let text = format!("the handler of {:?} dropped its reply unsent", self.slot.command);
+            let text = format!(
+                "the handler of {:?} dropped its reply unsent",
+                self.slot.command
+            );
             spawn_reply(target, MessageResultError::new(text).into());
         }
     }
@@ -563,9 +570,9 @@ impl<P: Handlers> ProcessorBuilder<P> {
     pub async fn connect(self, connection: &Connection) -> Result<Processor<P>> {
         let encoder = self.consumer_encoder();
         let consumer = self.consumer.connect(connection).await?;
-        let fingerprint = self.fingerprint.unwrap_or_else(|| {
-            Fingerprint::anonymous().with_vhost(connection.config().vhost())
-        });
+        let fingerprint = self
+            .fingerprint
+            .unwrap_or_else(|| Fingerprint::anonymous().with_vhost(connection.config().vhost()));
         let table = P::handlers();
         let mut index: Index = HashMap::new();
         for (i, handler) in table.iter().enumerate() {
@@ -874,19 +881,19 @@ impl<P: Handlers> Core<P> {
         }
         // Only the processor's reference left: the handler dropped its
         // reply; otherwise someone still holds it and answers later.
-        if Arc::strong_count(&slot) == 1 {
-            if let Some(target) = slot.take() {
-                let answer: Message = match outcome {
-                    Ok(()) => MessageResultError::new(format!(
-                        "the handler of {:?} finished without replying",
-                        slot.command
-                    ))
-                    .into(),
-                    Err(error) => MessageResultException::new(error.name, error.message).into(),
-                };
-                if let Err(error) = target.publish(answer).await {
-                    tracing::warn!(%error, "could not send RPC reply");
-                }
+        if Arc::strong_count(&slot) == 1
+            && let Some(target) = slot.take()
+        {
+            let answer: Message = match outcome {
+                Ok(()) => MessageResultError::new(format!(
+                    "the handler of {:?} finished without replying",
+                    slot.command
+                ))
+                .into(),
+                Err(error) => MessageResultException::new(error.name, error.message).into(),
+            };
+            if let Err(error) = target.publish(answer).await {
+                tracing::warn!(%error, "could not send RPC reply");
             }
         }
         finish(&delivery, true).await;

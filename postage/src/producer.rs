@@ -57,8 +57,10 @@ impl ProducerBuilder {
     /// Adds default (exchange, routing key) pairs (Python's `eks`).
     #[must_use]
     pub fn eks<K: Into<String>>(mut self, eks: impl IntoIterator<Item = (Exchange, K)>) -> Self {
-        self.eks
-            .extend(eks.into_iter().map(|(exchange, key)| (exchange, key.into())));
+        self.eks.extend(
+            eks.into_iter()
+                .map(|(exchange, key)| (exchange, key.into())),
+        );
         self
     }
 
@@ -131,9 +133,9 @@ impl ProducerBuilder {
                 channel.declare_exchange(exchange).await?;
             }
         }
-        let fingerprint = self.fingerprint.unwrap_or_else(|| {
-            Fingerprint::anonymous().with_vhost(connection.config().vhost())
-        });
+        let fingerprint = self
+            .fingerprint
+            .unwrap_or_else(|| Fingerprint::anonymous().with_vhost(connection.config().vhost()));
         Ok(Producer {
             inner: Arc::new(Inner {
                 connection: connection.clone(),

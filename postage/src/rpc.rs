@@ -337,7 +337,10 @@ impl Prepared<'_> {
                     waiters: inner.rpc.waiters.clone(),
                     id: id.clone(),
                 };
-                (DIRECT_REPLY_TO.to_owned(), Wait::Direct { rx, _guard: guard })
+                (
+                    DIRECT_REPLY_TO.to_owned(),
+                    Wait::Direct { rx, _guard: guard },
+                )
             }
             ReplyStrategy::QueuePerCall => {
                 let queue = channel.declare_queue(&Queue::server_named()).await?;
@@ -345,7 +348,7 @@ impl Prepared<'_> {
                 (
                     queue,
                     Wait::Queue {
-                        consumer,
+                        consumer: Box::new(consumer),
                         channel: channel.clone(),
                         encoder: inner.encoder.clone(),
                     },
@@ -381,7 +384,7 @@ enum Wait {
         _guard: WaiterGuard,
     },
     Queue {
-        consumer: RawConsumer,
+        consumer: Box<RawConsumer>,
         channel: Channel,
         encoder: Arc<dyn Encoder>,
     },

@@ -132,9 +132,8 @@ impl Connection {
         properties = properties.with_connection_name(name.into());
         let mut tls = lapin::tcp::OwnedTLSConfig::default();
         if let Some(path) = config.tls_ca_file() {
-            let pem = std::fs::read_to_string(path).map_err(|e| {
-                Error::Config(crate::config::ConfigError::tls_ca(path, &e))
-            })?;
+            let pem = std::fs::read_to_string(path)
+                .map_err(|e| Error::Config(crate::config::ConfigError::tls_ca(path, &e)))?;
             tls.cert_chain = Some(pem);
         }
         let runtime = lapin::runtime::default_runtime().map_err(|source| Error::Connect {
@@ -416,10 +415,10 @@ impl Channel {
     }
 
     pub(crate) async fn close(&self) {
-        if self.inner.status().connected() {
-            if let Err(e) = self.inner.close(200, "OK".into()).await {
-                tracing::debug!(error = %e, "channel close");
-            }
+        if self.inner.status().connected()
+            && let Err(e) = self.inner.close(200, "OK".into()).await
+        {
+            tracing::debug!(error = %e, "channel close");
         }
     }
 }

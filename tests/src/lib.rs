@@ -41,10 +41,11 @@ pub async fn connect() -> Connection {
 /// A raw lapin channel on the test broker.
 pub async fn raw_channel() -> lapin::Channel {
     let url = test_url();
-    let connection = match lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await {
-        Ok(connection) => connection,
-        Err(e) => panic!("RabbitMQ is not reachable at {url}: {e}"),
-    };
+    let connection =
+        match lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await {
+            Ok(connection) => connection,
+            Err(e) => panic!("RabbitMQ is not reachable at {url}: {e}"),
+        };
     match connection.create_channel().await {
         Ok(channel) => channel,
         Err(e) => panic!("cannot open a channel: {e}"),

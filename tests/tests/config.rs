@@ -1,6 +1,8 @@
 //! Configuration from variables and URLs: defaults, precedence,
 //! deprecated names, redaction, and bad values.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::collections::HashMap;
 
 use postage::Config;
@@ -41,7 +43,11 @@ fn variables_are_read() {
 
 #[test]
 fn deprecated_names_are_fallbacks() {
-    let old = from(&[("POSTAGE_RMQ_USER", "old"), ("POSTAGE_RMQ_PASSWORD", "oldpw")]).expect("valid");
+    let old = from(&[
+        ("POSTAGE_RMQ_USER", "old"),
+        ("POSTAGE_RMQ_PASSWORD", "oldpw"),
+    ])
+    .expect("valid");
     assert_eq!(old.user(), "old");
     let both = from(&[("POSTAGE_RMQ_USER", "old"), ("POSTAGE_USER", "new")]).expect("valid");
     assert_eq!(both.user(), "new", "the new name wins");
@@ -52,7 +58,10 @@ fn url_wins_over_parts() {
     let config = from(&[
         ("POSTAGE_HOST", "ignored"),
         ("POSTAGE_USER", "from-var"),
-        ("POSTAGE_URL", "amqps://app:p%40ss@broker.example:7777/prod%2Fa"),
+        (
+            "POSTAGE_URL",
+            "amqps://app:p%40ss@broker.example:7777/prod%2Fa",
+        ),
     ])
     .expect("valid");
     assert!(config.tls());
@@ -62,11 +71,17 @@ fn url_wins_over_parts() {
     assert_eq!(config.vhost(), "prod/a");
     // What the URL leaves out comes from the variables.
     let partial = from(&[("POSTAGE_USER", "svc"), ("POSTAGE_URL", "amqp://mq")]).expect("valid");
-    assert_eq!((partial.user(), partial.host(), partial.vhost()), ("svc", "mq", "/"));
+    assert_eq!(
+        (partial.user(), partial.host(), partial.vhost()),
+        ("svc", "mq", "/")
+    );
     let slash = Config::from_url("amqp://guest:guest@127.0.0.1:5672/%2f").expect("valid");
     assert_eq!(slash.vhost(), "/");
     assert_eq!(Config::from_url("amqps://h").expect("valid").port(), 5671);
-    assert_eq!(Config::from_url("amqp://[::1]:5673").expect("valid").host(), "::1");
+    assert_eq!(
+        Config::from_url("amqp://[::1]:5673").expect("valid").host(),
+        "::1"
+    );
 }
 
 #[test]
@@ -77,11 +92,16 @@ fn password_never_shows() {
         ("POSTAGE_URL", &format!("amqp://u:{secret}@h/v")),
     ])
     .expect("valid");
-    for shown in [format!("{config}"), format!("{config:?}"), format!("{config:#?}")] {
+    for shown in [
+        format!("{config}"),
+        format!("{config:?}"),
+        format!("{config:#?}"),
+    ] {
         assert!(!shown.contains(secret), "password shown in {shown}");
     }
     // Errors about a URL with a password do not repeat it either.
-    let error = from(&[("POSTAGE_URL", &format!("amqp://u:{secret}@h:notaport/v"))]).expect_err("bad port");
+    let error =
+        from(&[("POSTAGE_URL", &format!("amqp://u:{secret}@h:notaport/v"))]).expect_err("bad port");
     assert!(!error.to_string().contains(secret), "{error}");
 }
 

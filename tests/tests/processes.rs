@@ -1,6 +1,8 @@
 //! Components as real processes: quit, restart (same pid), graceful
 //! shutdown on SIGTERM with a handler in flight.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
@@ -34,7 +36,12 @@ impl Component {
                 }
             }
         });
-        Component { child, lines, exchange, queue }
+        Component {
+            child,
+            lines,
+            exchange,
+            queue,
+        }
     }
 
     fn expect_line(&self, prefix: &str) -> String {
@@ -87,7 +94,12 @@ async fn quit_ends_the_component_with_status_zero() {
     let connection = connect().await;
     let mut component = Component::start();
     component.expect_line("ready");
-    component.producer(&connection).await.command("quit", serde_json::json!({})).await.expect("sent");
+    component
+        .producer(&connection)
+        .await
+        .command("quit", serde_json::json!({}))
+        .await
+        .expect("sent");
     component.expect_line("stopped");
     assert!(component.wait_exit().success());
 }
@@ -99,12 +111,22 @@ async fn restart_keeps_the_pid_and_keeps_serving() {
     let first = component.expect_line("ready");
     assert_eq!(first, format!("ready pid={}", component.child.id()));
     let producer = component.producer(&connection).await;
-    producer.command("restart", serde_json::json!({})).await.expect("sent");
+    producer
+        .command("restart", serde_json::json!({}))
+        .await
+        .expect("sent");
     let second = component.expect_line("ready");
     assert_eq!(second, first, "same pid after restart");
     producer.command("slow", 1).await.expect("sent");
-    assert_eq!(component.expect_line("handled"), "handled 1", "serves after restart");
-    producer.command("quit", serde_json::json!({})).await.expect("sent");
+    assert_eq!(
+        component.expect_line("handled"),
+        "handled 1",
+        "serves after restart"
+    );
+    producer
+        .command("quit", serde_json::json!({}))
+        .await
+        .expect("sent");
     assert!(component.wait_exit().success());
 }
 
@@ -134,6 +156,9 @@ async fn sigterm_lets_the_running_handler_finish_and_loses_nothing() {
     }
     assert_eq!(depth, 2, "unstarted messages are requeued, none lost");
     let _ = channel
-        .queue_delete(component.queue.as_str().into(), lapin::options::QueueDeleteOptions::default())
+        .queue_delete(
+            component.queue.as_str().into(),
+            lapin::options::QueueDeleteOptions::default(),
+        )
         .await;
 }

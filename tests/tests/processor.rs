@@ -2,14 +2,16 @@
 //! handler, malformed input, panics, quit, control restrictions and
 //! concurrency.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lapin::options::BasicPublishOptions;
 use postage::Stop;
-use postage::processor::{Handler, HandlerError};
 use postage::prelude::*;
+use postage::processor::{Handler, HandlerError};
 use postage_tests::{connect, next_within, raw_channel, unique};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -31,23 +33,32 @@ impl Handlers for Recorder {
         const TABLE: &[Handler<Recorder>] = &[
             Handler::message("command", "echo", |this, content| {
                 Box::pin(async move {
-                    this.note(format!("first {}", content.parameters().cloned().unwrap_or_default()));
+                    this.note(format!(
+                        "first {}",
+                        content.parameters().cloned().unwrap_or_default()
+                    ));
                     Ok(())
                 })
             }),
             Handler::full_body("command", "echo", |this, message| {
                 Box::pin(async move {
-                    this.note(format!("full {}", message.sender().name.unwrap_or_default()));
+                    this.note(format!(
+                        "full {}",
+                        message.sender().name.unwrap_or_default()
+                    ));
                     Ok(())
                 })
             }),
             Handler::context(Category::Message, "command", "echo", |ctx| {
                 Box::pin(async move {
-                    ctx.processor.note(format!("context {} {}", ctx.message.name, ctx.routing_key));
+                    ctx.processor
+                        .note(format!("context {} {}", ctx.message.name, ctx.routing_key));
                     Ok(())
                 })
             }),
-            Handler::message("command", "panic", |_, _| Box::pin(async move { panic!("handler bug") })),
+            Handler::message("command", "panic", |_, _| {
+                Box::pin(async move { panic!("handler bug") })
+            }),
             Handler::message("command", "fail", |_, _| {
                 Box::pin(async move { Err(HandlerError::new("Oops", "failed")) })
             }),
@@ -79,14 +90,32 @@ struct Setup {
     processor: Processor<Recorder>,
 }
 
-async fn setup(connection: &Connection, queue: Queue, configure: impl FnOnce(postage::processor::ProcessorBuilder<Recorder>) -> postage::processor::ProcessorBuilder<Recorder>) -> Setup {
+async fn setup(
+    connection: &Connection,
+    queue: Queue,
+    configure: impl FnOnce(
+        postage::processor::ProcessorBuilder<Recorder>,
+    ) -> postage::processor::ProcessorBuilder<Recorder>,
+) -> Setup {
     let exchange = Exchange::new(unique("proc"), ExchangeKind::Direct).auto_delete(true);
     let key = queue.name().to_owned();
     let (tx, log) = mpsc::unbounded_channel();
-    let recorder = Recorder { log: tx, running: AtomicUsize::new(0), peak: AtomicUsize::new(0) };
+    let recorder = Recorder {
+        log: tx,
+        running: AtomicUsize::new(0),
+        peak: AtomicUsize::new(0),
+    };
     let builder = Processor::builder(recorder).bind(exchange.clone(), [(queue, key.as_str())]);
-    let processor = configure(builder).connect(connection).await.expect("processor");
-    Setup { exchange, key, log, processor }
+    let processor = configure(builder)
+        .connect(connection)
+        .await
+        .expect("processor");
+    Setup {
+        exchange,
+        key,
+        log,
+        processor,
+    }
 }
 
 async fn producer(connection: &Connection, exchange: &Exchange, key: &str, name: &str) -> Producer {
@@ -108,7 +137,12 @@ async fn next_log(log: &mut mpsc::UnboundedReceiver<String>) -> String {
 #[tokio::test]
 async fn every_handler_runs_in_declaration_order_then_quit() {
     let connection = connect().await;
-    let mut setup = setup(&connection, Queue::new(unique("order")).auto_delete(true), |b| b).await;
+    let mut setup = setup(
+        &connection,
+        Queue::new(unique("order")).auto_delete(true),
+        |b| b,
+    )
+    .await;
     let producer = producer(&connection, &setup.exchange, &setup.key, "orderer").await;
     let processor = setup.processor;
     let running = tokio::spawn(processor.run());
@@ -118,7 +152,10 @@ async fn every_handler_runs_in_declaration_order_then_quit() {
     for i in 0..3 {
         assert_eq!(next_log(&mut setup.log).await, format!("first {i}"));
         assert_eq!(next_log(&mut setup.log).await, "full orderer");
-        assert_eq!(next_log(&mut setup.log).await, format!("context echo {}", setup.key));
+        assert_eq!(
+            next_log(&mut setup.log).await,
+            format!("context echo {}", setup.key)
+        );
     }
     // Unknown commands, failures and panics do not stop the processor.
     producer.command("unknown", 0).await.expect("sent");
@@ -127,7 +164,10 @@ async fn every_handler_runs_in_declaration_order_then_quit() {
     producer.command("echo", "after").await.expect("sent");
     assert_eq!(next_log(&mut setup.log).await, "first \"after\"");
     producer.command("quit", json!({})).await.expect("sent");
-    let stop = tokio::time::timeout(Duration::from_secs(5), running).await.expect("ends").expect("joins");
+    let stop = tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("ends")
+        .expect("joins");
     assert_eq!(stop.expect("no error"), Stop::Quit);
 }
 
@@ -137,11 +177,16 @@ async fn malformed_input_is_dead_lettered_and_processing_goes_on() {
     let dlx = Exchange::new(unique("dlx"), ExchangeKind::Fanout).auto_delete(true);
     let dead = unique("dead");
     let mut dead_letters = Consumer::builder()
-        .bind(dlx.clone(), [(Queue::new(dead.as_str()).auto_delete(true), "")])
+        .bind(
+            dlx.clone(),
+            [(Queue::new(dead.as_str()).auto_delete(true), "")],
+        )
         .connect(&connection)
         .await
         .expect("dead-letter consumer");
-    let queue = Queue::new(unique("poison")).auto_delete(true).argument("x-dead-letter-exchange", dlx.name());
+    let queue = Queue::new(unique("poison"))
+        .auto_delete(true)
+        .argument("x-dead-letter-exchange", dlx.name());
     let mut setup = setup(&connection, queue, |b| b).await;
     let running = tokio::spawn(setup.processor.run());
     let channel = raw_channel().await;
@@ -168,7 +213,11 @@ async fn malformed_input_is_dead_lettered_and_processing_goes_on() {
         assert_eq!(dead.body(), body, "rejected without requeue, in order");
         dead.ack().await.expect("ack");
     }
-    let producer = Producer::builder().ek(setup.exchange.clone(), setup.key.as_str()).connect(&connection).await.expect("producer");
+    let producer = Producer::builder()
+        .ek(setup.exchange.clone(), setup.key.as_str())
+        .connect(&connection)
+        .await
+        .expect("producer");
     producer.command("echo", "good").await.expect("sent");
     assert_eq!(next_log(&mut setup.log).await, "first \"good\"");
     running.abort();
@@ -177,27 +226,38 @@ async fn malformed_input_is_dead_lettered_and_processing_goes_on() {
 #[tokio::test]
 async fn control_commands_can_be_restricted_or_overridden() {
     let connection = connect().await;
-    let mut setup = setup(&connection, Queue::new(unique("ctl")).auto_delete(true), |b| {
-        b.control_senders(["operator"])
-    })
+    let mut setup = setup(
+        &connection,
+        Queue::new(unique("ctl")).auto_delete(true),
+        |b| b.control_senders(["operator"]),
+    )
     .await;
     let running = tokio::spawn(setup.processor.run());
     let stranger = producer(&connection, &setup.exchange, &setup.key, "stranger").await;
     stranger.command("quit", json!({})).await.expect("sent");
     stranger.command("echo", "alive").await.expect("sent");
-    assert_eq!(next_log(&mut setup.log).await, "first \"alive\"", "quit from a stranger is ignored");
+    assert_eq!(
+        next_log(&mut setup.log).await,
+        "first \"alive\"",
+        "quit from a stranger is ignored"
+    );
     let _ = next_log(&mut setup.log).await;
     let _ = next_log(&mut setup.log).await;
     let operator = producer(&connection, &setup.exchange, &setup.key, "operator").await;
     operator.command("quit", json!({})).await.expect("sent");
-    let stop = tokio::time::timeout(Duration::from_secs(5), running).await.expect("ends").expect("joins");
+    let stop = tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("ends")
+        .expect("joins");
     assert_eq!(stop.expect("ok"), Stop::Quit);
 
     // Switched off: quit is an ordinary unhandled command; a context
     // handler can stop the processor instead.
-    let setup = self::setup(&connection, Queue::new(unique("noquit")).auto_delete(true), |b| {
-        b.quit_command(false).restart_command(false)
-    })
+    let setup = self::setup(
+        &connection,
+        Queue::new(unique("noquit")).auto_delete(true),
+        |b| b.quit_command(false).restart_command(false),
+    )
     .await;
     let anyone = producer(&connection, &setup.exchange, &setup.key, "anyone").await;
     let running = tokio::spawn(setup.processor.run());
@@ -206,7 +266,10 @@ async fn control_commands_can_be_restricted_or_overridden() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!running.is_finished(), "quit and restart are switched off");
     anyone.command("stop_me", json!({})).await.expect("sent");
-    let stop = tokio::time::timeout(Duration::from_secs(5), running).await.expect("ends").expect("joins");
+    let stop = tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("ends")
+        .expect("joins");
     assert_eq!(stop.expect("ok"), Stop::Quit);
 }
 
@@ -214,9 +277,11 @@ async fn control_commands_can_be_restricted_or_overridden() {
 async fn concurrency_limit_is_respected() {
     let connection = connect().await;
     for (limit, expected_peak) in [(1usize, 1usize), (3, 3)] {
-        let mut setup = setup(&connection, Queue::new(unique("conc")).auto_delete(true), |b| {
-            b.concurrency(limit).prefetch(10)
-        })
+        let mut setup = setup(
+            &connection,
+            Queue::new(unique("conc")).auto_delete(true),
+            |b| b.concurrency(limit).prefetch(10),
+        )
         .await;
         let recorder = setup.processor.handlers().clone();
         let producer = producer(&connection, &setup.exchange, &setup.key, "load").await;
@@ -227,7 +292,11 @@ async fn concurrency_limit_is_respected() {
         for _ in 0..6 {
             assert_eq!(next_log(&mut setup.log).await, "slow");
         }
-        assert_eq!(recorder.peak.load(Ordering::SeqCst), expected_peak, "limit {limit}");
+        assert_eq!(
+            recorder.peak.load(Ordering::SeqCst),
+            expected_peak,
+            "limit {limit}"
+        );
         running.abort();
     }
 }
@@ -235,7 +304,12 @@ async fn concurrency_limit_is_respected() {
 #[tokio::test]
 async fn shutdown_through_the_scheduler_finishes_and_closes() {
     let connection = connect().await;
-    let mut setup = setup(&connection, Queue::new(unique("sched")).auto_delete(true), |b| b).await;
+    let mut setup = setup(
+        &connection,
+        Queue::new(unique("sched")).auto_delete(true),
+        |b| b,
+    )
+    .await;
     let producer = producer(&connection, &setup.exchange, &setup.key, "s").await;
     let mut scheduler = Scheduler::new().handle_signals(false);
     let handle = scheduler.shutdown_handle();
@@ -251,7 +325,14 @@ async fn shutdown_through_the_scheduler_finishes_and_closes() {
     producer.command("slow", 0).await.expect("sent");
     assert_eq!(next_log(&mut setup.log).await, "slow");
     handle.shutdown();
-    tokio::time::timeout(Duration::from_secs(5), running).await.expect("ends").expect("joins").expect("ok");
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("ends")
+        .expect("joins")
+        .expect("ok");
     assert_eq!(done.load(Ordering::SeqCst), 1);
-    assert!(!connection.is_connected(), "the scheduler closed the processor's connection");
+    assert!(
+        !connection.is_connected(),
+        "the scheduler closed the processor's connection"
+    );
 }

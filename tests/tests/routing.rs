@@ -1,6 +1,8 @@
 //! Producers and consumers on the real broker: routing, overrides, queues,
 //! run-time bindings, confirms.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use postage::prelude::*;
 use postage::{Binding, Error, Health};
 use postage_tests::{connect, next_within, nothing_within, queue_depth, raw_channel, unique};
@@ -39,7 +41,10 @@ async fn direct_send_reaches_bound_queue_with_fingerprint() {
     producer.command("echo", "hello").await.expect("sent");
     let delivery = next_within(&mut consumer, 5).await;
     let message = delivery.message().expect("decodes");
-    assert_eq!((message.kind.as_str(), message.name.as_str()), ("command", "echo"));
+    assert_eq!(
+        (message.kind.as_str(), message.name.as_str()),
+        ("command", "echo")
+    );
     assert_eq!(params(&delivery), json!("hello"));
     assert_eq!(message.sender().name.as_deref(), Some("sender"));
     assert_eq!(message.sender().pid, Some(std::process::id()));
@@ -83,7 +88,11 @@ async fn plain_send_goes_to_every_pair_key_override_to_the_first() {
     assert!(nothing_within(&mut consumer, 300).await);
 
     // Key override: first exchange only, with that key.
-    producer.command("keyed", 2).key("other").await.expect("sent");
+    producer
+        .command("keyed", 2)
+        .key("other")
+        .await
+        .expect("sent");
     let delivery = next_within(&mut consumer, 5).await;
     assert_eq!(delivery.queue(), qa2);
     assert_eq!(delivery.exchange(), a.name());
@@ -111,8 +120,14 @@ async fn fanout_and_topic_routing() {
     let topic = Exchange::new(unique("topic"), ExchangeKind::Topic).auto_delete(true);
     let (f1, f2, t1, t2) = (unique("f1"), unique("f2"), unique("t1"), unique("t2"));
     let mut consumer = Consumer::builder()
-        .bind(fanout.clone(), [(f1.as_str(), "ignored"), (f2.as_str(), "")])
-        .bind(topic.clone(), [(t1.as_str(), "log.*"), (t2.as_str(), "log.error.#")])
+        .bind(
+            fanout.clone(),
+            [(f1.as_str(), "ignored"), (f2.as_str(), "")],
+        )
+        .bind(
+            topic.clone(),
+            [(t1.as_str(), "log.*"), (t2.as_str(), "log.error.#")],
+        )
         .connect(&connection)
         .await
         .expect("consumer");
@@ -131,10 +146,18 @@ async fn fanout_and_topic_routing() {
     want.sort();
     assert_eq!(got, want);
 
-    let topics = Producer::builder().ek(topic, "log.info").connect(&connection).await.expect("producer");
+    let topics = Producer::builder()
+        .ek(topic, "log.info")
+        .connect(&connection)
+        .await
+        .expect("producer");
     topics.command("t", 0).await.expect("sent");
     assert_eq!(next_within(&mut consumer, 5).await.queue(), t1);
-    topics.command("t", 0).key("log.error.disk.full").await.expect("sent");
+    topics
+        .command("t", 0)
+        .key("log.error.disk.full")
+        .await
+        .expect("sent");
     assert_eq!(next_within(&mut consumer, 5).await.queue(), t2);
     assert!(nothing_within(&mut consumer, 300).await);
     connection.close().await.expect("close");
@@ -150,14 +173,21 @@ async fn shared_queue_splits_private_queues_copy() {
         let private = Queue::new(unique("private")).exclusive(true);
         receivers.push(
             Consumer::builder()
-                .bind(exchange.clone(), [(Queue::new(shared.as_str()).auto_delete(true), "rk")])
+                .bind(
+                    exchange.clone(),
+                    [(Queue::new(shared.as_str()).auto_delete(true), "rk")],
+                )
                 .binding(Binding::new(exchange.clone(), [(private, "fanout-rk")]))
                 .connect(&connection)
                 .await
                 .expect("consumer"),
         );
     }
-    let producer = Producer::builder().ek(exchange, "rk").connect(&connection).await.expect("producer");
+    let producer = Producer::builder()
+        .ek(exchange, "rk")
+        .connect(&connection)
+        .await
+        .expect("producer");
     for i in 0..10 {
         producer.command("echo", i).await.expect("sent");
     }
@@ -174,7 +204,11 @@ async fn shared_queue_splits_private_queues_copy() {
     assert_eq!(counts[0] + counts[1], 10, "each message once: {counts:?}");
     assert!(counts[0] >= 3 && counts[1] >= 3, "round robin: {counts:?}");
 
-    producer.command("echo", "copy").key("fanout-rk").await.expect("sent");
+    producer
+        .command("echo", "copy")
+        .key("fanout-rk")
+        .await
+        .expect("sent");
     for receiver in &mut receivers {
         let delivery = next_within(receiver, 5).await;
         assert_ne!(delivery.queue(), shared);
@@ -190,15 +224,28 @@ async fn queue_bound_at_run_time_receives_at_once_with_one_consumer() {
     let connection = connect().await;
     let exchange = direct();
     let queue = unique("late");
-    let mut consumer = Consumer::builder().connect(&connection).await.expect("consumer");
+    let mut consumer = Consumer::builder()
+        .connect(&connection)
+        .await
+        .expect("consumer");
     let handle = consumer.handle();
-    let name = handle.queue_bind(&exchange, queue.as_str(), "k1").await.expect("bind");
+    let name = handle
+        .queue_bind(&exchange, queue.as_str(), "k1")
+        .await
+        .expect("bind");
     assert_eq!(name, queue);
-    handle.queue_bind(&exchange, queue.as_str(), "k2").await.expect("second key");
+    handle
+        .queue_bind(&exchange, queue.as_str(), "k2")
+        .await
+        .expect("second key");
     assert_eq!(handle.queues(), vec![queue.clone()]);
     assert_eq!(handle.health(), Health::Consuming);
 
-    let producer = Producer::builder().ek(exchange.clone(), "k1").connect(&connection).await.expect("producer");
+    let producer = Producer::builder()
+        .ek(exchange.clone(), "k1")
+        .connect(&connection)
+        .await
+        .expect("producer");
     producer.command("a", 1).await.expect("sent");
     producer.command("b", 2).key("k2").await.expect("sent");
     let first = next_within(&mut consumer, 5).await;
@@ -206,10 +253,16 @@ async fn queue_bound_at_run_time_receives_at_once_with_one_consumer() {
     assert_eq!((params(&first), params(&second)), (json!(1), json!(2)));
     first.ack().await.expect("ack");
     second.ack().await.expect("ack");
-    assert!(nothing_within(&mut consumer, 300).await, "one broker consumer: no duplicates");
+    assert!(
+        nothing_within(&mut consumer, 300).await,
+        "one broker consumer: no duplicates"
+    );
 
     // A server-named queue gets its broker name back.
-    let generated = handle.queue_bind(&exchange, Queue::server_named(), "k3").await.expect("bind");
+    let generated = handle
+        .queue_bind(&exchange, Queue::server_named(), "k3")
+        .await
+        .expect("bind");
     assert!(generated.starts_with("amq.gen-"), "{generated}");
     connection.close().await.expect("close");
 }
@@ -222,8 +275,15 @@ async fn unroutable_mandatory_message_is_an_error_nonmandatory_is_not() {
         .connect(&connection)
         .await
         .expect("producer");
-    producer.command("lost", 0).await.expect("Python semantics: dropped silently");
-    let error = producer.command("lost", 0).mandatory(true).await.expect_err("unroutable");
+    producer
+        .command("lost", 0)
+        .await
+        .expect("Python semantics: dropped silently");
+    let error = producer
+        .command("lost", 0)
+        .mandatory(true)
+        .await
+        .expect_err("unroutable");
     assert!(matches!(error, Error::Unroutable { .. }), "{error}");
     assert!(error.to_string().contains("nobody-listens"), "{error}");
     // The channel is still usable afterwards.
@@ -234,7 +294,10 @@ async fn unroutable_mandatory_message_is_an_error_nonmandatory_is_not() {
 #[tokio::test]
 async fn empty_eks_is_a_clear_error() {
     let connection = connect().await;
-    let producer = Producer::builder().connect(&connection).await.expect("producer");
+    let producer = Producer::builder()
+        .connect(&connection)
+        .await
+        .expect("producer");
     let error = producer.command("x", 0).await.expect_err("nowhere to go");
     assert!(matches!(error, Error::NoDestination), "{error}");
     connection.close().await.expect("close");
@@ -246,7 +309,13 @@ async fn persistent_forward_and_generic_sends() {
     let exchange = direct();
     let queue = unique("props");
     let mut consumer = Consumer::builder()
-        .bind(exchange.clone(), [(Queue::new(queue.as_str()).durable(true).auto_delete(true), "rk")])
+        .bind(
+            exchange.clone(),
+            [(
+                Queue::new(queue.as_str()).durable(true).auto_delete(true),
+                "rk",
+            )],
+        )
         .connect(&connection)
         .await
         .expect("consumer");
@@ -256,10 +325,16 @@ async fn persistent_forward_and_generic_sends() {
         .connect(&connection)
         .await
         .expect("producer");
-    producer.send(MessageStatus::new("online")).await.expect("sent");
+    producer
+        .send(MessageStatus::new("online"))
+        .await
+        .expect("sent");
     let delivery = next_within(&mut consumer, 5).await;
     let message = delivery.message().expect("decodes");
-    assert_eq!((message.kind.as_str(), message.name.as_str()), ("status", "online"));
+    assert_eq!(
+        (message.kind.as_str(), message.name.as_str()),
+        ("status", "online")
+    );
     delivery.ack().await.expect("ack");
 
     // A raw body is forwarded byte for byte, without a fingerprint.
@@ -267,7 +342,15 @@ async fn persistent_forward_and_generic_sends() {
     producer.forward(raw.to_vec()).await.expect("forwarded");
     let delivery = next_within(&mut consumer, 5).await;
     assert_eq!(delivery.body(), raw);
-    assert_eq!(delivery.message().expect("decodes").sender().name.as_deref(), Some("origin"));
+    assert_eq!(
+        delivery
+            .message()
+            .expect("decodes")
+            .sender()
+            .name
+            .as_deref(),
+        Some("origin")
+    );
     delivery.ack().await.expect("ack");
     connection.close().await.expect("close");
 }
@@ -293,7 +376,13 @@ async fn python_shaped_bodies_published_raw_are_decoded_bad_ones_reported() {
                 props = props.with_content_type(content_type.into());
             }
             channel
-                .basic_publish(exchange.as_str().into(), "rk".into(), BasicPublishOptions::default(), body, props)
+                .basic_publish(
+                    exchange.as_str().into(),
+                    "rk".into(),
+                    BasicPublishOptions::default(),
+                    body,
+                    props,
+                )
                 .await
                 .expect("publish");
         }
@@ -309,8 +398,14 @@ async fn python_shaped_bodies_published_raw_are_decoded_bad_ones_reported() {
 
     let good = next_within(&mut consumer, 5).await;
     assert_eq!(good.message().expect("decodes").sender().pid, Some(4242));
-    assert!(matches!(next_within(&mut consumer, 5).await.message(), Err(postage::DecodeError::Syntax(_))));
-    assert!(matches!(next_within(&mut consumer, 5).await.message(), Err(postage::DecodeError::Malformed(_))));
+    assert!(matches!(
+        next_within(&mut consumer, 5).await.message(),
+        Err(postage::DecodeError::Syntax(_))
+    ));
+    assert!(matches!(
+        next_within(&mut consumer, 5).await.message(),
+        Err(postage::DecodeError::Malformed(_))
+    ));
     assert!(matches!(
         next_within(&mut consumer, 5).await.message(),
         Err(postage::DecodeError::ContentType { .. })
@@ -328,7 +423,10 @@ async fn python_shaped_bodies_published_raw_are_decoded_bad_ones_reported() {
     }
     assert_eq!(depth, 4);
     let _ = checker
-        .queue_delete(queue.as_str().into(), lapin::options::QueueDeleteOptions::default())
+        .queue_delete(
+            queue.as_str().into(),
+            lapin::options::QueueDeleteOptions::default(),
+        )
         .await;
 }
 
@@ -337,16 +435,26 @@ async fn declaration_mismatch_is_reported() {
     let connection = connect().await;
     let name = unique("mismatch");
     let durable = Exchange::new(name.clone(), ExchangeKind::Direct).auto_delete(true);
-    Producer::builder().ek(durable, "k").connect(&connection).await.expect("first");
+    Producer::builder()
+        .ek(durable, "k")
+        .connect(&connection)
+        .await
+        .expect("first");
     let other = Exchange::new(name, ExchangeKind::Fanout).auto_delete(true);
-    let error = Producer::builder().ek(other, "k").connect(&connection).await.expect_err("406");
+    let error = Producer::builder()
+        .ek(other, "k")
+        .connect(&connection)
+        .await
+        .expect_err("406");
     assert!(error.to_string().contains("exchange.declare"), "{error}");
 }
 
 #[tokio::test]
 async fn unreachable_broker_is_a_clear_error() {
     let config = Config::default().with_host("127.0.0.1").with_port(1);
-    let error = Connection::connect(config).await.expect_err("nothing listens on port 1");
+    let error = Connection::connect(config)
+        .await
+        .expect_err("nothing listens on port 1");
     let text = error.to_string();
     assert!(text.contains("127.0.0.1:1"), "{text}");
     assert!(!text.contains("guest:guest"), "{text}");

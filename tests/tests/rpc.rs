@@ -2,12 +2,14 @@
 //! both reply strategies, queue-only calls, expiration, and a server that
 //! answers as Python Postage does.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions};
-use postage::processor::{Handler, HandlerError};
 use postage::prelude::*;
+use postage::processor::{Handler, HandlerError};
 use postage::{Error, rpc::DIRECT_REPLY_TO};
 use postage_tests::{connect, queue_depth, raw_channel, unique};
 use serde_json::{Value, json};
@@ -33,7 +35,9 @@ impl Handlers for Calc {
             Handler::rpc("command", "fail", |_, _, _reply| {
                 Box::pin(async move { Err(HandlerError::new("ValueError", "bad value")) })
             }),
-            Handler::rpc("command", "silent", |_, _, _reply| Box::pin(async move { Ok(()) })),
+            Handler::rpc("command", "silent", |_, _, _reply| {
+                Box::pin(async move { Ok(()) })
+            }),
             Handler::rpc("command", "late_work", |_, _, reply| {
                 Box::pin(async move {
                     reply.success("early").await?;
@@ -56,7 +60,10 @@ async fn server(connection: &Connection) -> Server {
     let exchange = Exchange::new(unique("rpc"), ExchangeKind::Direct).auto_delete(true);
     let key = unique("calc");
     let processor = Processor::builder(Calc)
-        .bind(exchange.clone(), [(Queue::new(key.as_str()).auto_delete(true), key.as_str())])
+        .bind(
+            exchange.clone(),
+            [(Queue::new(key.as_str()).auto_delete(true), key.as_str())],
+        )
         .fingerprint(Fingerprint::new("calc", "service"))
         .concurrency(16)
         .connect(connection)
@@ -64,7 +71,11 @@ async fn server(connection: &Connection) -> Server {
         .expect("processor");
     let control = processor.control();
     tokio::spawn(processor.run());
-    Server { exchange, key, control }
+    Server {
+        exchange,
+        key,
+        control,
+    }
 }
 
 async fn client(connection: &Connection, server: &Server) -> Producer {
@@ -83,37 +94,76 @@ async fn success_error_and_exception_results() {
     let server = server(&connection).await;
     let client = client(&connection, &server).await;
 
-    let reply = client.rpc("echo", json!({"x": [1, 2]})).await.expect("reply");
+    let reply = client
+        .rpc("echo", json!({"x": [1, 2]}))
+        .await
+        .expect("reply");
     assert!(reply.is_ok());
-    assert_eq!(reply.outcome().expect("result").into_value().ok(), Some(json!({"x": [1, 2]})));
-    assert_eq!(reply.sender().name.as_deref(), Some("calc"), "reply keeps the server's fingerprint");
+    assert_eq!(
+        reply.outcome().expect("result").into_value().ok(),
+        Some(json!({"x": [1, 2]}))
+    );
+    assert_eq!(
+        reply.sender().name.as_deref(),
+        Some("calc"),
+        "reply keeps the server's fingerprint"
+    );
 
     let reply = client.rpc("refuse", json!({})).await.expect("reply");
     assert!(!reply.is_ok());
-    assert_eq!(reply.outcome(), Ok(Outcome::Error { message: "refused".into() }));
+    assert_eq!(
+        reply.outcome(),
+        Ok(Outcome::Error {
+            message: "refused".into()
+        })
+    );
 
     let reply = client.rpc("panic", json!({})).await.expect("reply");
-    assert_eq!(reply.outcome(), Ok(Outcome::Exception { name: "Panic".into(), message: "boom".into() }));
+    assert_eq!(
+        reply.outcome(),
+        Ok(Outcome::Exception {
+            name: "Panic".into(),
+            message: "boom".into()
+        })
+    );
 
     let reply = client.rpc("fail", json!({})).await.expect("reply");
     assert_eq!(
         reply.outcome(),
-        Ok(Outcome::Exception { name: "ValueError".into(), message: "bad value".into() })
+        Ok(Outcome::Exception {
+            name: "ValueError".into(),
+            message: "bad value".into()
+        })
     );
 
     let reply = client.rpc("silent", json!({})).await.expect("reply");
-    assert!(matches!(reply.outcome(), Ok(Outcome::Error { message }) if message.contains("without replying")));
+    assert!(
+        matches!(reply.outcome(), Ok(Outcome::Error { message }) if message.contains("without replying"))
+    );
 
     let reply = client.rpc("late_work", json!({})).await.expect("reply");
-    assert_eq!(reply.outcome().expect("result").into_value().ok(), Some(json!("early")));
+    assert_eq!(
+        reply.outcome().expect("result").into_value().ok(),
+        Some(json!("early"))
+    );
 
     // No handler: an error result at once, not a timeout.
-    let reply = client.rpc("nobody", json!({})).timeout(Duration::from_secs(30)).retries(0).await.expect("reply");
-    assert!(matches!(reply.outcome(), Ok(Outcome::Error { message }) if message.contains("no handler")));
+    let reply = client
+        .rpc("nobody", json!({}))
+        .timeout(Duration::from_secs(30))
+        .retries(0)
+        .await
+        .expect("reply");
+    assert!(
+        matches!(reply.outcome(), Ok(Outcome::Error { message }) if message.contains("no handler"))
+    );
 
     // The processor survived all of it.
     let reply = client.rpc("echo", "still here").await.expect("reply");
-    assert_eq!(reply.outcome().expect("result").into_value().ok(), Some(json!("still here")));
+    assert_eq!(
+        reply.outcome().expect("result").into_value().ok(),
+        Some(json!("still here"))
+    );
     server.control.quit();
 }
 
@@ -129,33 +179,64 @@ async fn two_hundred_concurrent_calls_on_one_producer() {
     let results = futures_util::future::join_all(calls).await;
     for (i, result) in results {
         let reply = result.expect("reply");
-        assert_eq!(reply.outcome().expect("result").into_value().ok(), Some(json!(i)));
+        assert_eq!(
+            reply.outcome().expect("result").into_value().ok(),
+            Some(json!(i))
+        );
     }
     server.control.quit();
 }
 
 /// Counts requests on a queue and never answers.
-async fn black_hole(exchange: &Exchange, key: &str) -> tokio::sync::mpsc::UnboundedReceiver<lapin::BasicProperties> {
+async fn black_hole(
+    exchange: &Exchange,
+    key: &str,
+) -> tokio::sync::mpsc::UnboundedReceiver<lapin::BasicProperties> {
     let channel = raw_channel().await;
     channel
         .exchange_declare(
             exchange.name().into(),
             lapin::ExchangeKind::Direct,
-            lapin::options::ExchangeDeclareOptions { durable: true, auto_delete: true, ..Default::default() },
+            lapin::options::ExchangeDeclareOptions {
+                durable: true,
+                auto_delete: true,
+                ..Default::default()
+            },
             Default::default(),
         )
         .await
         .expect("exchange");
     channel
-        .queue_declare(key.into(), lapin::options::QueueDeclareOptions { auto_delete: true, ..Default::default() }, Default::default())
+        .queue_declare(
+            key.into(),
+            lapin::options::QueueDeclareOptions {
+                auto_delete: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
         .await
         .expect("queue");
     channel
-        .queue_bind(key.into(), exchange.name().into(), key.into(), Default::default(), Default::default())
+        .queue_bind(
+            key.into(),
+            exchange.name().into(),
+            key.into(),
+            Default::default(),
+            Default::default(),
+        )
         .await
         .expect("bind");
     let mut consumer = channel
-        .basic_consume(key.into(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, Default::default())
+        .basic_consume(
+            key.into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
         .await
         .expect("consume");
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -176,7 +257,11 @@ async fn timeout_retries_with_fresh_correlation_and_expiration() {
     let exchange = Exchange::new(unique("silent"), ExchangeKind::Direct).auto_delete(true);
     let key = unique("silent");
     let mut seen = black_hole(&exchange, &key).await;
-    let client = Producer::builder().ek(exchange, key.as_str()).connect(&connection).await.expect("producer");
+    let client = Producer::builder()
+        .ek(exchange, key.as_str())
+        .connect(&connection)
+        .await
+        .expect("producer");
     let error = client
         .rpc("anything", json!({}))
         .timeout(Duration::from_millis(300))
@@ -184,22 +269,47 @@ async fn timeout_retries_with_fresh_correlation_and_expiration() {
         .await
         .expect_err("nobody answers");
     assert!(error.is_timeout(), "{error}");
-    assert!(matches!(error, Error::RpcTimeout { attempts: 3, .. }), "{error}");
+    assert!(
+        matches!(error, Error::RpcTimeout { attempts: 3, .. }),
+        "{error}"
+    );
     let python = error.to_result_message();
-    assert_eq!(python.outcome().expect("result"), Outcome::Exception {
-        name: "TimeoutError".into(),
-        message: error.to_string()
-    });
+    assert_eq!(
+        python.outcome().expect("result"),
+        Outcome::Exception {
+            name: "TimeoutError".into(),
+            message: error.to_string()
+        }
+    );
     let mut correlations = Vec::new();
     for _ in 0..3 {
-        let props = tokio::time::timeout(Duration::from_secs(5), seen.recv()).await.expect("a send").expect("open");
+        let props = tokio::time::timeout(Duration::from_secs(5), seen.recv())
+            .await
+            .expect("a send")
+            .expect("open");
         assert_eq!(props.expiration().as_ref().map(|e| e.as_str()), Some("300"));
-        assert_eq!(props.reply_to().as_ref().map(|r| r.as_str()).map(|r| r.starts_with(DIRECT_REPLY_TO)), Some(true));
+        assert_eq!(
+            props
+                .reply_to()
+                .as_ref()
+                .map(|r| r.as_str())
+                .map(|r| r.starts_with(DIRECT_REPLY_TO)),
+            Some(true)
+        );
         correlations.push(props.correlation_id().clone().expect("correlation id"));
     }
     correlations.dedup();
-    assert_eq!(correlations.len(), 3, "every retry has a fresh correlation id");
-    assert!(tokio::time::timeout(Duration::from_millis(300), seen.recv()).await.is_err(), "exactly 3 sends");
+    assert_eq!(
+        correlations.len(),
+        3,
+        "every retry has a fresh correlation id"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), seen.recv())
+            .await
+            .is_err(),
+        "exactly 3 sends"
+    );
 }
 
 #[tokio::test]
@@ -214,8 +324,17 @@ async fn a_request_nobody_takes_expires() {
         .await
         .expect("declares");
     _consumer_owner.stop().await;
-    let client = Producer::builder().ek(exchange, queue.as_str()).connect(&connection).await.expect("producer");
-    let error = client.rpc("x", 1).timeout(Duration::from_millis(200)).retries(0).await.expect_err("timeout");
+    let client = Producer::builder()
+        .ek(exchange, queue.as_str())
+        .connect(&connection)
+        .await
+        .expect("producer");
+    let error = client
+        .rpc("x", 1)
+        .timeout(Duration::from_millis(200))
+        .retries(0)
+        .await
+        .expect_err("timeout");
     assert!(error.is_timeout());
     let channel = raw_channel().await;
     let mut depth = u32::MAX;
@@ -227,7 +346,9 @@ async fn a_request_nobody_takes_expires() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(depth, 0, "the broker dropped the expired request");
-    let _ = channel.queue_delete(queue.as_str().into(), Default::default()).await;
+    let _ = channel
+        .queue_delete(queue.as_str().into(), Default::default())
+        .await;
 }
 
 /// Answers like a Python Postage processor: a reply on the default
@@ -238,21 +359,43 @@ async fn python_server(exchange: &Exchange, key: &str) {
         .exchange_declare(
             exchange.name().into(),
             lapin::ExchangeKind::Direct,
-            lapin::options::ExchangeDeclareOptions { durable: true, auto_delete: true, ..Default::default() },
+            lapin::options::ExchangeDeclareOptions {
+                durable: true,
+                auto_delete: true,
+                ..Default::default()
+            },
             Default::default(),
         )
         .await
         .expect("exchange");
     channel
-        .queue_declare(key.into(), lapin::options::QueueDeclareOptions { auto_delete: true, ..Default::default() }, Default::default())
+        .queue_declare(
+            key.into(),
+            lapin::options::QueueDeclareOptions {
+                auto_delete: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
         .await
         .expect("queue");
     channel
-        .queue_bind(key.into(), exchange.name().into(), key.into(), Default::default(), Default::default())
+        .queue_bind(
+            key.into(),
+            exchange.name().into(),
+            key.into(),
+            Default::default(),
+            Default::default(),
+        )
         .await
         .expect("bind");
     let mut consumer = channel
-        .basic_consume(key.into(), "".into(), BasicConsumeOptions::default(), Default::default())
+        .basic_consume(
+            key.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            Default::default(),
+        )
         .await
         .expect("consume");
     tokio::spawn(async move {
@@ -297,13 +440,27 @@ async fn python_server_without_correlation_id_is_answered_both_ways() {
     });
     for (i, result) in futures_util::future::join_all(calls).await {
         let reply = result.expect("reply");
-        assert_eq!(reply.outcome().expect("result").into_value().ok(), Some(json!(i)));
+        assert_eq!(
+            reply.outcome().expect("result").into_value().ok(),
+            Some(json!(i))
+        );
     }
     // Direct reply-to accepts an uncorrelated reply when one call waits.
-    let direct = Producer::builder().ek(exchange, key.as_str()).connect(&connection).await.expect("producer");
+    let direct = Producer::builder()
+        .ek(exchange, key.as_str())
+        .connect(&connection)
+        .await
+        .expect("producer");
     for i in 0..3 {
-        let reply = direct.rpc("echo", i).timeout(Duration::from_secs(10)).await.expect("reply");
-        assert_eq!(reply.outcome().expect("result").into_value().ok(), Some(json!(i)));
+        let reply = direct
+            .rpc("echo", i)
+            .timeout(Duration::from_secs(10))
+            .await
+            .expect("reply");
+        assert_eq!(
+            reply.outcome().expect("result").into_value().ok(),
+            Some(json!(i))
+        );
     }
 }
 
@@ -312,11 +469,18 @@ async fn queue_only_calls_return_a_handle_at_once() {
     let connection = connect().await;
     let server = server(&connection).await;
     let client = client(&connection, &server).await;
-    let pending = client.rpc("echo", "later").queue_only().await.expect("sent");
+    let pending = client
+        .rpc("echo", "later")
+        .queue_only()
+        .await
+        .expect("sent");
     assert_eq!(pending.reply_queue(), DIRECT_REPLY_TO);
     assert!(!pending.correlation_id().is_empty());
     let reply = pending.await.expect("reply");
-    assert_eq!(reply.outcome().expect("result").into_value().ok(), Some(json!("later")));
+    assert_eq!(
+        reply.outcome().expect("result").into_value().ok(),
+        Some(json!("later"))
+    );
 
     let pending = client
         .rpc("echo", "queued")
@@ -324,9 +488,16 @@ async fn queue_only_calls_return_a_handle_at_once() {
         .queue_only()
         .await
         .expect("sent");
-    assert!(pending.reply_queue().starts_with("amq.gen-"), "{}", pending.reply_queue());
+    assert!(
+        pending.reply_queue().starts_with("amq.gen-"),
+        "{}",
+        pending.reply_queue()
+    );
     let reply = pending.await.expect("reply");
-    assert_eq!(reply.outcome().expect("result").into_value().ok(), Some(json!("queued")));
+    assert_eq!(
+        reply.outcome().expect("result").into_value().ok(),
+        Some(json!("queued"))
+    );
     server.control.quit();
 }
 
@@ -335,7 +506,11 @@ async fn rpc_to_an_unbound_key_fails_at_once() {
     let connection = connect().await;
     let server = server(&connection).await;
     let client = client(&connection, &server).await;
-    let error = client.rpc("echo", 1).key("no-such-key").await.expect_err("unroutable");
+    let error = client
+        .rpc("echo", 1)
+        .key("no-such-key")
+        .await
+        .expect_err("unroutable");
     assert!(matches!(error, Error::Unroutable { .. }), "{error}");
     server.control.quit();
 }

@@ -1,6 +1,8 @@
 //! Wire format: what Python Postage sends decodes, what we send is exactly
 //! the documented JSON.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use postage::prelude::*;
 use postage::{DecodeError, Encoder, JsonEncoder};
 use serde_json::{Value, json};
@@ -86,11 +88,18 @@ fn python_reply_decodes() {
     )
     .expect("decodes");
     assert!(!error.is_ok());
-    assert_eq!(error.outcome(), Ok(Outcome::Error { message: "bad".into() }));
+    assert_eq!(
+        error.outcome(),
+        Ok(Outcome::Error {
+            message: "bad".into()
+        })
+    );
 }
 
 fn encoded(message: impl IntoMessage) -> Value {
-    let body = JsonEncoder.encode(&message.into_message()).expect("encodes");
+    let body = JsonEncoder
+        .encode(&message.into_message())
+        .expect("encodes");
     serde_json::from_slice(&body).expect("JSON")
 }
 
@@ -124,9 +133,15 @@ fn every_kind_encodes_as_documented() {
         json!({"type": "exception", "value": "ValueError", "message": "boom"})
     );
     let result = encoded(MessageResult::with_message(true, "done"));
-    assert_eq!((result["type"].clone(), result["name"].clone()), (json!("result"), json!("none")));
     assert_eq!(
-        encoded(GenericMessage::new(vec![json!(1), json!("str")], serde_json::Map::new())),
+        (result["type"].clone(), result["name"].clone()),
+        (json!("result"), json!("none"))
+    );
+    assert_eq!(
+        encoded(GenericMessage::new(
+            vec![json!(1), json!("str")],
+            serde_json::Map::new()
+        )),
         json!({"type": "none", "name": "none", "category": "message", "version": "2",
                "fingerprint": {}, "content": {"args": [1, "str"]}, "_reserved": {}})
     );
@@ -150,7 +165,10 @@ fn fingerprint_is_sent_as_strings() {
     assert_eq!(anonymous["name"], "None");
     assert_eq!(anonymous["type"], "None");
     let (name, kind, pid, ..) = fp.as_tuple();
-    assert_eq!((name, kind, pid), (Some("svc"), Some("controller"), Some(std::process::id())));
+    assert_eq!(
+        (name, kind, pid),
+        (Some("svc"), Some("controller"), Some(std::process::id()))
+    );
 }
 
 #[test]
@@ -203,7 +221,10 @@ fn typed_parameters() {
         b: i64,
     }
     let message: Message = RpcCommand::new("sum", json!({"a": 1, "b": 2})).into();
-    assert_eq!(message.content.parameters_as::<Sum>(), Ok(Sum { a: 1, b: 2 }));
+    assert_eq!(
+        message.content.parameters_as::<Sum>(),
+        Ok(Sum { a: 1, b: 2 })
+    );
     let bad: Message = RpcCommand::new("sum", json!({"a": "one"})).into();
     assert!(matches!(
         bad.content.parameters_as::<Sum>(),

@@ -36,7 +36,7 @@ impl Handlers for Component {
 }
 
 #[tokio::main]
-async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let (Some(exchange), Some(queue)) = (args.next(), args.next()) else {
         return Err("usage: test_component EXCHANGE QUEUE".into());
