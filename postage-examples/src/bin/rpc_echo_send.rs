@@ -1,0 +1,45 @@
+//! `rpc_echo_send [TEXT]`: calls `rpc_echo` on `echo-exchange` / `echo-rk`
+//! and prints `reply: VALUE` (or `failed: ...` and exits with status 1).
+//! Works with Python Postage RPC servers too, which reply without a
+//! correlation id.
+#![allow(clippy::print_stdout)]
+
+use postage::prelude::*;
+use postage_examples::{ECHO, ECHO_KEY, init_logging, text};
+
+struct EchoProducer;
+
+#[producer(eks = [(ECHO, ECHO_KEY)])]
+impl EchoProducer {
+    fn build_rpc_echo(&self, text: &str) -> RpcCommand {
+        RpcCommand::new("echo", text)
+    }
+}
+
+#[tokio::main]
+async fn main() -> postage::Result<()> {
+    init_logging();
+    let text_arg = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "RPC test message".to_owned());
+    let connection = Connection::from_env().await?;
+    let producer = EchoProducer
+        .connect_with(
+            Producer::builder().fingerprint(Fingerprint::new("rpc_echo_send", "application")),
+            &connection,
+        )
+        .await?;
+    let reply = producer.rpc_echo(&text_arg).await?;
+    let outcome = reply.outcome()?;
+    connection.close().await?;
+    match outcome {
+        Outcome::Success { value, .. } => {
+            println!("reply: {}", text(&value));
+            Ok(())
+        }
+        failure => {
+            println!("failed: {failure:?}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! What the example components share: the echo exchange and logging set-up.
+//!
+//! The names match the demos of Python Postage (`echo-exchange`, direct and
+//! durable; queue `echo-queue`; keys `echo-rk` and `echo-fanout-rk`), so
+//! these components interoperate with Python ones.
+
+use postage::Exchange;
+
+/// The exchange every echo component uses.
+pub const ECHO: Exchange = Exchange::direct("echo-exchange");
+
+/// The shared queue (round robin between receivers).
+pub const ECHO_QUEUE: &str = "echo-queue";
+
+/// The routing key of the shared queue.
+pub const ECHO_KEY: &str = "echo-rk";
+
+/// The routing key that reaches every receiver's private queue.
+pub const ECHO_FANOUT_KEY: &str = "echo-fanout-rk";
+
+/// Logs to stderr: `RUST_LOG` if set, otherwise `debug` when
+/// `POSTAGE_DEBUG_MODE` is true and `warn` when not. Standard output stays
+/// for the component's own lines.
+pub fn init_logging() {
+    let debug = postage::Config::from_env().is_ok_and(|c| c.debug());
+    let default = if debug { "debug" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// A JSON value as a line of text: strings bare, anything else as JSON.
+pub fn text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
