@@ -108,3 +108,146 @@ pub async fn queue_depth(channel: &lapin::Channel, queue: &str) -> u32 {
         Err(e) => panic!("queue {queue} cannot be inspected: {e}"),
     }
 }
+
+/// A virtual host of its own for one test, created with `rabbitmqctl` and
+/// deleted when dropped, so tests that use fixed queue names (as the
+/// examples do) run in parallel without meeting.
+#[derive(Debug)]
+pub struct TestVhost {
+    name: String,
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let output = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run rabbitmqctl {args:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "rabbitmqctl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+impl TestVhost {
+    /// Creates the virtual host and lets `guest` use it.
+    pub fn create() -> Self {
+        let name = unique("vhost");
+        rabbitmqctl(&["add_vhost", &name]);
+        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
+        TestVhost { name }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The test broker's URL with this virtual host.
+    pub fn url(&self) -> String {
+        let config = test_config();
+        format!(
+            "amqp://guest:guest@{}:{}/{}",
+            config.host(),
+            config.port(),
+            self.name
+        )
+    }
+}
+
+impl Drop for TestVhost {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.name])
+            .output();
+    }
+}
+
+/// A child process whose standard output is read line by line.
+#[derive(Debug)]
+pub struct Spawned {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Spawned {
+    /// Starts `command` with its standard output piped.
+    pub fn start(mut command: std::process::Command) -> Self {
+        let mut child = command
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+        let Some(stdout) = child.stdout.take() else {
+            panic!("no stdout pipe")
+        };
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Spawned { child, lines }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The next line starting with `prefix` (others are skipped), or a
+    /// test failure after 20 s.
+    pub fn expect_line(&self, prefix: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no line starting with {prefix:?}: {e}"),
+            }
+        }
+    }
+
+    /// Every line printed until nothing more comes for `quiet`.
+    pub fn lines_until_quiet(&self, quiet: Duration) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(quiet) {
+            lines.push(line);
+        }
+        lines
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
+        assert!(status.success(), "kill failed");
+    }
+
+    /// Waits up to 20 s for the process to exit.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        for _ in 0..200 {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status,
+                Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+                Err(e) => panic!("cannot wait for the child: {e}"),
+            }
+        }
+        panic!("the process did not exit within 20 s");
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

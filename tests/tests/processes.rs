@@ -3,17 +3,14 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use postage::prelude::*;
-use postage_tests::{connect, queue_depth, raw_channel, unique};
+use postage_tests::{Spawned, connect, queue_depth, raw_channel, unique};
 
 struct Component {
-    child: Child,
-    lines: mpsc::Receiver<String>,
+    process: Spawned,
     exchange: Exchange,
     queue: String,
 }
@@ -22,36 +19,17 @@ impl Component {
     fn start() -> Self {
         let exchange = Exchange::new(unique("proc"), ExchangeKind::Direct).auto_delete(true);
         let queue = unique("procq");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_test_component"))
-            .args([exchange.name(), queue.as_str()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("test_component starts");
-        let stdout: ChildStdout = child.stdout.take().expect("piped");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let mut command = Command::new(env!("CARGO_BIN_EXE_test_component"));
+        command.args([exchange.name(), queue.as_str()]);
         Component {
-            child,
-            lines,
+            process: Spawned::start(command),
             exchange,
             queue,
         }
     }
 
     fn expect_line(&self, prefix: &str) -> String {
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(20)) {
-                Ok(line) if line.starts_with(prefix) => return line,
-                Ok(_) => {}
-                Err(e) => panic!("no line starting with {prefix:?}: {e}"),
-            }
-        }
+        self.process.expect_line(prefix)
     }
 
     async fn producer(&self, connection: &Connection) -> Producer {
@@ -62,31 +40,6 @@ impl Component {
             .await
             .expect("producer")
     }
-
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        for _ in 0..200 {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("the component did not exit within 20 s");
-    }
-}
-
-impl Drop for Component {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn sigterm(pid: u32) {
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
 }
 
 #[tokio::test]
@@ -101,7 +54,7 @@ async fn quit_ends_the_component_with_status_zero() {
         .await
         .expect("sent");
     component.expect_line("stopped");
-    assert!(component.wait_exit().success());
+    assert!(component.process.wait_exit().success());
 }
 
 #[tokio::test]
@@ -109,7 +62,7 @@ async fn restart_keeps_the_pid_and_keeps_serving() {
     let connection = connect().await;
     let mut component = Component::start();
     let first = component.expect_line("ready");
-    assert_eq!(first, format!("ready pid={}", component.child.id()));
+    assert_eq!(first, format!("ready pid={}", component.process.pid()));
     let producer = component.producer(&connection).await;
     producer
         .command("restart", serde_json::json!({}))
@@ -127,7 +80,7 @@ async fn restart_keeps_the_pid_and_keeps_serving() {
         .command("quit", serde_json::json!({}))
         .await
         .expect("sent");
-    assert!(component.wait_exit().success());
+    assert!(component.process.wait_exit().success());
 }
 
 #[tokio::test]
@@ -140,10 +93,10 @@ async fn sigterm_lets_the_running_handler_finish_and_loses_nothing() {
     producer.command("slow", 1).await.expect("sent");
     producer.command("slow", 2).await.expect("sent");
     assert_eq!(component.expect_line("handling"), "handling 1500");
-    sigterm(component.child.id());
+    component.process.terminate();
     assert_eq!(component.expect_line("handled"), "handled 1500");
     component.expect_line("stopped");
-    assert!(component.wait_exit().success());
+    assert!(component.process.wait_exit().success());
     // The two messages not started went back to the queue.
     let channel = raw_channel().await;
     let mut depth = 0;
