@@ -144,20 +144,20 @@
 //! impl ::postage::Handlers for EchoReceiver {
 //!     fn handlers() -> &'static [::postage::__private::Handler<Self>] {
 //!         const TABLE: &[::postage::__private::Handler<EchoReceiver>] = &[
-//!             ::postage::__private::Handler::message("command", "echo", |this, content| {
+//!             ::postage::__private::Handler::<EchoReceiver>::message("command", "echo", |this, content| {
 //!                 ::postage::__private::boxed(async move {
 //!                     ::postage::__private::done(this.echo(::postage::__private::params(content)?).await)
 //!                 })
 //!             })
 //!             .labeled("echo"),
-//!             ::postage::__private::Handler::rpc("command", "echo", |this, content, reply| {
+//!             ::postage::__private::Handler::<EchoReceiver>::rpc("command", "echo", |this, content, reply| {
 //!                 ::postage::__private::boxed(async move {
 //!                     let (content, reply) = ::postage::__private::rpc_params(content, reply).await?;
 //!                     ::postage::__private::done(this.rpc_echo(content, reply).await)
 //!                 })
 //!             })
 //!             .labeled("rpc_echo"),
-//!             ::postage::__private::Handler::rpc("command", "sum", |this, content, reply| {
+//!             ::postage::__private::Handler::<EchoReceiver>::rpc("command", "sum", |this, content, reply| {
 //!                 ::postage::__private::boxed(async move {
 //!                     let (content, reply) = ::postage::__private::rpc_params(content, reply).await?;
 //!                     ::postage::__private::reply_value(reply, this.sum(content).await).await

@@ -34,16 +34,19 @@ pub fn params<A: FromContent>(content: Content) -> Result<A, HandlerError> {
 
 /// An RPC handler's content argument. Parameters that do not fit are
 /// answered with an error result, and the handler does not run.
-pub async fn rpc_params<A: FromContent>(
+pub fn rpc_params<A: FromContent>(
     content: Content,
     reply: Reply,
-) -> Result<(A, Reply), HandlerError> {
-    match A::from_content(content) {
-        Ok(argument) => Ok((argument, reply)),
-        Err(e) => {
-            let error = invalid(e);
-            reply.error(error.message.clone()).await?;
-            Err(error)
+) -> impl Future<Output = Result<(A, Reply), HandlerError>> {
+    let decoded = A::from_content(content);
+    async move {
+        match decoded {
+            Ok(argument) => Ok((argument, reply)),
+            Err(e) => {
+                let error = invalid(e);
+                reply.error(error.message.clone()).await?;
+                Err(error)
+            }
         }
     }
 }
@@ -53,22 +56,21 @@ fn invalid(error: crate::encoding::DecodeError) -> HandlerError {
 }
 
 /// Replies with what a value-returning RPC handler returned.
-pub async fn reply_value<T: IntoReply>(reply: Reply, value: T) -> HandlerResult {
-    reply.send(value.into_reply()).await?;
-    Ok(())
+pub fn reply_value<T: IntoReply>(reply: Reply, value: T) -> impl Future<Output = HandlerResult> {
+    let message = value.into_reply();
+    async move { Ok(reply.send(message).await?) }
 }
 
 /// Replies with what a `Result`-returning RPC handler returned.
-pub async fn reply_result<T: IntoReply, E: IntoErrorReply>(
+pub fn reply_result<T: IntoReply, E: IntoErrorReply>(
     reply: Reply,
     result: Result<T, E>,
-) -> HandlerResult {
+) -> impl Future<Output = HandlerResult> {
     let message = match result {
         Ok(value) => value.into_reply(),
         Err(error) => error.into_error_reply(),
     };
-    reply.send(message).await?;
-    Ok(())
+    async move { Ok(reply.send(message).await?) }
 }
 
 /// A `build_` method's return value, checked to be a message.

@@ -93,10 +93,11 @@ fn expand_entry(args: &Args, processor: &Processor, entry: &Entry) -> TokenStrea
         }
         Shape::RpcValue { content, result } => {
             let helper = if *result {
-                quote!(reply_result)
+                "reply_result"
             } else {
-                quote!(reply_value)
+                "reply_value"
             };
+            let helper = proc_macro2::Ident::new(helper, ret);
             let reply = quote_spanned!(ret=> #p_ret::__private::#helper);
             match content {
                 None => {

@@ -302,7 +302,12 @@ fn parse_attr(cx: &mut Ctxt, form: Form, attr: &Attribute) -> Option<(bool, LitS
                 let ident = input.call(Ident::parse_any)?;
                 return Err(unknown_argument(form, &ident));
             }
-            return Err(input.error(format!("unexpected argument: `{}`", form.example())));
+            return Err(input.error(format!(
+                "unexpected argument: {} takes the message {}, `{}`",
+                form.attribute(),
+                labels.join(" and "),
+                form.example()
+            )));
         }
         Ok(strings)
     };

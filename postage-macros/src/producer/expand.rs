@@ -84,10 +84,20 @@ fn expand_sender(args: &Args, sender: &Sender<'_>) -> TokenStream {
         sender.command,
         span = build.span()
     );
-    let docs = method
+    let mut docs: Vec<TokenStream> = method
         .attrs
         .iter()
-        .filter(|attr| attr.path().is_ident("doc"));
+        .filter(|attr| attr.path().is_ident("doc"))
+        .map(|attr| quote!(#attr))
+        .collect();
+    if docs.is_empty() {
+        let verb = match sender.kind {
+            Kind::Message => "Sends",
+            Kind::Rpc => "Calls",
+        };
+        let doc = format!(" {verb} the message `{build}` builds; `.await` it, after options.");
+        docs.push(quote!(#[doc = #doc]));
+    }
     let where_clause = &method.sig.generics.where_clause;
     let generics = &method.sig.generics;
     let params = sender.params.iter().map(|param| {

@@ -1,0 +1,10 @@
+use postage::prelude::*;
+
+struct EchoReceiver;
+
+impl EchoReceiver {
+    #[handler("command", "echo")]
+    async fn echo(&self, _content: Content) {}
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use postage::prelude::*;
+
+#[producer(eks = [])]
+struct EchoProducer;
+
+fn main() {}
