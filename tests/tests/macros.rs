@@ -134,6 +134,11 @@ impl EchoReceiver {
         }
     }
 
+    #[handler("command", "count")]
+    async fn count(&self, Params(n): Params<u32>) {
+        self.saw("count", n.to_string());
+    }
+
     #[handler("command", "stop")]
     async fn stop(&self) {
         self.saw("stop", String::new());
@@ -412,6 +417,30 @@ async fn typed_parameters_and_returned_values_become_results() {
         }
     );
     assert!(!reply.is_ok());
+
+    receiver.stop().await;
+    connection.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn message_with_parameters_that_do_not_fit_is_dropped_and_the_processor_goes_on() {
+    let connection = connect().await;
+    let exchange = direct();
+    let (tx, mut seen) = mpsc::unbounded_channel();
+    let receiver = start(
+        &connection,
+        1,
+        &exchange,
+        vec![(queue("count"), "echo-rk")],
+        &tx,
+    )
+    .await;
+    let producer = connect_producer(&connection, &exchange).await;
+
+    // One queue, one handler at a time: "3" is handled after "three".
+    producer.command("count", "three").await.expect("sent");
+    producer.command("count", 3).await.expect("sent");
+    assert_eq!(next_seen(&mut seen).await, (1, "count", "3".to_owned()));
 
     receiver.stop().await;
     connection.close().await.expect("close");

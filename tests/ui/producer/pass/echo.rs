@@ -1,5 +1,6 @@
 // The echo producer of the design: typed senders with options, the
 // generic senders through Deref, the API type named in a field.
+use std::future::IntoFuture;
 use std::time::Duration;
 
 use postage::prelude::*;
@@ -45,8 +46,20 @@ async fn use_it(connection: &Connection) -> postage::Result<()> {
     Ok(())
 }
 
+fn is_send<T: Send>(_: &T) {}
+
+async fn futures_are_send(connection: &Connection) {
+    let connect = EchoProducer.connect(connection);
+    is_send(&connect);
+    let producer = connect.await.expect("connects");
+    is_send(&producer.message_echo("hi").into_future());
+    is_send(&producer.rpc_sum(1, 2).into_future());
+    is_send(&use_it(connection));
+}
+
 fn main() {
     let _ = use_it;
+    let _ = futures_are_send;
     assert_eq!(EchoProducer::API.len(), 2);
     assert_eq!(EchoProducer.default_eks(), vec![(ECHO, "echo-rk".to_owned())]);
 }
