@@ -423,6 +423,7 @@ impl GenericMessage {
 
 /// Anything that builds a [`Message`]: every kind above, and `Message`
 /// itself. `build_message_*` / `build_rpc_*` methods return one of these.
+/// Implement it for a type of your own to send it directly.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a Postage message",
     label = "a `build_` method must return a message",
@@ -433,8 +434,28 @@ pub trait IntoMessage {
     fn into_message(self) -> Message;
 }
 
-impl<T: Into<Message>> IntoMessage for T {
+impl IntoMessage for Message {
     fn into_message(self) -> Message {
-        self.into()
+        self
     }
 }
+
+macro_rules! into_message {
+    ($($ty:ident),*) => {$(
+        impl IntoMessage for $ty {
+            fn into_message(self) -> Message {
+                self.0
+            }
+        }
+    )*};
+}
+
+into_message!(
+    MessageCommand,
+    RpcCommand,
+    MessageStatus,
+    MessageResult,
+    MessageResultError,
+    MessageResultException,
+    GenericMessage
+);

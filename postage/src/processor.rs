@@ -137,7 +137,7 @@ pub(crate) fn short_type_name<T: ?Sized>() -> String {
 #[diagnostic::on_unimplemented(
     message = "a Postage handler cannot return `{Self}`",
     label = "handlers return `()` or `Result<(), E>` with `E: Display`",
-    note = "RPC handlers may also return a value: see `postage::processor::IntoReply`"
+    note = "RPC handlers may also return a value: see `postage::IntoReply`"
 )]
 pub trait IntoHandlerResult {
     /// Converts.
@@ -386,8 +386,6 @@ impl ReplyTarget {
         };
         self.channel
             .publish("", &self.reply_to, &body, &props)
-            .await?
-            .confirmed()
             .await
     }
 }

@@ -15,7 +15,7 @@ use crate::exchange::Exchange;
 use crate::fingerprint::Fingerprint;
 use crate::message::{IntoMessage, Message, MessageCommand, RpcCommand};
 use crate::rpc::{ReplyStrategy, RpcCall, RpcSettings, RpcState};
-use crate::transport::{Channel, Connection, OutgoingProperties, PendingConfirm};
+use crate::transport::{Channel, Connection, OutgoingProperties};
 
 /// The boxed future a builder resolves to.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -346,17 +346,11 @@ impl Producer {
         body: &[u8],
         props: &OutgoingProperties<'_>,
     ) -> Result<()> {
-        let mut pending: Vec<PendingConfirm> = Vec::with_capacity(pairs.len());
         for (exchange, key) in pairs {
-            pending.push(
-                self.inner
-                    .channel
-                    .publish(exchange.name(), key, body, props)
-                    .await?,
-            );
-        }
-        for confirm in pending {
-            confirm.confirmed().await?;
+            self.inner
+                .channel
+                .publish(exchange.name(), key, body, props)
+                .await?;
         }
         Ok(())
     }

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::{OnceCell, oneshot};
+use tokio::time::Instant;
 
 use crate::consumer::Queue;
 use crate::encoding::Encoder;
@@ -109,7 +110,12 @@ impl RpcState {
         self.listener
             .get_or_try_init(|| async {
                 let consumer = channel.consume(DIRECT_REPLY_TO, true).await?;
-                tokio::spawn(listen(consumer, self.waiters.clone(), encoder.clone()));
+                tokio::spawn(listen(
+                    consumer,
+                    channel.clone(),
+                    self.waiters.clone(),
+                    encoder.clone(),
+                ));
                 Ok::<(), Error>(())
             })
             .await
@@ -118,13 +124,27 @@ impl RpcState {
 }
 
 /// Hands each direct reply-to message to the call waiting for it.
-async fn listen(mut consumer: RawConsumer, waiters: Waiters, encoder: Arc<dyn Encoder>) {
+async fn listen(
+    mut consumer: RawConsumer,
+    channel: Channel,
+    waiters: Waiters,
+    encoder: Arc<dyn Encoder>,
+) {
     while let Some(next) = consumer.next().await {
         let delivery = match next {
             Ok(delivery) => delivery,
             Err(error) => {
-                tracing::warn!(%error, "RPC reply consumer interrupted");
-                continue;
+                tracing::warn!(%error, "RPC reply consumer interrupted; waiting for recovery");
+                match channel.wait_for_recovery(error).await {
+                    Ok(()) => {
+                        tracing::info!("RPC reply consumer recovered");
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "RPC reply consumer lost; calls will time out");
+                        break;
+                    }
+                }
             }
         };
         let message = match encoder.decode(&delivery.data) {
@@ -258,7 +278,11 @@ impl<'a> RpcCall<'a> {
     /// `_queue_only`); awaiting the handle waits up to the timeout.
     pub async fn queue_only(self) -> Result<PendingReply> {
         let prepared = self.prepare().await?;
-        prepared.send_once().await
+        let deadline = Instant::now() + prepared.timeout;
+        match tokio::time::timeout_at(deadline, prepared.send_once(deadline)).await {
+            Ok(sent) => sent,
+            Err(_) => Err(prepared.timed_out(1)),
+        }
     }
 
     async fn prepare(self) -> Result<Prepared<'a>> {
@@ -282,19 +306,23 @@ impl<'a> RpcCall<'a> {
         let prepared = self.prepare().await?;
         let attempts = retries.saturating_add(1);
         for attempt in 1..=attempts {
-            let pending = prepared.send_once().await?;
-            match pending.wait().await {
+            // The whole attempt (publish, confirm, a wait for a lost
+            // connection to come back, and the reply) fits in the timeout.
+            let deadline = Instant::now() + prepared.timeout;
+            let outcome =
+                match tokio::time::timeout_at(deadline, prepared.send_once(deadline)).await {
+                    Ok(Ok(pending)) => pending.wait().await,
+                    Ok(Err(error)) => Err(error),
+                    Err(_) => Err(prepared.timed_out(1)),
+                };
+            match outcome {
                 Err(Error::RpcTimeout { .. }) => {
                     tracing::debug!(command = %prepared.command, attempt, "RPC attempt timed out");
                 }
                 other => return other,
             }
         }
-        Err(Error::RpcTimeout {
-            command: prepared.command,
-            attempts,
-            timeout: prepared.timeout,
-        })
+        Err(prepared.timed_out(attempts))
     }
 }
 
@@ -318,8 +346,17 @@ struct Prepared<'a> {
 }
 
 impl Prepared<'_> {
+    fn timed_out(&self, attempts: u32) -> Error {
+        Error::RpcTimeout {
+            command: self.command.clone(),
+            attempts,
+            timeout: self.timeout,
+        }
+    }
+
     /// One send: sets up the reply path, publishes, waits for the confirm.
-    async fn send_once(&self) -> Result<PendingReply> {
+    /// The reply is awaited until `deadline`.
+    async fn send_once(&self, deadline: Instant) -> Result<PendingReply> {
         let inner = &self.producer.inner;
         let channel = &inner.channel;
         let id = inner.rpc.next_id();
@@ -363,18 +400,17 @@ impl Prepared<'_> {
             correlation_id: Some(&id),
             expiration_ms: Some(self.timeout.as_millis().max(1)),
         };
-        let confirm = channel
+        channel
             .publish(self.exchange.name(), &self.key, &self.body, &props)
             .await?;
-        let pending = PendingReply {
+        Ok(PendingReply {
             wait,
             reply_queue,
             correlation_id: id,
             command: self.command.clone(),
             timeout: self.timeout,
-        };
-        confirm.confirmed().await?;
-        Ok(pending)
+            deadline,
+        })
     }
 }
 
@@ -400,6 +436,7 @@ pub struct PendingReply {
     correlation_id: String,
     command: String,
     timeout: Duration,
+    deadline: Instant,
 }
 
 impl std::fmt::Debug for PendingReply {
@@ -424,9 +461,11 @@ impl PendingReply {
         &self.correlation_id
     }
 
-    /// Waits for the reply, up to the call's timeout.
+    /// Waits for the reply, until the call's timeout has passed since it
+    /// was sent.
     pub async fn wait(self) -> Result<Message> {
         let timeout = self.timeout;
+        let deadline = self.deadline;
         let command = self.command;
         let timed_out = || Error::RpcTimeout {
             command: command.clone(),
@@ -434,7 +473,7 @@ impl PendingReply {
             timeout,
         };
         match self.wait {
-            Wait::Direct { rx, _guard } => match tokio::time::timeout(timeout, rx).await {
+            Wait::Direct { rx, _guard } => match tokio::time::timeout_at(deadline, rx).await {
                 Ok(Ok(message)) => Ok(message),
                 Ok(Err(_)) => Err(Error::Closed("RPC reply consumer")),
                 Err(_) => Err(timed_out()),
@@ -444,7 +483,7 @@ impl PendingReply {
                 channel,
                 encoder,
             } => {
-                let result = tokio::time::timeout(timeout, consumer.next()).await;
+                let result = tokio::time::timeout_at(deadline, consumer.next()).await;
                 if let Err(e) = channel.cancel(&consumer).await {
                     tracing::debug!(error = %e, "cancel reply queue consumer");
                 }

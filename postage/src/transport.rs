@@ -15,7 +15,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldArray, FieldTable};
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
-use lapin::{BasicProperties, Confirmation, ConnectionProperties, PublisherConfirm};
+use lapin::{BasicProperties, Confirmation, ConnectionProperties};
 use serde_json::Value;
 
 use crate::config::Config;
@@ -218,37 +218,9 @@ pub(crate) struct Channel {
     debug: bool,
 }
 
-/// A publish whose broker confirmation has not been awaited yet.
-pub(crate) struct PendingConfirm {
-    confirm: PublisherConfirm,
-    exchange: String,
-    key: String,
-}
-
-impl PendingConfirm {
-    /// Waits for the broker: a nack or a returned (unroutable) mandatory
-    /// message is an error.
-    pub(crate) async fn confirmed(self) -> Result<()> {
-        let confirmation = self
-            .confirm
-            .await
-            .map_err(|e| Error::amqp(format!("publish to {:?}", self.exchange), e))?;
-        match confirmation {
-            Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
-            Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
-                Err(Error::Unroutable {
-                    exchange: self.exchange,
-                    key: self.key,
-                    reply: returned.reply_text.to_string(),
-                })
-            }
-            Confirmation::Nack(None) => Err(Error::Nacked {
-                exchange: self.exchange,
-                key: self.key,
-            }),
-        }
-    }
-}
+/// How many times a publish interrupted by a lost connection is retried
+/// after recovery.
+const PUBLISH_RETRIES: u32 = 5;
 
 /// A delivery as received, before decoding.
 pub(crate) type RawDelivery = lapin::message::Delivery;
@@ -350,15 +322,18 @@ impl Channel {
             .map_err(|e| Error::amqp("basic.cancel", e))
     }
 
-    /// Publishes a body. The returned confirmation resolves at once when
-    /// confirms are off.
+    /// Publishes a body and, on a channel with confirms, waits for the
+    /// broker's confirmation: a nack or a returned (unroutable) mandatory
+    /// message is an error. A publish interrupted by a lost connection is
+    /// sent again once lapin has recovered the connection (at least once:
+    /// the broker may then hold it twice).
     pub(crate) async fn publish(
         &self,
         exchange: &str,
         key: &str,
         body: &[u8],
         props: &OutgoingProperties<'_>,
-    ) -> Result<PendingConfirm> {
+    ) -> Result<()> {
         let mut properties = BasicProperties::default();
         if let Some(content_type) = props.content_type {
             properties = properties.with_content_type(content_type.into());
@@ -383,25 +358,38 @@ impl Channel {
                 "publish"
             );
         }
-        let confirm = self
-            .inner
-            .basic_publish(
-                exchange.into(),
-                key.into(),
-                BasicPublishOptions {
-                    mandatory: props.mandatory,
-                    immediate: false,
-                },
-                body,
-                properties,
-            )
-            .await
-            .map_err(|e| Error::amqp(format!("basic.publish to {exchange:?}"), e))?;
-        Ok(PendingConfirm {
-            confirm,
-            exchange: exchange.to_owned(),
-            key: key.to_owned(),
-        })
+        let options = BasicPublishOptions {
+            mandatory: props.mandatory,
+            immediate: false,
+        };
+        let mut retries = 0;
+        loop {
+            let attempt = async {
+                self.inner
+                    .basic_publish(
+                        exchange.into(),
+                        key.into(),
+                        options,
+                        body,
+                        properties.clone(),
+                    )
+                    .await?
+                    .await
+            };
+            let error = match attempt.await {
+                Ok(confirmation) => return confirmed(confirmation, exchange, key),
+                Err(error) if retries < PUBLISH_RETRIES => error,
+                Err(error) => {
+                    return Err(Error::amqp(format!("basic.publish to {exchange:?}"), error));
+                }
+            };
+            retries += 1;
+            tracing::warn!(exchange, key, %error, "publish interrupted; waiting for the connection to recover");
+            self.inner
+                .wait_for_recovery(error)
+                .await
+                .map_err(|e| Error::amqp(format!("basic.publish to {exchange:?}"), e))?;
+        }
     }
 
     /// Waits until lapin has recovered the channel after `error`; gives
@@ -420,6 +408,25 @@ impl Channel {
         {
             tracing::debug!(error = %e, "channel close");
         }
+    }
+}
+
+/// A confirmation as a result: a nack or a returned (unroutable) mandatory
+/// message is an error.
+fn confirmed(confirmation: Confirmation, exchange: &str, key: &str) -> Result<()> {
+    match confirmation {
+        Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+        Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
+            Err(Error::Unroutable {
+                exchange: exchange.to_owned(),
+                key: key.to_owned(),
+                reply: returned.reply_text.to_string(),
+            })
+        }
+        Confirmation::Nack(None) => Err(Error::Nacked {
+            exchange: exchange.to_owned(),
+            key: key.to_owned(),
+        }),
     }
 }
 
