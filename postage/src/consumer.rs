@@ -20,6 +20,11 @@ use crate::transport::{Channel, RawConsumer, RawDelivery};
 /// when handlers run one at a time anyway.)
 pub const DEFAULT_PREFETCH: u16 = 16;
 
+/// The largest body a consumer decodes unless
+/// [`ConsumerBuilder::max_body_size`] says otherwise: 16 MiB. A larger one
+/// is a [`DecodeError::TooLarge`].
+pub const DEFAULT_MAX_BODY_SIZE: usize = 16 * 1024 * 1024;
+
 /// A queue declaration. Defaults match Python Postage: not durable, not
 /// exclusive, not auto-delete, no arguments.
 ///
@@ -244,6 +249,23 @@ impl Delivery {
             .map(|s| s.as_str())
     }
 
+    /// How many times the broker delivered this message before (the
+    /// `x-delivery-count` header that quorum queues set), if known.
+    pub fn delivery_count(&self) -> Option<u64> {
+        use lapin::types::AMQPValue;
+        let headers = self.raw.properties.headers().as_ref()?;
+        match headers.inner().get("x-delivery-count")? {
+            AMQPValue::LongLongInt(n) => u64::try_from(*n).ok(),
+            AMQPValue::LongInt(n) => u64::try_from(*n).ok(),
+            AMQPValue::LongUInt(n) => Some(u64::from(*n)),
+            AMQPValue::ShortInt(n) => u64::try_from(*n).ok(),
+            AMQPValue::ShortUInt(n) => Some(u64::from(*n)),
+            AMQPValue::ShortShortInt(n) => u64::try_from(*n).ok(),
+            AMQPValue::ShortShortUInt(n) => Some(u64::from(*n)),
+            _ => None,
+        }
+    }
+
     /// The `content_type` property.
     pub fn content_type(&self) -> Option<&str> {
         self.raw
@@ -279,6 +301,7 @@ pub struct ConsumerBuilder {
     bindings: Vec<Binding>,
     prefetch: u16,
     encoder: Arc<dyn Encoder>,
+    max_body_size: usize,
 }
 
 impl Default for ConsumerBuilder {
@@ -287,6 +310,7 @@ impl Default for ConsumerBuilder {
             bindings: Vec::new(),
             prefetch: DEFAULT_PREFETCH,
             encoder: Arc::new(JsonEncoder),
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
         }
     }
 }
@@ -326,6 +350,15 @@ impl ConsumerBuilder {
         self
     }
 
+    /// The largest body decoded (default [`DEFAULT_MAX_BODY_SIZE`]); a
+    /// larger one is delivered as [`DecodeError::TooLarge`] without being
+    /// parsed.
+    #[must_use]
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.max_body_size = bytes;
+        self
+    }
+
     pub(crate) fn encoder_arc(&self) -> Arc<dyn Encoder> {
         self.encoder.clone()
     }
@@ -345,6 +378,7 @@ impl ConsumerBuilder {
         let shared = Arc::new(Shared {
             channel,
             encoder: self.encoder,
+            max_body_size: self.max_body_size,
             state: Mutex::new(State {
                 tx: Some(tx),
                 consumed: HashSet::new(),
@@ -371,6 +405,7 @@ impl ConsumerBuilder {
 struct Shared {
     channel: Channel,
     encoder: Arc<dyn Encoder>,
+    max_body_size: usize,
     state: Mutex<State>,
     health: watch::Sender<Health>,
 }
@@ -570,7 +605,7 @@ async fn forward(
     while let Some(next) = raw.next().await {
         match next {
             Ok(delivery) => {
-                let message = decode(&*shared.encoder, &delivery);
+                let message = decode(&*shared.encoder, &delivery, shared.max_body_size);
                 if shared.channel.debug() {
                     tracing::debug!(queue = %queue, body = %String::from_utf8_lossy(&delivery.data), "delivery");
                 }
@@ -607,7 +642,17 @@ async fn forward(
     }
 }
 
-fn decode(encoder: &dyn Encoder, delivery: &RawDelivery) -> Result<Message, DecodeError> {
+fn decode(
+    encoder: &dyn Encoder,
+    delivery: &RawDelivery,
+    max_body_size: usize,
+) -> Result<Message, DecodeError> {
+    if delivery.data.len() > max_body_size {
+        return Err(DecodeError::TooLarge {
+            size: delivery.data.len(),
+            limit: max_body_size,
+        });
+    }
     if let Some(content_type) = delivery.properties.content_type()
         && content_type.as_str() != encoder.content_type()
     {

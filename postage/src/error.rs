@@ -106,6 +106,11 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A graceful shutdown did not finish in time; the remaining tasks
+    /// were aborted.
+    #[error("shutdown did not finish within {0:?}; the remaining tasks were aborted")]
+    ShutdownTimeout(Duration),
+
     /// The connection or channel is closed (after `close`, `quit` or a
     /// failed recovery).
     #[error("the AMQP {0} is closed")]
@@ -142,6 +147,7 @@ impl Error {
             Error::Unroutable { .. } => "UnroutableError",
             Error::NoDestination => "NoDestinationError",
             Error::Io { .. } => "OSError",
+            Error::ShutdownTimeout(_) => "ShutdownTimeout",
             Error::Closed(_) => "ClosedError",
         };
         crate::message::MessageResultException::new(name, self.to_string())

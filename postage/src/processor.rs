@@ -64,7 +64,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::consumer::{Consumer, ConsumerBuilder, ConsumerHandle, Delivery, Queue};
-use crate::encoding::Encoder;
+use crate::encoding::{DecodeError, Encoder};
 use crate::error::{Error, Result};
 use crate::exchange::Exchange;
 use crate::fingerprint::Fingerprint;
@@ -487,7 +487,11 @@ pub struct ProcessorBuilder<P> {
     quit_command: bool,
     restart_command: bool,
     control_senders: Option<Vec<String>>,
+    max_deliveries: u64,
 }
+
+/// The redelivery bound of [`ProcessorBuilder::max_deliveries`].
+pub const DEFAULT_MAX_DELIVERIES: u64 = 5;
 
 impl<P> fmt::Debug for ProcessorBuilder<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -515,6 +519,27 @@ impl<P: Handlers> ProcessorBuilder<P> {
     #[must_use]
     pub fn prefetch(mut self, prefetch: u16) -> Self {
         self.consumer = self.consumer.prefetch(prefetch);
+        self
+    }
+
+    /// The largest body decoded (default
+    /// [`DEFAULT_MAX_BODY_SIZE`](crate::consumer::DEFAULT_MAX_BODY_SIZE));
+    /// a larger one is rejected unread.
+    #[must_use]
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.consumer = self.consumer.max_body_size(bytes);
+        self
+    }
+
+    /// A message the broker says it delivered this many times before (the
+    /// `x-delivery-count` header of quorum queues) is rejected without
+    /// running its handlers, so that a message that crashes its consumer
+    /// is dead-lettered instead of retried forever (default
+    /// [`DEFAULT_MAX_DELIVERIES`]). Classic queues do not count deliveries;
+    /// failed handlers never requeue, so only a crash redelivers there.
+    #[must_use]
+    pub fn max_deliveries(mut self, deliveries: u64) -> Self {
+        self.max_deliveries = deliveries;
         self
     }
 
@@ -600,6 +625,7 @@ impl<P: Handlers> ProcessorBuilder<P> {
             quit_command: self.quit_command,
             restart_command: self.restart_command,
             control_senders: self.control_senders,
+            max_deliveries: self.max_deliveries,
         });
         Ok(Processor {
             core,
@@ -634,6 +660,7 @@ struct Core<P: 'static> {
     quit_command: bool,
     restart_command: bool,
     control_senders: Option<Vec<String>>,
+    max_deliveries: u64,
 }
 
 /// A consumer with a dispatch table: receives messages, runs their
@@ -684,6 +711,7 @@ impl<P: Handlers> Processor<P> {
             quit_command: true,
             restart_command: true,
             control_senders: None,
+            max_deliveries: DEFAULT_MAX_DELIVERIES,
         }
     }
 
@@ -760,6 +788,7 @@ impl<P: Handlers> Core<P> {
                 tracing::warn!(
                     queue = delivery.queue(),
                     routing_key = delivery.routing_key(),
+                    sender = %sender_of_undecodable(delivery.body(), &reason),
                     %reason,
                     "rejecting a message that cannot be decoded"
                 );
@@ -767,6 +796,20 @@ impl<P: Handlers> Core<P> {
                 return;
             }
         };
+        if let Some(count) = delivery.delivery_count()
+            && count >= self.max_deliveries
+        {
+            tracing::warn!(
+                queue = delivery.queue(),
+                kind = %message.kind,
+                name = %message.name,
+                sender = %message.sender(),
+                deliveries = count,
+                "rejecting a message delivered too many times"
+            );
+            finish(&delivery, false).await;
+            return;
+        }
         match message.category {
             Category::Rpc => self.process_rpc(delivery, message).await,
             Category::Message => self.process_message(delivery, message).await,
@@ -795,6 +838,15 @@ impl<P: Handlers> Core<P> {
                 }
                 return;
             }
+        }
+        if handlers.is_empty() && message.is_result() {
+            tracing::warn!(
+                queue = delivery.queue(),
+                sender = %message.sender(),
+                "rejecting a result message where commands are expected"
+            );
+            finish(&delivery, false).await;
+            return;
         }
         if handlers.is_empty() {
             tracing::debug!(kind = %message.kind, name = %message.name, "no handler; message dropped");
@@ -924,6 +976,21 @@ impl<P: Handlers> Core<P> {
                 .is_some_and(|name| allowed.iter().any(|a| a == name)),
         }
     }
+}
+
+/// The sender of a body that is not a valid message, when it is at least a
+/// JSON object with a fingerprint; `unknown` otherwise.
+fn sender_of_undecodable(body: &[u8], reason: &DecodeError) -> String {
+    if matches!(reason, DecodeError::TooLarge { .. }) {
+        return "unknown".to_owned();
+    }
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|value| match value.get("fingerprint") {
+            Some(Value::Object(map)) => Some(Fingerprint::from_map(map).to_string()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// Calls a handler entry, turning a panic in the call itself into a

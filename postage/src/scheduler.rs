@@ -2,9 +2,11 @@
 //! SIGINT / SIGTERM into a graceful shutdown.
 
 use std::future::Future;
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::processor::{Handlers, Processor, Stop, restart_process};
@@ -63,7 +65,12 @@ pub struct Scheduler {
     shutdown: watch::Sender<bool>,
     connections: Vec<Connection>,
     signals: bool,
+    shutdown_timeout: Duration,
 }
+
+/// How long a graceful shutdown may take unless
+/// [`Scheduler::shutdown_timeout`] says otherwise.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for Scheduler {
     fn default() -> Self {
@@ -79,7 +86,19 @@ impl Scheduler {
             shutdown: watch::channel(false).0,
             connections: Vec::new(),
             signals: true,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
         }
+    }
+
+    /// How long running handlers may take to finish once shutdown begins
+    /// (default [`DEFAULT_SHUTDOWN_TIMEOUT`]). Past it the remaining tasks
+    /// are aborted: their unacknowledged messages go back to their queues
+    /// when the connections close, and [`run`](Scheduler::run) returns
+    /// [`Error::ShutdownTimeout`].
+    #[must_use]
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
     }
 
     /// Whether the scheduler installs SIGINT / SIGTERM handlers (default
@@ -151,8 +170,21 @@ impl Scheduler {
         };
         let mut restart = false;
         let mut first_error: Option<Error> = None;
+        let mut shutdown = self.shutdown.subscribe();
+        let mut deadline: Option<Instant> = None;
         loop {
+            if deadline.is_none() && *shutdown.borrow_and_update() {
+                deadline = Some(Instant::now() + self.shutdown_timeout);
+            }
             tokio::select! {
+                () = sleep_until(deadline) => {
+                    tracing::error!(timeout = ?self.shutdown_timeout, "shutdown took too long; aborting the remaining tasks");
+                    self.tasks.abort_all();
+                    while self.tasks.join_next().await.is_some() {}
+                    first_error.get_or_insert(Error::ShutdownTimeout(self.shutdown_timeout));
+                    break;
+                }
+                _ = shutdown.changed(), if deadline.is_none() => {}
                 joined = self.tasks.join_next() => match joined {
                     None => break,
                     Some(Ok(Ok(Stop::Restart))) => {
@@ -210,6 +242,13 @@ impl Signals {
             interrupt: install(SignalKind::interrupt())?,
             terminate: install(SignalKind::terminate())?,
         })
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 
