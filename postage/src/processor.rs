@@ -376,9 +376,9 @@ struct ReplyTarget {
 
 impl ReplyTarget {
     async fn publish(self, message: Message) -> Result<()> {
-        let mut message = message;
-        message.fingerprint = (*self.fingerprint).clone();
-        let body = self.encoder.encode(&message)?;
+        let body = self
+            .encoder
+            .encode_with_fingerprint(message, &self.fingerprint)?;
         let props = OutgoingProperties {
             content_type: Some(self.encoder.content_type()),
             correlation_id: self.correlation_id.as_deref(),

@@ -1,6 +1,7 @@
 //! Producers: default (exchange, key) pairs, overrides, and the send
 //! builder.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
@@ -292,18 +293,19 @@ impl Producer {
 
     /// Resolves a target to (exchange, key) pairs, declaring any exchange
     /// not declared before.
-    pub(crate) async fn resolve(&self, target: Target) -> Result<Vec<(Exchange, String)>> {
+    pub(crate) async fn resolve(&self, target: Target) -> Result<Cow<'_, [(Exchange, String)]>> {
         let pairs = match target {
-            Target::Default => self.inner.eks.clone(),
+            // The defaults are borrowed: no copy per send.
+            Target::Default => Cow::Borrowed(self.inner.eks.as_slice()),
             Target::Key(key) => match self.inner.eks.first() {
-                Some((exchange, _)) => vec![(exchange.clone(), key)],
-                None => Vec::new(),
+                Some((exchange, _)) => Cow::Owned(vec![(exchange.clone(), key)]),
+                None => Cow::Owned(Vec::new()),
             },
             Target::Eks(eks) => {
                 for (exchange, _) in &eks {
                     self.declare(exchange).await?;
                 }
-                eks
+                Cow::Owned(eks)
             }
         };
         if pairs.is_empty() {
@@ -331,9 +333,11 @@ impl Producer {
     }
 
     /// Encodes a message with the producer's fingerprint.
-    pub(crate) fn encode(&self, mut message: Message) -> Result<Vec<u8>> {
-        message.fingerprint = self.inner.fingerprint_map.clone();
-        Ok(self.inner.encoder.encode(&message)?)
+    pub(crate) fn encode(&self, message: Message) -> Result<Vec<u8>> {
+        Ok(self
+            .inner
+            .encoder
+            .encode_with_fingerprint(message, &self.inner.fingerprint_map)?)
     }
 
     pub(crate) fn content_type(&self) -> &str {

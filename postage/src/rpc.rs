@@ -287,7 +287,7 @@ impl<'a> RpcCall<'a> {
 
     async fn prepare(self) -> Result<Prepared<'a>> {
         let pairs = self.producer.resolve(self.target).await?;
-        let (exchange, key) = pairs.into_iter().next().ok_or(Error::NoDestination)?;
+        let (exchange, key) = pairs.first().cloned().ok_or(Error::NoDestination)?;
         let command = self.message.name.clone();
         let body = self.producer.encode(self.message)?;
         Ok(Prepared {
