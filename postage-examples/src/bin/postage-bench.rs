@@ -28,8 +28,8 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Confirmation, ConnectionProperties};
 use postage::prelude::*;
-use postage::{Encoder, Stop};
 use postage::processor::{Handler, HandlerError, HandlerResult};
+use postage::{Encoder, Stop};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, oneshot};
@@ -43,7 +43,7 @@ const COMMAND: &str = "bench";
 const CONTENT_TYPE: &str = "application/json";
 const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
 /// Pads the command to about 250 bytes on the wire.
-const TEXT: &str = "The quick brown fox jumps over the lazy dog, twice";
+const TEXT: &str = "quick brown fox";
 const RPC_TIMEOUT: Duration = Duration::from_secs(30);
 const WARMUP_CALLS: u64 = 200;
 
@@ -124,11 +124,13 @@ struct Args {
     window: usize,
     in_flight: usize,
     json: bool,
+    /// Set up (and pre-fill) only: a baseline for instruction counts.
+    dry: bool,
     url: String,
 }
 
 const USAGE: &str = "usage: postage-bench <publish|publish-confirm|consume|pipe|rpc-seq|rpc-par|soak|all> \
-[--count N] [--impl postage|lapin|both] [--runs R] [--prefetch P] [--window W] [--in-flight F] [--json]";
+[--count N] [--impl postage|lapin|both] [--runs R] [--prefetch P] [--window W] [--in-flight F] [--json] [--dry]";
 
 fn parse_args() -> Res<Args> {
     let mut args = Args {
@@ -140,6 +142,7 @@ fn parse_args() -> Res<Args> {
         window: 1_000,
         in_flight: 64,
         json: false,
+        dry: false,
         url: std::env::var("POSTAGE_URL")
             .ok()
             .filter(|u| !u.is_empty())
@@ -163,6 +166,7 @@ fn parse_args() -> Res<Args> {
                 }
             }
             "--json" => args.json = true,
+            "--dry" => args.dry = true,
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -590,6 +594,16 @@ fn check_confirm(next: Option<lapin::Result<Confirmation>>) -> Res<()> {
 
 // ------------------------------------------------------- postage components
 
+/// The lapin side connects with lapin's defaults, or with `BENCH_LAPIN_RECOVER=1`
+/// with automatic recovery switched on as Postage does.
+async fn lapin_connect(url: &str) -> Res<lapin::Connection> {
+    let mut properties = ConnectionProperties::default();
+    if std::env::var("BENCH_LAPIN_RECOVER").is_ok_and(|v| v == "1") {
+        properties = properties.enable_auto_recover();
+    }
+    Ok(lapin::Connection::connect(url, properties).await?)
+}
+
 async fn postage_connect(url: &str) -> Res<Connection> {
     Ok(Connection::connect(Config::from_url(url)?).await?)
 }
@@ -666,7 +680,6 @@ fn check_reply(reply: &Message, seq: u64) -> Res<()> {
 
 struct Ctx<'a> {
     args: &'a Args,
-    admin: &'a Admin,
     fixture: &'a Fixture,
     n: u64,
     /// The soak test's RSS watch, when on.
@@ -699,8 +712,7 @@ async fn postage_publish(ctx: &Ctx<'_>, confirms: bool) -> Res<Timed> {
 }
 
 async fn lapin_publish(ctx: &Ctx<'_>, confirms: bool) -> Res<Timed> {
-    let connection =
-        lapin::Connection::connect(&ctx.args.url, ConnectionProperties::default()).await?;
+    let connection = lapin_connect(&ctx.args.url).await?;
     let channel = connection.create_channel().await?;
     if confirms {
         channel
@@ -746,9 +758,6 @@ fn postage_body(seq: u64) -> Res<Vec<u8>> {
 }
 
 async fn postage_consume(ctx: &Ctx<'_>) -> Res<Timed> {
-    ctx.admin
-        .prefill(ctx.fixture, ctx.n, &postage_body(7)?, ctx.args.window)
-        .await?;
     let connection = postage_connect(&ctx.args.url).await?;
     let counter = Counter::new(ctx.n);
     let start = Snapshot::now();
@@ -826,11 +835,7 @@ async fn lapin_consumer_loop(
 }
 
 async fn lapin_consume(ctx: &Ctx<'_>) -> Res<Timed> {
-    ctx.admin
-        .prefill(ctx.fixture, ctx.n, &postage_body(7)?, ctx.args.window)
-        .await?;
-    let connection =
-        lapin::Connection::connect(&ctx.args.url, ConnectionProperties::default()).await?;
+    let connection = lapin_connect(&ctx.args.url).await?;
     let counter = Counter::new(ctx.n);
     let start = Snapshot::now();
     let channel = connection.create_channel().await?;
@@ -849,10 +854,7 @@ async fn lapin_consume(ctx: &Ctx<'_>) -> Res<Timed> {
 /// Samples RSS while a long run goes on: (messages handled, RSS KiB).
 fn spawn_rss_sampler(
     counter: Arc<Counter>,
-) -> (
-    tokio::task::JoinHandle<Vec<(u64, u64)>>,
-    Arc<Notify>,
-) {
+) -> (tokio::task::JoinHandle<Vec<(u64, u64)>>, Arc<Notify>) {
     let stop = Arc::new(Notify::new());
     let stopped = stop.clone();
     let task = tokio::spawn(async move {
@@ -939,8 +941,7 @@ async fn postage_pipe(ctx: &Ctx<'_>) -> Res<Timed> {
 
 async fn lapin_pipe(ctx: &Ctx<'_>) -> Res<Timed> {
     let rss_start = rss_kib();
-    let connection =
-        lapin::Connection::connect(&ctx.args.url, ConnectionProperties::default()).await?;
+    let connection = lapin_connect(&ctx.args.url).await?;
     let counter = Counter::new(ctx.n);
     let sampler = ctx.soak.then(|| spawn_rss_sampler(counter.clone()));
     let fp = wire_fingerprint();
@@ -1133,15 +1134,13 @@ fn rpc_props(id: String) -> BasicProperties {
 }
 
 async fn lapin_rpc(ctx: &Ctx<'_>, parallel: bool) -> Res<Timed> {
-    let server_connection =
-        lapin::Connection::connect(&ctx.args.url, ConnectionProperties::default()).await?;
+    let server_connection = lapin_connect(&ctx.args.url).await?;
     let server = tokio::spawn(lapin_rpc_server(
         server_connection.create_channel().await?,
         ctx.fixture.queue.clone(),
         ctx.args.prefetch,
     ));
-    let connection =
-        lapin::Connection::connect(&ctx.args.url, ConnectionProperties::default()).await?;
+    let connection = lapin_connect(&ctx.args.url).await?;
     let channel = connection.create_channel().await?;
     let mut replies = channel
         .basic_consume(
@@ -1293,13 +1292,22 @@ async fn measure(
     let fixture = admin.fixture(scenario, imp, run).await?;
     let ctx = Ctx {
         args,
-        admin,
         fixture: &fixture,
         n,
         soak: scenario == Scenario::Soak,
     };
+    if scenario == Scenario::Consume {
+        admin
+            .prefill(&fixture, n, &postage_body(7)?, args.window)
+            .await?;
+    }
     reset_peak_rss();
-    let result = run_one(&ctx, scenario, imp).await;
+    let result = if args.dry {
+        let now = Snapshot::now();
+        Ok(Timed::new(now, now))
+    } else {
+        run_one(&ctx, scenario, imp).await
+    };
     let peak_rss_kib = status_kib("VmHWM");
     admin.remove(&fixture).await?;
     let mut timed = result?;
