@@ -82,7 +82,15 @@ pub struct Config {
     tls_ca_file: Option<PathBuf>,
     heartbeat: Option<u16>,
     connection_name: Option<String>,
+    connect_timeout: std::time::Duration,
+    recovery_timeout: std::time::Duration,
 }
+
+/// How long [`Config::connect_timeout`] is unless set.
+pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// How long [`Config::recovery_timeout`] is unless set.
+pub const DEFAULT_RECOVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Default for Config {
     /// `amqp://guest:guest@localhost:5672/`, as Python Postage.
@@ -98,6 +106,8 @@ impl Default for Config {
             tls_ca_file: None,
             heartbeat: None,
             connection_name: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            recovery_timeout: DEFAULT_RECOVERY_TIMEOUT,
         }
     }
 }
@@ -115,6 +125,8 @@ impl fmt::Debug for Config {
             .field("tls_ca_file", &self.tls_ca_file)
             .field("heartbeat", &self.heartbeat)
             .field("connection_name", &self.connection_name)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("recovery_timeout", &self.recovery_timeout)
             .finish()
     }
 }
@@ -124,11 +136,15 @@ impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let scheme = if self.tls { "amqps" } else { "amqp" };
         let vhost = percent_encode(&self.vhost);
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
         write!(
             f,
-            "{scheme}://{}@{}:{}/{vhost}",
+            "{scheme}://{}@{host}:{}/{vhost}",
             percent_encode(&self.user),
-            self.host,
             self.port()
         )
     }
@@ -214,30 +230,32 @@ impl Config {
                 )));
             }
         };
+        // The user information ends at the last '@' (a password may hold
+        // '/', '?' or '#'); the host, port and vhost follow it.
+        let (userinfo, rest) = match rest.rsplit_once('@') {
+            Some((userinfo, rest)) => (Some(userinfo), rest),
+            None => (None, rest),
+        };
         let rest = rest.split(['?', '#']).next().unwrap_or_default();
-        let (authority, path) = match rest.split_once('/') {
-            Some((authority, path)) => (authority, Some(path)),
+        let (hostport, path) = match rest.split_once('/') {
+            Some((hostport, path)) => (hostport, Some(path)),
             None => (rest, None),
         };
-        let hostport = match authority.rsplit_once('@') {
-            Some((userinfo, hostport)) => {
-                let (user, password) = match userinfo.split_once(':') {
-                    Some((user, password)) => (user, Some(password)),
-                    None => (userinfo, None),
-                };
-                if !user.is_empty() {
-                    self.user = percent_decode(user).map_err(|e| err(format!("user: {e}")))?;
-                }
-                if let Some(password) = password {
-                    self.password = Secret(
-                        percent_decode(password)
-                            .map_err(|_| err("password: invalid %-escape".into()))?,
-                    );
-                }
-                hostport
+        if let Some(userinfo) = userinfo {
+            let (user, password) = match userinfo.split_once(':') {
+                Some((user, password)) => (user, Some(password)),
+                None => (userinfo, None),
+            };
+            if !user.is_empty() {
+                self.user = percent_decode(user).map_err(|e| err(format!("user: {e}")))?;
             }
-            None => authority,
-        };
+            if let Some(password) = password {
+                self.password = Secret(
+                    percent_decode(password)
+                        .map_err(|_| err("password: invalid %-escape".into()))?,
+                );
+            }
+        }
         let (host, port) = if let Some(bracketed) = hostport.strip_prefix('[') {
             let (host, after) = bracketed
                 .split_once(']')
@@ -322,6 +340,38 @@ impl Config {
     pub fn with_heartbeat(mut self, seconds: u16) -> Self {
         self.heartbeat = Some(seconds);
         self
+    }
+
+    /// How long the first connection (TCP, TLS and AMQP handshakes) may
+    /// take before [`Connection::connect`](crate::Connection::connect)
+    /// gives up (default [`DEFAULT_CONNECT_TIMEOUT`]). Recovery of an
+    /// established connection is not bounded by it.
+    #[must_use]
+    pub fn with_connect_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a lost connection may take to come back (default
+    /// [`DEFAULT_RECOVERY_TIMEOUT`]). A send waiting for it fails after
+    /// that long, and when the broker answers again but the connection has
+    /// still not recovered, the recovery is declared stalled: consumers
+    /// report [`Health::Failed`](crate::Health::Failed) and an error is
+    /// logged, so a supervisor can restart the component.
+    #[must_use]
+    pub fn with_recovery_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.recovery_timeout = timeout;
+        self
+    }
+
+    /// The recovery time limit.
+    pub fn recovery_timeout(&self) -> std::time::Duration {
+        self.recovery_timeout
+    }
+
+    /// The first connection's time limit.
+    pub fn connect_timeout(&self) -> std::time::Duration {
+        self.connect_timeout
     }
 
     /// Names the connection in the RabbitMQ management UI.

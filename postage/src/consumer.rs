@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::exchange::Exchange;
 use crate::message::Message;
 use crate::transport::Connection;
-use crate::transport::{Channel, RawConsumer, RawDelivery};
+use crate::transport::{Channel, Link, RawConsumer, RawDelivery};
 
 /// How many unacknowledged messages the broker sends a consumer ahead of
 /// time, per queue, unless [`ConsumerBuilder::prefetch`] says otherwise.
@@ -385,6 +385,7 @@ impl ConsumerBuilder {
                 consumers: Vec::new(),
             }),
             health,
+            link: connection.link(),
         });
         let consumer = Consumer {
             handle: ConsumerHandle { shared },
@@ -408,6 +409,7 @@ struct Shared {
     max_body_size: usize,
     state: Mutex<State>,
     health: watch::Sender<Health>,
+    link: Arc<Link>,
 }
 
 struct State {
@@ -583,14 +585,26 @@ impl ConsumerHandle {
         queues
     }
 
-    /// The consumer's health now.
+    /// The consumer's health now: [`Health::Recovering`] while its
+    /// connection is being restored.
     pub fn health(&self) -> Health {
-        self.shared.health.borrow().clone()
+        let own = self.shared.health.borrow().clone();
+        if own != Health::Consuming {
+            own
+        } else if self.shared.link.stalled() {
+            Health::Failed("the connection's recovery stalled".into())
+        } else if self.shared.link.recovering() {
+            Health::Recovering
+        } else {
+            own
+        }
     }
 
-    /// A receiver that sees every change of health.
-    pub fn watch_health(&self) -> watch::Receiver<Health> {
-        self.shared.health.subscribe()
+    /// How many times the consumer's connection was lost and restored
+    /// (lapin redeclares the queues and bindings and restarts the broker
+    /// consumers each time).
+    pub fn recoveries(&self) -> u64 {
+        self.shared.link.recoveries()
     }
 }
 
@@ -639,6 +653,14 @@ async fn forward(
                 }
             }
         }
+    }
+    let stopped = shared.state().tx.is_none();
+    if !stopped && shared.channel.is_open() && !matches!(*shared.health.borrow(), Health::Failed(_))
+    {
+        tracing::error!(queue = %queue, "the broker cancelled the consumer (queue deleted?); nothing more arrives from it");
+        shared.health.send_replace(Health::Failed(format!(
+            "queue {queue}: consumer cancelled by the broker"
+        )));
     }
 }
 

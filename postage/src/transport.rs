@@ -7,8 +7,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use lapin::options::{
     BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
@@ -23,12 +25,21 @@ use crate::consumer::Queue;
 use crate::error::{Error, Result};
 use crate::exchange::{Exchange, ExchangeKind};
 
-/// How long the first TCP connection may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// How many times a lost connection is retried (200 ms to 5 s apart: about
 /// an hour in all) before recovery gives up.
 const RECOVERY_ATTEMPTS: usize = 720;
+
+/// Does something accept TCP connections at the broker's address?
+async fn broker_answers(config: &Config) -> bool {
+    matches!(
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect((config.host(), config.port())),
+        )
+        .await,
+        Ok(Ok(_))
+    )
+}
 
 /// A connection to RabbitMQ, shared by the producers and processors of a
 /// component. Cheap to clone: clones share one AMQP connection.
@@ -51,6 +62,87 @@ pub struct Connection {
 struct ConnectionInner {
     lapin: lapin::Connection,
     config: Config,
+    link: Arc<Link>,
+}
+
+/// What the connection's event stream said last.
+#[derive(Debug, Default)]
+pub(crate) struct Link {
+    recovering: AtomicBool,
+    stalled: AtomicBool,
+    recoveries: AtomicU64,
+}
+
+impl Link {
+    pub(crate) fn recovering(&self) -> bool {
+        self.recovering.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn recoveries(&self) -> u64 {
+        self.recoveries.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn stalled(&self) -> bool {
+        self.stalled.load(Ordering::Relaxed)
+    }
+}
+
+/// Follows the connection's state: lapin recovers silently, so the state
+/// is read at every connection event and every 100 ms. Ends with the
+/// connection.
+async fn follow(
+    events: impl futures_util::Stream<Item = lapin::Event>,
+    status: lapin::ConnectionStatus,
+    link: std::sync::Weak<Link>,
+    config: Config,
+) {
+    let endpoint = config.to_string();
+    let mut down_since: Option<tokio::time::Instant> = None;
+    let mut events = std::pin::pin!(events);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            event = events.next() => match event {
+                Some(lapin::Event::ConnectionBlocked(reason)) => {
+                    tracing::warn!(%endpoint, %reason, "the broker blocked the connection");
+                }
+                Some(lapin::Event::ConnectionUnblocked) => {
+                    tracing::info!(%endpoint, "the broker unblocked the connection");
+                }
+                Some(_) => {}
+                None => break,
+            },
+            _ = tick.tick() => {}
+        }
+        let Some(link) = link.upgrade() else { break };
+        if status.closed() || status.errored() {
+            break;
+        }
+        let up = status.connected();
+        let was_recovering = link.recovering.swap(!up, Ordering::Relaxed);
+        if !up && !was_recovering {
+            tracing::warn!(%endpoint, "connection lost; recovering");
+            down_since = Some(tokio::time::Instant::now());
+        } else if up && was_recovering {
+            link.recoveries.fetch_add(1, Ordering::Relaxed);
+            link.stalled.store(false, Ordering::Relaxed);
+            down_since = None;
+            tracing::info!(%endpoint, "connection recovered");
+        }
+        if let Some(since) = down_since
+            && !link.stalled()
+            && since.elapsed() > config.recovery_timeout()
+            && broker_answers(&config).await
+        {
+            link.stalled.store(true, Ordering::Relaxed);
+            tracing::error!(
+                %endpoint,
+                down_for = ?since.elapsed(),
+                "connection recovery stalled: the broker answers but the connection has not come back; restart the component"
+            );
+        }
+    }
 }
 
 impl std::fmt::Debug for Connection {
@@ -93,7 +185,7 @@ impl Connection {
         // Fail fast when nothing listens: lapin's recovery backoff would
         // otherwise retry the first connection for a long time.
         let probe = tokio::time::timeout(
-            CONNECT_TIMEOUT,
+            config.connect_timeout(),
             tokio::net::TcpStream::connect((config.host(), config.port())),
         )
         .await;
@@ -102,7 +194,7 @@ impl Connection {
             Ok(Err(e)) => Some(e),
             Err(_) => Some(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
-                format!("no answer within {CONNECT_TIMEOUT:?}"),
+                format!("no answer within {:?}", config.connect_timeout()),
             )),
         };
         if let Some(error) = unreachable {
@@ -140,21 +232,63 @@ impl Connection {
             endpoint: config.to_string(),
             source,
         })?;
-        let lapin = lapin::Connection::connect_uri_with_config(uri, properties, tls, runtime)
-            .await
-            .map_err(|source| Error::Connect {
+        // lapin retries a failing handshake (a certificate or login
+        // refused) with the recovery backoff; give up on our own time.
+        let connecting = lapin::Connection::connect_uri_with_config(uri, properties, tls, runtime);
+        let lapin = match tokio::time::timeout(config.connect_timeout(), connecting).await {
+            Ok(connected) => connected.map_err(|source| Error::Connect {
                 endpoint: config.to_string(),
                 source,
-            })?;
+            })?,
+            Err(_) => {
+                return Err(Error::Unreachable {
+                    endpoint: config.to_string(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "no AMQP session within {:?}: the TLS handshake or the login keeps failing",
+                            config.connect_timeout()
+                        ),
+                    ),
+                });
+            }
+        };
         tracing::debug!(endpoint = %config, "connected to RabbitMQ");
+        let link = Arc::new(Link::default());
+        tokio::spawn(follow(
+            lapin.events_listener(),
+            lapin.status().clone(),
+            Arc::downgrade(&link),
+            config.clone(),
+        ));
         Ok(Connection {
-            inner: Arc::new(ConnectionInner { lapin, config }),
+            inner: Arc::new(ConnectionInner {
+                lapin,
+                config,
+                link,
+            }),
         })
     }
 
     /// The settings this connection was made with.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// How many times the connection was lost and recovered.
+    pub fn recoveries(&self) -> u64 {
+        self.inner.link.recoveries()
+    }
+
+    /// Did the recovery of a lost connection stall (see
+    /// [`Config::with_recovery_timeout`])? The component should then be
+    /// restarted.
+    pub fn recovery_stalled(&self) -> bool {
+        self.inner.link.stalled()
+    }
+
+    pub(crate) fn link(&self) -> Arc<Link> {
+        self.inner.link.clone()
     }
 
     /// Is the connection up (not closed, not recovering)?
@@ -196,6 +330,7 @@ impl Connection {
         Ok(Channel {
             inner: channel,
             debug: self.inner.config.debug(),
+            recovery_timeout: self.inner.config.recovery_timeout(),
         })
     }
 }
@@ -216,6 +351,7 @@ pub(crate) struct OutgoingProperties<'a> {
 pub(crate) struct Channel {
     inner: lapin::Channel,
     debug: bool,
+    recovery_timeout: Duration,
 }
 
 /// How many times a publish interrupted by a lost connection is retried
@@ -376,7 +512,13 @@ impl Channel {
                     .await?
                     .await
             };
-            let error = match attempt.await {
+            // A confirmation lost with the connection may never resolve.
+            let Ok(outcome) = tokio::time::timeout(self.recovery_timeout, attempt).await else {
+                return Err(Error::Closed(
+                    "connection: no publisher confirmation within the recovery timeout",
+                ));
+            };
+            let error = match outcome {
                 Ok(confirmation) => return confirmed(confirmation, exchange, key),
                 Err(error) if retries < PUBLISH_RETRIES => error,
                 Err(error) => {
@@ -385,8 +527,7 @@ impl Channel {
             };
             retries += 1;
             tracing::warn!(exchange, key, %error, "publish interrupted; waiting for the connection to recover");
-            self.inner
-                .wait_for_recovery(error)
+            self.wait_for_recovery(error)
                 .await
                 .map_err(|e| Error::amqp(format!("basic.publish to {exchange:?}"), e))?;
         }
@@ -394,8 +535,22 @@ impl Channel {
 
     /// Waits until lapin has recovered the channel after `error`; gives
     /// the error back when recovery is impossible.
+    /// Waits at most the recovery timeout.
     pub(crate) async fn wait_for_recovery(&self, error: lapin::Error) -> Result<(), lapin::Error> {
-        self.inner.wait_for_recovery(error).await
+        match tokio::time::timeout(
+            self.recovery_timeout,
+            self.inner.wait_for_recovery(error.clone()),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(error),
+        }
+    }
+
+    /// Is the channel open (not closing, closed or recovering)?
+    pub(crate) fn is_open(&self) -> bool {
+        self.inner.status().connected()
     }
 
     pub(crate) fn debug(&self) -> bool {

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use postage::{Config, Connection, Delivery};
 
+pub mod node;
+
 /// The test broker's URL.
 pub fn test_url() -> String {
     std::env::var("POSTAGE_TEST_URL")

@@ -79,8 +79,10 @@ fn url_wins_over_parts() {
     assert_eq!(slash.vhost(), "/");
     assert_eq!(Config::from_url("amqps://h").expect("valid").port(), 5671);
     assert_eq!(
-        Config::from_url("amqp://[::1]:5673").expect("valid").host(),
-        "::1"
+        Config::from_url("amqp://[::1]:5673")
+            .expect("valid")
+            .to_string(),
+        "amqp://guest@[::1]:5673/%2F"
     );
 }
 
@@ -103,6 +105,13 @@ fn password_never_shows() {
     let error =
         from(&[("POSTAGE_URL", &format!("amqp://u:{secret}@h:notaport/v"))]).expect_err("bad port");
     assert!(!error.to_string().contains(secret), "{error}");
+    // A password with an unescaped '/' is still a password, not a port.
+    let slashed = Config::from_url("amqp://user:pa/ss@host:5673/v").expect("valid");
+    assert_eq!(
+        (slashed.host(), slashed.port(), slashed.vhost()),
+        ("host", 5673, "v")
+    );
+    assert!(!format!("{slashed} {slashed:?}").contains("pa/ss"));
 }
 
 #[test]

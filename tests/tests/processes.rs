@@ -115,3 +115,35 @@ async fn sigterm_lets_the_running_handler_finish_and_loses_nothing() {
         )
         .await;
 }
+
+#[tokio::test]
+async fn a_second_sigterm_exits_at_once_and_the_message_is_kept() {
+    let connection = connect().await;
+    let mut component = Component::start();
+    component.expect_line("ready");
+    let producer = component.producer(&connection).await;
+    producer.command("slow", 60_000).await.expect("sent");
+    assert_eq!(component.expect_line("handling"), "handling 60000");
+    component.process.terminate();
+    // Let the first signal begin the graceful shutdown before the second.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    component.process.terminate();
+    let status = component.process.wait_exit();
+    assert_eq!(status.code(), Some(130), "{status}");
+    let channel = raw_channel().await;
+    let mut depth = 0;
+    for _ in 0..50 {
+        depth = queue_depth(&channel, &component.queue).await;
+        if depth == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(depth, 1, "the interrupted message went back to its queue");
+    let _ = channel
+        .queue_delete(
+            component.queue.as_str().into(),
+            lapin::options::QueueDeleteOptions::default(),
+        )
+        .await;
+}

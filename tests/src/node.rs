@@ -1,0 +1,309 @@
+//! A private RabbitMQ node for fault tests: its own node name, ports, data
+//! directory and Erlang cookie under a folder the test names (in the build
+//! folder), so tests can stop, kill and restart it without touching the
+//! shared broker. Dropping it stops the node and removes the folder.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Files for a TLS listener: a throwaway certificate authority and a
+/// server certificate for `localhost` signed by it.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The CA certificate (PEM): what clients trust.
+    pub ca: PathBuf,
+    /// The server certificate (PEM).
+    pub cert: PathBuf,
+    /// The server key (PEM).
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// Makes a CA and a `localhost` server certificate with `openssl`.
+    pub fn generate(dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("cannot create {dir:?}: {e}"));
+        let files = TlsFiles {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+        };
+        let ca_key = dir.join("ca.key");
+        let csr = dir.join("server.csr");
+        let ext = dir.join("san.ext");
+        std::fs::write(&ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+            .unwrap_or_else(|e| panic!("cannot write {ext:?}: {e}"));
+        let p = |p: &Path| p.to_string_lossy().into_owned();
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=postage-test-ca",
+            "-keyout",
+            &p(&ca_key),
+            "-out",
+            &p(&files.ca),
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            &p(&files.key),
+            "-out",
+            &p(&csr),
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-days",
+            "1",
+            "-in",
+            &p(&csr),
+            "-CA",
+            &p(&files.ca),
+            "-CAkey",
+            &p(&ca_key),
+            "-CAcreateserial",
+            "-extfile",
+            &p(&ext),
+            "-out",
+            &p(&files.cert),
+        ]);
+        files
+    }
+}
+
+fn openssl(args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openssl: {e}"));
+    assert!(
+        output.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A RabbitMQ node of the test's own.
+#[derive(Debug)]
+pub struct PrivateNode {
+    name: String,
+    dir: PathBuf,
+    port: u16,
+    tls_port: Option<u16>,
+    env: Vec<(String, String)>,
+}
+
+fn free_port() -> u16 {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("no free port: {e}"));
+    listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("no local address: {e}"))
+        .port()
+}
+
+fn rabbit_bin(tool: &str) -> String {
+    let direct = format!("/usr/lib/rabbitmq/bin/{tool}");
+    if Path::new(&direct).exists() {
+        direct
+    } else {
+        tool.to_owned()
+    }
+}
+
+impl PrivateNode {
+    /// Starts a node with its files under `base` (use the test's
+    /// `CARGO_TARGET_TMPDIR`), with a TLS listener when `tls` is given,
+    /// and waits until it accepts connections.
+    pub fn start(base: &str, tls: Option<&TlsFiles>) -> Self {
+        let name = format!(
+            "postage-fault-{}-{}",
+            std::process::id(),
+            crate::unique("n").rsplit('-').next().unwrap_or("0")
+        );
+        let dir = Path::new(base).join(&name);
+        let _ = std::fs::remove_dir_all(&dir);
+        for sub in ["mnesia", "log"] {
+            std::fs::create_dir_all(dir.join(sub))
+                .unwrap_or_else(|e| panic!("cannot create {dir:?}: {e}"));
+        }
+        let port = free_port();
+        let dist_port = free_port();
+        let tls_port = tls.map(|_| free_port());
+        let mut conf = format!("listeners.tcp.1 = 127.0.0.1:{port}\nloopback_users = none\n");
+        if let (Some(tls), Some(tls_port)) = (tls, tls_port) {
+            conf.push_str(&format!(
+                "listeners.ssl.1 = 127.0.0.1:{tls_port}\n\
+                 ssl_options.cacertfile = {}\n\
+                 ssl_options.certfile = {}\n\
+                 ssl_options.keyfile = {}\n\
+                 ssl_options.verify = verify_none\n\
+                 ssl_options.fail_if_no_peer_cert = false\n",
+                tls.ca.display(),
+                tls.cert.display(),
+                tls.key.display()
+            ));
+        }
+        let write = |file: &str, text: &str| {
+            std::fs::write(dir.join(file), text)
+                .unwrap_or_else(|e| panic!("cannot write {file}: {e}"));
+        };
+        write("rabbitmq.conf", &conf);
+        write("enabled_plugins", "[].\n");
+        write("rabbitmq-env.conf", "");
+        let d = |sub: &str| dir.join(sub).to_string_lossy().into_owned();
+        let node = format!("{name}@localhost");
+        let env = vec![
+            ("HOME".to_owned(), d("")),
+            ("RABBITMQ_NODENAME".to_owned(), node.clone()),
+            ("RABBITMQ_NODE_PORT".to_owned(), port.to_string()),
+            ("RABBITMQ_DIST_PORT".to_owned(), dist_port.to_string()),
+            ("RABBITMQ_MNESIA_BASE".to_owned(), d("mnesia")),
+            ("RABBITMQ_LOG_BASE".to_owned(), d("log")),
+            ("RABBITMQ_PID_FILE".to_owned(), d("pid")),
+            ("RABBITMQ_CONFIG_FILE".to_owned(), d("rabbitmq.conf")),
+            (
+                "RABBITMQ_ENABLED_PLUGINS_FILE".to_owned(),
+                d("enabled_plugins"),
+            ),
+            ("RABBITMQ_CONF_ENV_FILE".to_owned(), d("rabbitmq-env.conf")),
+            ("ERL_EPMD_ADDRESS".to_owned(), "127.0.0.1".to_owned()),
+        ];
+        let node = PrivateNode {
+            name: node,
+            dir,
+            port,
+            tls_port,
+            env,
+        };
+        node.boot();
+        node
+    }
+
+    /// `amqp://guest:guest@127.0.0.1:PORT/%2f`.
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// `amqps://guest:guest@localhost:TLS_PORT/%2f`, if it has TLS.
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls_port
+            .map(|port| format!("amqps://guest:guest@localhost:{port}/%2f"))
+    }
+
+    fn command(&self, tool: &str) -> Command {
+        let mut command = Command::new(rabbit_bin(tool));
+        command.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        command
+    }
+
+    fn ctl(&self, args: &[&str]) -> std::process::Output {
+        self.command("rabbitmqctl")
+            .args(["-n", &self.name])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run rabbitmqctl: {e}"))
+    }
+
+    fn listening(&self) -> bool {
+        std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+    }
+
+    /// Starts the node (again) and waits until it accepts connections.
+    pub fn boot(&self) {
+        let status = self
+            .command("rabbitmq-server")
+            .arg("-detached")
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run rabbitmq-server: {e}"));
+        assert!(status.success(), "rabbitmq-server -detached failed");
+        let pid = self.dir.join("pid");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !self.listening() {
+            assert!(
+                Instant::now() < deadline,
+                "the private node {} did not start; see {}",
+                self.name,
+                self.dir.join("log").display()
+            );
+            if pid.exists() {
+                let _ = self.ctl(&["wait", &pid.to_string_lossy(), "--timeout", "5"]);
+            } else {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        let output = self.ctl(&["await_startup", "--timeout", "60"]);
+        assert!(
+            output.status.success(),
+            "the private node did not finish booting: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Stops the node cleanly.
+    pub fn stop(&self) {
+        let output = self.ctl(&["stop"]);
+        assert!(
+            output.status.success(),
+            "rabbitmqctl stop failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        self.wait_down();
+    }
+
+    /// Kills the node's process with SIGKILL.
+    pub fn kill(&self) {
+        let pid = std::fs::read_to_string(self.dir.join("pid"))
+            .unwrap_or_else(|e| panic!("no pid file: {e}"));
+        let status = Command::new("kill")
+            .args(["-KILL", pid.trim()])
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
+        assert!(status.success(), "kill -KILL {pid} failed");
+        self.wait_down();
+    }
+
+    fn wait_down(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.listening() {
+            assert!(Instant::now() < deadline, "the node did not go down");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Closes every client connection (as `rabbitmqctl
+    /// close_all_connections`).
+    pub fn close_all_connections(&self) {
+        let output = self.ctl(&["close_all_connections", "test: dropped connection"]);
+        assert!(
+            output.status.success(),
+            "close_all_connections failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+impl Drop for PrivateNode {
+    fn drop(&mut self) {
+        if self.listening() {
+            let _ = self.ctl(&["stop"]);
+        }
+        if self.listening()
+            && let Ok(pid) = std::fs::read_to_string(self.dir.join("pid"))
+        {
+            let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

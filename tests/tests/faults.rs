@@ -1,0 +1,435 @@
+//! Faults injected into a private RabbitMQ node (never the shared broker):
+//! dropped connections, clean and hard broker restarts, RPC across a
+//! disconnect, and TLS with a throwaway certificate authority.
+//!
+//! Each test prints its figures (`cargo test --test faults -- --nocapture`).
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stdout)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use postage::prelude::*;
+use postage::{Health, Stop};
+use postage_tests::node::{PrivateNode, TlsFiles};
+use postage_tests::{init_tracing, next_within, unique};
+use serde_json::json;
+
+/// The nodes are heavy for a 2-core machine: one fault test at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn base() -> &'static str {
+    env!("CARGO_TARGET_TMPDIR")
+}
+
+async fn connect(url: &str) -> Connection {
+    init_tracing();
+    Connection::connect(Config::from_url(url).unwrap())
+        .await
+        .expect("the private node answers")
+}
+
+/// Counts every id it receives; answers `echo` calls after `delay_ms`.
+struct Counter {
+    seen: Mutex<HashMap<u64, u32>>,
+    handled: AtomicUsize,
+}
+
+impl Counter {
+    fn new() -> Arc<Self> {
+        Arc::new(Counter {
+            seen: Mutex::new(HashMap::new()),
+            handled: AtomicUsize::new(0),
+        })
+    }
+
+    fn unique_ids(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    fn duplicates(&self) -> u64 {
+        self.seen
+            .lock()
+            .unwrap()
+            .values()
+            .map(|&n| u64::from(n - 1))
+            .sum()
+    }
+
+    fn has(&self, id: u64) -> bool {
+        self.seen.lock().unwrap().contains_key(&id)
+    }
+}
+
+#[processor]
+impl Counter {
+    #[handler("command", "count")]
+    async fn count(&self, Params(id): Params<u64>) {
+        *self.seen.lock().unwrap().entry(id).or_insert(0) += 1;
+        self.handled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[rpc_handler("command", "slow_echo")]
+    async fn slow_echo(&self, Params((text, delay_ms)): Params<(String, u64)>) -> String {
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        text
+    }
+}
+
+async fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+struct Fixture {
+    exchange: Exchange,
+    queue: String,
+    counter: Arc<Counter>,
+    control: Control,
+    consumer: postage::consumer::ConsumerHandle,
+    running: tokio::task::JoinHandle<postage::Result<Stop>>,
+}
+
+async fn processor(connection: &Connection, durable: bool) -> Fixture {
+    let exchange = Exchange::new(unique("fault"), ExchangeKind::Direct);
+    let queue = unique("fault");
+    let counter = Counter::new();
+    let processor = Processor::builder_arc(counter.clone())
+        .bind(
+            exchange.clone(),
+            [(Queue::new(queue.as_str()).durable(durable), queue.as_str())],
+        )
+        .prefetch(200)
+        .connect(connection)
+        .await
+        .unwrap();
+    let control = processor.control();
+    let consumer = processor.consumer();
+    let running = tokio::spawn(processor.run());
+    Fixture {
+        exchange,
+        queue,
+        counter,
+        control,
+        consumer,
+        running,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_connections_recover_producers_processors_and_rpc() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let node = PrivateNode::start(base(), None);
+    let connection = connect(&node.url()).await;
+    let fixture = processor(&connection, false).await;
+    let producer = Producer::builder()
+        .ek(fixture.exchange.clone(), fixture.queue.as_str())
+        .rpc_timeout(Duration::from_secs(5))
+        .connect(&connection)
+        .await
+        .unwrap();
+    for id in 0..100u64 {
+        producer.command("count", id).await.unwrap();
+    }
+    assert_eq!(
+        producer
+            .rpc("slow_echo", json!(["before", 0]))
+            .await
+            .unwrap()
+            .outcome()
+            .unwrap()
+            .into_value()
+            .unwrap(),
+        "before"
+    );
+    wait_for("the first 100", 20, || fixture.counter.unique_ids() == 100).await;
+
+    let dropped = Instant::now();
+    node.close_all_connections();
+    // The processor's consumer was restored and says so.
+    wait_for("the consumer's recovery", 60, || {
+        fixture.consumer.recoveries() >= 1
+    })
+    .await;
+    assert_eq!(fixture.consumer.health(), Health::Consuming);
+    let consuming_again = dropped.elapsed();
+    producer
+        .command("count", 100u64)
+        .await
+        .expect("a send after the drop");
+    let first_send = dropped.elapsed();
+    for id in 101..200u64 {
+        producer.command("count", id).await.unwrap();
+    }
+    wait_for("all 200 after the drop", 30, || {
+        fixture.counter.unique_ids() == 200
+    })
+    .await;
+    // The direct reply-to consumer came back too.
+    let reply = producer
+        .rpc("slow_echo", json!(["after", 0]))
+        .await
+        .expect("RPC after the drop");
+    assert_eq!(reply.outcome().unwrap().into_value().unwrap(), "after");
+    println!(
+        "dropped connection: sent 200, confirmed 200, received {} unique, {} duplicates; \
+         consuming again after {consuming_again:?}, first confirmed send after {first_send:?}",
+        fixture.counter.unique_ids(),
+        fixture.counter.duplicates()
+    );
+    fixture.control.quit();
+    assert_eq!(fixture.running.await.unwrap().unwrap(), Stop::Quit);
+    connection.close().await.unwrap();
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Restart {
+    Clean,
+    Kill,
+}
+
+async fn confirmed_messages_survive(restart: Restart) {
+    const TOTAL: u64 = 20_000;
+    const SENDERS: u64 = 16;
+    let node = Arc::new(PrivateNode::start(base(), None));
+    let config = Config::from_url(&node.url())
+        .unwrap()
+        .with_recovery_timeout(Duration::from_secs(15));
+    init_tracing();
+    let connection = Connection::connect(config.clone()).await.unwrap();
+    let fixture = processor(&connection, true).await;
+    let producer = Producer::builder()
+        .ek(fixture.exchange.clone(), fixture.queue.as_str())
+        .persistent(true)
+        .connect(&connection)
+        .await
+        .unwrap();
+    let confirmed = Arc::new(Mutex::new(Vec::with_capacity(TOTAL as usize)));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let mut senders = Vec::new();
+    for first in 0..SENDERS {
+        let producer = producer.clone();
+        let confirmed = confirmed.clone();
+        let failed = failed.clone();
+        senders.push(tokio::spawn(async move {
+            let mut id = first;
+            while id < TOTAL {
+                match producer.command("count", id).await {
+                    Ok(()) => confirmed.lock().unwrap().push((id, Instant::now())),
+                    Err(error) => {
+                        // As an application would: stop and let the
+                        // supervisor decide.
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%error, id, "send failed; this sender stops");
+                        break;
+                    }
+                }
+                id += SENDERS;
+            }
+        }));
+    }
+    wait_for("5,000 confirmed sends", 60, || {
+        confirmed.lock().unwrap().len() >= 5_000
+    })
+    .await;
+    let node_for_fault = node.clone();
+    let (down_at, up_at) = tokio::task::spawn_blocking(move || {
+        match restart {
+            Restart::Clean => node_for_fault.stop(),
+            Restart::Kill => node_for_fault.kill(),
+        }
+        let down_at = Instant::now();
+        std::thread::sleep(Duration::from_secs(1));
+        node_for_fault.boot();
+        (down_at, Instant::now())
+    })
+    .await
+    .unwrap();
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    // The outcome is never silent: the connection recovers, or its
+    // consumer reports the stalled recovery.
+    wait_for("recovery or a reported stall", 120, || {
+        connection.recoveries() >= 1 || matches!(fixture.consumer.health(), Health::Failed(_))
+    })
+    .await;
+    let recovered = connection.recoveries() >= 1;
+    let mut restarted = None;
+    let counter = if recovered {
+        fixture.counter.clone()
+    } else {
+        assert!(connection.recovery_stalled());
+        // What a supervisor does with a stalled component: start it again.
+        let fresh = Connection::connect(config.clone()).await.unwrap();
+        let counter = Counter::new();
+        for (id, n) in fixture.counter.seen.lock().unwrap().iter() {
+            counter.seen.lock().unwrap().insert(*id, *n);
+        }
+        let processor = Processor::builder_arc(counter.clone())
+            .bind(
+                fixture.exchange.clone(),
+                [(
+                    Queue::new(fixture.queue.as_str()).durable(true),
+                    fixture.queue.as_str(),
+                )],
+            )
+            .prefetch(200)
+            .connect(&fresh)
+            .await
+            .unwrap();
+        let control = processor.control();
+        restarted = Some((fresh, control, tokio::spawn(processor.run())));
+        counter
+    };
+    let confirmed = std::mem::take(&mut *confirmed.lock().unwrap());
+    let resumed = confirmed
+        .iter()
+        .filter(|(_, at)| *at > down_at)
+        .map(|(_, at)| *at)
+        .min()
+        .map(|at| at.saturating_duration_since(up_at));
+    wait_for("every confirmed message", 180, || {
+        confirmed.iter().all(|(id, _)| counter.has(*id))
+    })
+    .await;
+    let lost = confirmed.iter().filter(|(id, _)| !counter.has(*id)).count();
+    println!(
+        "broker restart ({restart:?}): sent {} of {TOTAL}, confirmed {}, failed {}, received {} unique, \
+         {} duplicates, lost {lost}; {}",
+        confirmed.len() + failed.load(Ordering::Relaxed),
+        confirmed.len(),
+        failed.load(Ordering::Relaxed),
+        counter.unique_ids(),
+        counter.duplicates(),
+        if recovered {
+            format!(
+                "the connection recovered by itself; first confirm {resumed:?} after the node was up"
+            )
+        } else {
+            "the recovery stalled and was reported (health Failed); a fresh connection delivered the rest".to_owned()
+        }
+    );
+    assert_eq!(lost, 0, "every confirmed message arrives");
+    fixture.control.quit();
+    if let Some((fresh, control, running)) = restarted {
+        control.quit();
+        let _ = running.await;
+        let _ = fresh.close().await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), fixture.running).await;
+    let _ = connection.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirmed_messages_survive_a_clean_broker_restart() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    confirmed_messages_survive(Restart::Clean).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirmed_messages_survive_a_killed_broker() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    confirmed_messages_survive(Restart::Kill).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rpc_in_flight_across_a_disconnect_never_hangs_past_its_timeout() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let node = PrivateNode::start(base(), None);
+    let connection = connect(&node.url()).await;
+    let fixture = processor(&connection, false).await;
+    let producer = Producer::builder()
+        .ek(fixture.exchange.clone(), fixture.queue.as_str())
+        .connect(&connection)
+        .await
+        .unwrap();
+    let timeout = Duration::from_secs(3);
+    let retries = 2;
+    let started = Instant::now();
+    let call = {
+        let producer = producer.clone();
+        tokio::spawn(async move {
+            producer
+                .rpc("slow_echo", json!(["in flight", 1000]))
+                .timeout(timeout)
+                .retries(retries)
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    node.close_all_connections();
+    let bound = timeout * (retries + 1) + Duration::from_secs(2);
+    let result = tokio::time::timeout(bound, call)
+        .await
+        .expect("the call ends within its attempts")
+        .unwrap();
+    let took = started.elapsed();
+    let reply = result.expect("a retry after recovery gets the answer");
+    assert_eq!(reply.outcome().unwrap().into_value().unwrap(), "in flight");
+    // Later calls work at once.
+    let later = Instant::now();
+    let reply = producer
+        .rpc("slow_echo", json!(["later", 0]))
+        .timeout(timeout)
+        .retries(0)
+        .await
+        .unwrap();
+    assert_eq!(reply.outcome().unwrap().into_value().unwrap(), "later");
+    println!(
+        "RPC across a disconnect: answered after {took:?}; the next call took {:?}",
+        later.elapsed()
+    );
+    fixture.control.quit();
+    let _ = fixture.running.await;
+    connection.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqps_with_a_throwaway_certificate_authority() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let tls = TlsFiles::generate(&std::path::Path::new(base()).join(unique("tls")));
+    let node = PrivateNode::start(base(), Some(&tls));
+    let url = node.tls_url().unwrap();
+
+    let untrusted = Connection::connect(
+        Config::from_url(&url)
+            .unwrap()
+            .with_connect_timeout(Duration::from_secs(3)),
+    )
+    .await;
+    assert!(
+        untrusted.is_err(),
+        "a certificate from an unknown authority is refused"
+    );
+
+    init_tracing();
+    let config = Config::from_url(&url).unwrap().with_tls_ca_file(&tls.ca);
+    assert!(config.tls());
+    let connection = Connection::connect(config).await.expect("TLS connection");
+    let exchange = Exchange::new(unique("tls"), ExchangeKind::Direct).auto_delete(true);
+    let mut consumer = Consumer::builder()
+        .bind(exchange.clone(), [(Queue::server_named(), "k")])
+        .connect(&connection)
+        .await
+        .unwrap();
+    let producer = Producer::builder()
+        .ek(exchange, "k")
+        .connect(&connection)
+        .await
+        .unwrap();
+    producer.command("secret", "over TLS").await.unwrap();
+    let delivery = next_within(&mut consumer, 10).await;
+    assert_eq!(
+        delivery.message().unwrap().content.parameters(),
+        Some(&json!("over TLS"))
+    );
+    delivery.ack().await.unwrap();
+    connection.close().await.unwrap();
+    let _ = std::fs::remove_dir_all(tls.ca.parent().unwrap());
+}
