@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::sync::{OnceCell, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::consumer::Queue;
@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::exchange::Exchange;
 use crate::message::{Category, Message};
 use crate::producer::{BoxFuture, Producer, Target};
-use crate::transport::{Channel, OutgoingProperties, RawConsumer};
+use crate::transport::{Channel, Connection, OutgoingProperties, RawConsumer};
 
 /// RabbitMQ's direct reply-to pseudo-queue.
 pub const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
@@ -75,7 +75,10 @@ type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<Message>>>>;
 /// calls waiting for a reply.
 pub(crate) struct RpcState {
     settings: RpcSettings,
-    listener: OnceCell<()>,
+    /// The channel that consumes direct reply-to and publishes the requests
+    /// waiting for it, with the connection's recovery count when it was
+    /// opened.
+    direct: tokio::sync::Mutex<Option<(Channel, u64)>>,
     waiters: Waiters,
     prefix: String,
     counter: AtomicU64,
@@ -89,7 +92,7 @@ impl RpcState {
             .unwrap_or_default();
         RpcState {
             settings,
-            listener: OnceCell::new(),
+            direct: tokio::sync::Mutex::new(None),
             waiters: Arc::default(),
             prefix: format!("{:x}.{nanos:x}", std::process::id()),
             counter: AtomicU64::new(0),
@@ -104,22 +107,37 @@ impl RpcState {
         )
     }
 
-    /// Starts consuming direct reply-to on the producer's channel (once,
-    /// before the first publish that needs it).
-    async fn ensure_listener(&self, channel: &Channel, encoder: &Arc<dyn Encoder>) -> Result<()> {
-        self.listener
-            .get_or_try_init(|| async {
-                let consumer = channel.consume(DIRECT_REPLY_TO, true).await?;
-                tokio::spawn(listen(
-                    consumer,
-                    channel.clone(),
-                    self.waiters.clone(),
-                    encoder.clone(),
-                ));
-                Ok::<(), Error>(())
-            })
-            .await
-            .map(|_| ())
+    /// The direct reply-to channel: opened, with its consumer, before the
+    /// first request that needs it, and opened anew when it was closed or
+    /// the connection was recovered (lapin restores the old channel's
+    /// consumer only after the channel accepts publishes again, and a
+    /// request published in between makes the broker close the channel).
+    async fn direct_channel(
+        &self,
+        connection: &Connection,
+        confirms: bool,
+        encoder: &Arc<dyn Encoder>,
+    ) -> Result<Channel> {
+        let mut direct = self.direct.lock().await;
+        let generation = connection.recoveries();
+        if let Some((channel, seen)) = &*direct
+            && channel.is_open()
+            && *seen == generation
+        {
+            return Ok(channel.clone());
+        }
+        let channel = connection.open_channel(confirms).await?;
+        let consumer = channel.consume(DIRECT_REPLY_TO, true).await?;
+        tokio::spawn(listen(
+            consumer,
+            channel.clone(),
+            self.waiters.clone(),
+            encoder.clone(),
+        ));
+        if let Some((old, _)) = direct.replace((channel.clone(), generation)) {
+            tokio::spawn(async move { old.close().await });
+        }
+        Ok(channel)
     }
 }
 
@@ -141,7 +159,7 @@ async fn listen(
                         continue;
                     }
                     Err(error) => {
-                        tracing::error!(%error, "RPC reply consumer lost; calls will time out");
+                        tracing::error!(%error, "RPC reply consumer lost; the next call opens a new one");
                         break;
                     }
                 }
@@ -305,6 +323,7 @@ impl<'a> RpcCall<'a> {
         let retries = self.retries;
         let prepared = self.prepare().await?;
         let attempts = retries.saturating_add(1);
+        let mut last_error = None;
         for attempt in 1..=attempts {
             // The whole attempt (publish, confirm, a wait for a lost
             // connection to come back, and the reply) fits in the timeout.
@@ -319,10 +338,16 @@ impl<'a> RpcCall<'a> {
                 Err(Error::RpcTimeout { .. }) => {
                     tracing::debug!(command = %prepared.command, attempt, "RPC attempt timed out");
                 }
+                // A channel or connection lost mid-call: the next attempt
+                // goes out on a fresh one.
+                Err(error @ (Error::Amqp { .. } | Error::Closed(_))) => {
+                    tracing::warn!(command = %prepared.command, attempt, %error, "RPC attempt failed");
+                    last_error = Some(error);
+                }
                 other => return other,
             }
         }
-        Err(prepared.timed_out(attempts))
+        Err(last_error.unwrap_or_else(|| prepared.timed_out(attempts)))
     }
 }
 
@@ -358,11 +383,19 @@ impl Prepared<'_> {
     /// The reply is awaited until `deadline`.
     async fn send_once(&self, deadline: Instant) -> Result<PendingReply> {
         let inner = &self.producer.inner;
-        let channel = &inner.channel;
         let id = inner.rpc.next_id();
+        let channel = match self.strategy {
+            ReplyStrategy::DirectReplyTo => {
+                inner
+                    .rpc
+                    .direct_channel(&inner.connection, inner.confirms, &inner.encoder)
+                    .await?
+            }
+            ReplyStrategy::QueuePerCall => inner.channel.clone(),
+        };
+        let channel = &channel;
         let (reply_queue, wait) = match self.strategy {
             ReplyStrategy::DirectReplyTo => {
-                inner.rpc.ensure_listener(channel, &inner.encoder).await?;
                 let (tx, rx) = oneshot::channel();
                 inner
                     .rpc
