@@ -225,6 +225,21 @@ pub(crate) enum Target {
     Eks(Vec<(Exchange, String)>),
 }
 
+impl Target {
+    /// Python's `_key`: ignored once pairs are given.
+    pub(crate) fn with_key(self, key: String) -> Self {
+        match self {
+            Target::Eks(eks) => Target::Eks(eks),
+            _ => Target::Key(key),
+        }
+    }
+
+    /// Python's `_eks`.
+    pub(crate) fn eks<K: Into<String>>(eks: impl IntoIterator<Item = (Exchange, K)>) -> Self {
+        Target::Eks(eks.into_iter().map(|(e, k)| (e, k.into())).collect())
+    }
+}
+
 impl Producer {
     /// Starts building a producer.
     pub fn builder() -> ProducerBuilder {
@@ -389,16 +404,14 @@ impl<'a> Publish<'a> {
     /// Sends to the producer's first exchange with this key instead
     /// (Python's `_key`). Ignored when [`eks`](Publish::eks) is set.
     pub fn key(mut self, key: impl Into<String>) -> Self {
-        if !matches!(self.target, Target::Eks(_)) {
-            self.target = Target::Key(key.into());
-        }
+        self.target = self.target.with_key(key.into());
         self
     }
 
     /// Sends to these (exchange, key) pairs instead of the defaults
     /// (Python's `_eks`).
     pub fn eks<K: Into<String>>(mut self, eks: impl IntoIterator<Item = (Exchange, K)>) -> Self {
-        self.target = Target::Eks(eks.into_iter().map(|(e, k)| (e, k.into())).collect());
+        self.target = Target::eks(eks);
         self
     }
 

@@ -274,15 +274,13 @@ impl<'a> RpcCall<'a> {
 
     /// Sends to the first exchange with this key (Python's `_key`).
     pub fn key(mut self, key: impl Into<String>) -> Self {
-        if !matches!(self.target, Target::Eks(_)) {
-            self.target = Target::Key(key.into());
-        }
+        self.target = self.target.with_key(key.into());
         self
     }
 
     /// Sends to the first of these pairs (Python's `_eks`).
     pub fn eks<K: Into<String>>(mut self, eks: impl IntoIterator<Item = (Exchange, K)>) -> Self {
-        self.target = Target::Eks(eks.into_iter().map(|(e, k)| (e, k.into())).collect());
+        self.target = Target::eks(eks);
         self
     }
 

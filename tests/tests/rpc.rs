@@ -187,11 +187,9 @@ async fn two_hundred_concurrent_calls_on_one_producer() {
     server.control.quit();
 }
 
-/// Counts requests on a queue and never answers.
-async fn black_hole(
-    exchange: &Exchange,
-    key: &str,
-) -> tokio::sync::mpsc::UnboundedReceiver<lapin::BasicProperties> {
+/// A raw channel with `key` declared as a queue bound to `exchange` with
+/// the same key, as a non-Postage peer would set it up.
+async fn bound_queue(exchange: &Exchange, key: &str) -> lapin::Channel {
     let channel = raw_channel().await;
     channel
         .exchange_declare(
@@ -227,6 +225,15 @@ async fn black_hole(
         )
         .await
         .expect("bind");
+    channel
+}
+
+/// Counts requests on a queue and never answers.
+async fn black_hole(
+    exchange: &Exchange,
+    key: &str,
+) -> tokio::sync::mpsc::UnboundedReceiver<lapin::BasicProperties> {
+    let channel = bound_queue(exchange, key).await;
     let mut consumer = channel
         .basic_consume(
             key.into(),
@@ -354,41 +361,7 @@ async fn a_request_nobody_takes_expires() {
 /// Answers like a Python Postage processor: a reply on the default
 /// exchange to `reply_to`, no properties at all, fingerprint `{}`.
 async fn python_server(exchange: &Exchange, key: &str) {
-    let channel = raw_channel().await;
-    channel
-        .exchange_declare(
-            exchange.name().into(),
-            lapin::ExchangeKind::Direct,
-            lapin::options::ExchangeDeclareOptions {
-                durable: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            Default::default(),
-        )
-        .await
-        .expect("exchange");
-    channel
-        .queue_declare(
-            key.into(),
-            lapin::options::QueueDeclareOptions {
-                auto_delete: true,
-                ..Default::default()
-            },
-            Default::default(),
-        )
-        .await
-        .expect("queue");
-    channel
-        .queue_bind(
-            key.into(),
-            exchange.name().into(),
-            key.into(),
-            Default::default(),
-            Default::default(),
-        )
-        .await
-        .expect("bind");
+    let channel = bound_queue(exchange, key).await;
     let mut consumer = channel
         .basic_consume(
             key.into(),
