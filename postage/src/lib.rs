@@ -16,10 +16,10 @@
 //! | [`message`] | [`Message`] and its kinds |
 //! | [`encoding`] | [`Encoder`], [`JsonEncoder`] |
 //! | [`exchange`] | [`Exchange`] declarations |
-//! | [`producer`] | [`Producer`] and its send builder |
+//! | [`producer`](mod@producer) | [`Producer`] and its send builder |
 //! | [`rpc`] | RPC calls: reply strategies, timeouts, retries |
 //! | [`consumer`] | [`Consumer`], [`Queue`], bindings, prefetch |
-//! | [`processor`] | [`Processor`], handler tables, replies, `quit` / `restart` |
+//! | [`processor`](mod@processor) | [`Processor`], handler tables, replies, `quit` / `restart` |
 //! | [`scheduler`] | [`Scheduler`]: many processors, signals, graceful shutdown |
 //!
 //! ## Sending and receiving by hand

@@ -58,7 +58,7 @@ impl ShutdownHandle {
 ///   gracefully, then the process replaces itself with a fresh run of the
 ///   same executable and arguments (same pid).
 ///
-/// See the [`processor`](crate::processor) module for an example.
+/// See the [`processor`](mod@crate::processor) module for an example.
 #[derive(Debug)]
 pub struct Scheduler {
     tasks: JoinSet<Result<Stop>>,
