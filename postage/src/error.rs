@@ -106,6 +106,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A processor's consumer was lost and could not be restored.
+    #[error("the processor's consumer was lost: {0}")]
+    ConsumerLost(String),
+
     /// A graceful shutdown did not finish in time; the remaining tasks
     /// were aborted.
     #[error("shutdown did not finish within {0:?}; the remaining tasks were aborted")]
@@ -148,6 +152,7 @@ impl Error {
             Error::NoDestination => "NoDestinationError",
             Error::Io { .. } => "OSError",
             Error::ShutdownTimeout(_) => "ShutdownTimeout",
+            Error::ConsumerLost(_) => "ConsumerLost",
             Error::Closed(_) => "ClosedError",
         };
         crate::message::MessageResultException::new(name, self.to_string())

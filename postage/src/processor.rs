@@ -63,7 +63,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::consumer::{Consumer, ConsumerBuilder, ConsumerHandle, Delivery, Queue};
+use crate::consumer::{Consumer, ConsumerBuilder, ConsumerHandle, Delivery, Health, Queue};
 use crate::encoding::{DecodeError, Encoder};
 use crate::error::{Error, Result};
 use crate::exchange::Exchange;
@@ -735,7 +735,11 @@ impl<P: Handlers> Processor<P> {
         &self.connection
     }
 
-    /// Runs until `quit`, `restart`, [`Control`] or the consumer's end.
+    /// Runs until `quit`, `restart`, [`Control`] or the consumer's end. A
+    /// consumer whose health turns [`Health::Failed`] (its queue deleted,
+    /// its connection's recovery stalled) ends the processor with
+    /// [`Error::ConsumerLost`], so that the program (or its supervisor) can
+    /// act instead of idling.
     pub async fn run(self) -> Result<Stop> {
         self.run_until(std::future::pending::<()>()).await
     }
@@ -749,11 +753,24 @@ impl<P: Handlers> Processor<P> {
         let semaphore = Arc::new(Semaphore::new(self.concurrency));
         let mut running = JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
+        // A consumer that was lost ends the processor with an error rather
+        // than leaving it idle.
+        let handle = self.consumer.handle();
+        let mut watchdog = tokio::time::interval(std::time::Duration::from_millis(250));
+        watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut lost = None;
         let stop = loop {
             tokio::select! {
                 biased;
                 stop = core.control.stopped() => break stop,
                 () = &mut shutdown => break Stop::Shutdown,
+                _ = watchdog.tick() => {
+                    if let Health::Failed(reason) = handle.health() {
+                        tracing::error!(%reason, "the processor's consumer is lost; the processor ends");
+                        lost = Some(reason);
+                        break Stop::Ended;
+                    }
+                }
                 delivery = self.consumer.next() => {
                     let Some(delivery) = delivery else { break Stop::Ended };
                     if self.concurrency == 1 {
@@ -776,7 +793,10 @@ impl<P: Handlers> Processor<P> {
         self.consumer.stop().await;
         while running.join_next().await.is_some() {}
         self.consumer.close().await;
-        Ok(stop)
+        match lost {
+            Some(reason) => Err(Error::ConsumerLost(reason)),
+            None => Ok(stop),
+        }
     }
 }
 

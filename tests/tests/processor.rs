@@ -336,3 +336,31 @@ async fn shutdown_through_the_scheduler_finishes_and_closes() {
         "the scheduler closed the processor's connection"
     );
 }
+
+#[tokio::test]
+async fn a_deleted_queue_ends_the_processor_with_an_error() {
+    let connection = connect().await;
+    let setup = setup(&connection, Queue::new(unique("doomed")), |b| b).await;
+    let consumer = setup.processor.consumer();
+    let running = tokio::spawn(setup.processor.run());
+    let channel = raw_channel().await;
+    channel
+        .queue_delete(
+            setup.key.as_str().into(),
+            lapin::options::QueueDeleteOptions::default(),
+        )
+        .await
+        .expect("deleted");
+    let ended = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the processor does not idle")
+        .expect("joins");
+    assert!(
+        matches!(ended, Err(postage::Error::ConsumerLost(_))),
+        "{ended:?}"
+    );
+    assert!(matches!(
+        consumer.health(),
+        postage::Health::Failed(_) | postage::Health::Stopped
+    ));
+}
