@@ -1,10 +1,13 @@
-//! What the example components share: the echo exchange and logging set-up.
+//! What the example components share: the echo exchange, the echo
+//! producer, logging, and running a processor as a component.
 //!
 //! The names match the demos of Python Postage (`echo-exchange`, direct and
 //! durable; queue `echo-queue`; keys `echo-rk` and `echo-fanout-rk`), so
 //! these components interoperate with Python ones.
 
-use postage::Exchange;
+#![allow(clippy::print_stdout)]
+
+use postage::prelude::*;
 
 /// The exchange every echo component uses.
 pub const ECHO: Exchange = Exchange::direct("echo-exchange");
@@ -22,7 +25,7 @@ pub const ECHO_FANOUT_KEY: &str = "echo-fanout-rk";
 /// `POSTAGE_DEBUG_MODE` is true and `warn` when not. Standard output stays
 /// for the component's own lines.
 pub fn init_logging() {
-    let debug = postage::Config::from_env().is_ok_and(|c| c.debug());
+    let debug = Config::from_env().is_ok_and(|c| c.debug());
     let default = if debug { "debug" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -38,4 +41,44 @@ pub fn text(value: &serde_json::Value) -> String {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+/// The echo API every echo sender uses: `message_echo(text)` and
+/// `rpc_echo(text)` on `echo-exchange` with key `echo-rk` (Python's
+/// `EchoProducer`).
+pub struct EchoProducer;
+
+#[producer(eks = [(ECHO, ECHO_KEY)])]
+impl EchoProducer {
+    fn build_message_echo(&self, text: &str) -> MessageCommand {
+        MessageCommand::new("echo", text)
+    }
+
+    fn build_rpc_echo(&self, text: &str) -> RpcCommand {
+        RpcCommand::new("echo", text)
+    }
+}
+
+impl EchoProducer {
+    /// Connects with a fingerprint named `name` (type `application`).
+    pub async fn connect_as(name: &str) -> postage::Result<(Connection, ProducerApi<Self>)> {
+        let connection = Connection::from_env().await?;
+        let producer = EchoProducer
+            .connect_with(
+                Producer::builder().fingerprint(Fingerprint::new(name, "application")),
+                &connection,
+            )
+            .await?;
+        Ok((connection, producer))
+    }
+}
+
+/// Runs a processor as a component: prints `ready pid=PID` once it
+/// consumes, then serves until `quit`, Ctrl-C or SIGTERM (and restarts in
+/// place on `restart`).
+pub async fn serve<P: Handlers>(processor: Processor<P>) -> postage::Result<()> {
+    println!("ready pid={}", std::process::id());
+    let mut scheduler = Scheduler::new();
+    scheduler.add(processor);
+    scheduler.run().await
 }

@@ -591,7 +591,7 @@ impl<P: Handlers> ProcessorBuilder<P> {
 
     /// Declares and binds the queues and starts consuming.
     pub async fn connect(self, connection: &Connection) -> Result<Processor<P>> {
-        let encoder = self.consumer_encoder();
+        let encoder = self.consumer.encoder_arc();
         let consumer = self.consumer.connect(connection).await?;
         let fingerprint = self
             .fingerprint
@@ -633,10 +633,6 @@ impl<P: Handlers> ProcessorBuilder<P> {
             connection: connection.clone(),
             concurrency: self.concurrency,
         })
-    }
-
-    fn consumer_encoder(&self) -> Arc<dyn Encoder> {
-        self.consumer.encoder_arc()
     }
 }
 
@@ -759,10 +755,12 @@ impl<P: Handlers> Processor<P> {
         let mut watchdog = tokio::time::interval(std::time::Duration::from_millis(250));
         watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut lost = None;
+        // One subscription for the whole run, not one per delivery.
+        let mut stopped = std::pin::pin!(core.control.stopped());
         let stop = loop {
             tokio::select! {
                 biased;
-                stop = core.control.stopped() => break stop,
+                stop = &mut stopped => break stop,
                 () = &mut shutdown => break Stop::Shutdown,
                 _ = watchdog.tick() => {
                     if let Health::Failed(reason) = handle.health() {

@@ -346,6 +346,28 @@ pub(crate) struct OutgoingProperties<'a> {
     pub(crate) expiration_ms: Option<u128>,
 }
 
+impl OutgoingProperties<'_> {
+    fn basic_properties(&self) -> BasicProperties {
+        let mut properties = BasicProperties::default();
+        if let Some(content_type) = self.content_type {
+            properties = properties.with_content_type(content_type.into());
+        }
+        if self.persistent {
+            properties = properties.with_delivery_mode(2);
+        }
+        if let Some(reply_to) = self.reply_to {
+            properties = properties.with_reply_to(reply_to.into());
+        }
+        if let Some(correlation_id) = self.correlation_id {
+            properties = properties.with_correlation_id(correlation_id.into());
+        }
+        if let Some(ms) = self.expiration_ms {
+            properties = properties.with_expiration(ms.to_string().into());
+        }
+        properties
+    }
+}
+
 /// A channel. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Channel {
@@ -470,22 +492,6 @@ impl Channel {
         body: &[u8],
         props: &OutgoingProperties<'_>,
     ) -> Result<()> {
-        let mut properties = BasicProperties::default();
-        if let Some(content_type) = props.content_type {
-            properties = properties.with_content_type(content_type.into());
-        }
-        if props.persistent {
-            properties = properties.with_delivery_mode(2);
-        }
-        if let Some(reply_to) = props.reply_to {
-            properties = properties.with_reply_to(reply_to.into());
-        }
-        if let Some(correlation_id) = props.correlation_id {
-            properties = properties.with_correlation_id(correlation_id.into());
-        }
-        if let Some(ms) = props.expiration_ms {
-            properties = properties.with_expiration(ms.to_string().into());
-        }
         if self.debug {
             tracing::debug!(
                 exchange,
@@ -507,7 +513,7 @@ impl Channel {
                         key.into(),
                         options,
                         body,
-                        properties.clone(),
+                        props.basic_properties(),
                     )
                     .await?
                     .await

@@ -7,7 +7,7 @@
 #![allow(clippy::print_stdout)]
 
 use postage::prelude::*;
-use postage_examples::{ECHO, ECHO_FANOUT_KEY, ECHO_KEY, ECHO_QUEUE, init_logging, text};
+use postage_examples::{ECHO, ECHO_FANOUT_KEY, ECHO_KEY, ECHO_QUEUE, init_logging, serve, text};
 
 struct EchoReceiver;
 
@@ -53,8 +53,5 @@ async fn main() -> postage::Result<()> {
         .fingerprint(fingerprint)
         .connect(&connection)
         .await?;
-    println!("ready pid={}", std::process::id());
-    let mut scheduler = Scheduler::new();
-    scheduler.add(processor);
-    scheduler.run().await
+    serve(processor).await
 }

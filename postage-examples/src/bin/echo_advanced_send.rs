@@ -4,17 +4,7 @@
 //! `sent: TEXT` and `sent fanout: TEXT`.
 #![allow(clippy::print_stdout)]
 
-use postage::prelude::*;
-use postage_examples::{ECHO, ECHO_FANOUT_KEY, ECHO_KEY, init_logging};
-
-struct EchoProducer;
-
-#[producer(eks = [(ECHO, ECHO_KEY)])]
-impl EchoProducer {
-    fn build_message_echo(&self, text: &str) -> MessageCommand {
-        MessageCommand::new("echo", text)
-    }
-}
+use postage_examples::{ECHO_FANOUT_KEY, EchoProducer, init_logging};
 
 #[tokio::main]
 async fn main() -> postage::Result<()> {
@@ -22,13 +12,7 @@ async fn main() -> postage::Result<()> {
     let text = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "A test message".to_owned());
-    let connection = Connection::from_env().await?;
-    let producer = EchoProducer
-        .connect_with(
-            Producer::builder().fingerprint(Fingerprint::new("echo_send", "application")),
-            &connection,
-        )
-        .await?;
+    let (connection, producer) = EchoProducer::connect_as("echo_send").await?;
     producer.message_echo(&text).await?;
     println!("sent: {text}");
     producer.message_echo(&text).key(ECHO_FANOUT_KEY).await?;

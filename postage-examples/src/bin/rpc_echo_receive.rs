@@ -3,7 +3,7 @@
 #![allow(clippy::print_stdout)]
 
 use postage::prelude::*;
-use postage_examples::{ECHO, ECHO_KEY, ECHO_QUEUE, init_logging, text};
+use postage_examples::{ECHO, ECHO_KEY, ECHO_QUEUE, init_logging, serve, text};
 
 struct RpcEchoReceiver;
 
@@ -26,8 +26,5 @@ async fn main() -> postage::Result<()> {
         .fingerprint(Fingerprint::new("rpc_echo_receive", "controller"))
         .connect(&connection)
         .await?;
-    println!("ready pid={}", std::process::id());
-    let mut scheduler = Scheduler::new();
-    scheduler.add(processor);
-    scheduler.run().await
+    serve(processor).await
 }

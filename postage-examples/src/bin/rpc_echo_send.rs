@@ -5,16 +5,7 @@
 #![allow(clippy::print_stdout)]
 
 use postage::prelude::*;
-use postage_examples::{ECHO, ECHO_KEY, init_logging, text};
-
-struct EchoProducer;
-
-#[producer(eks = [(ECHO, ECHO_KEY)])]
-impl EchoProducer {
-    fn build_rpc_echo(&self, text: &str) -> RpcCommand {
-        RpcCommand::new("echo", text)
-    }
-}
+use postage_examples::{EchoProducer, init_logging, text};
 
 #[tokio::main]
 async fn main() -> postage::Result<()> {
@@ -22,13 +13,7 @@ async fn main() -> postage::Result<()> {
     let text_arg = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "RPC test message".to_owned());
-    let connection = Connection::from_env().await?;
-    let producer = EchoProducer
-        .connect_with(
-            Producer::builder().fingerprint(Fingerprint::new("rpc_echo_send", "application")),
-            &connection,
-        )
-        .await?;
+    let (connection, producer) = EchoProducer::connect_as("rpc_echo_send").await?;
     let reply = producer.rpc_echo(&text_arg).await?;
     let outcome = reply.outcome()?;
     connection.close().await?;
