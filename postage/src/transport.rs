@@ -71,6 +71,8 @@ pub(crate) struct Link {
     recovering: AtomicBool,
     stalled: AtomicBool,
     recoveries: AtomicU64,
+    /// Wakes whoever waits for the end of a recovery.
+    recovered: tokio::sync::Notify,
 }
 
 impl Link {
@@ -127,6 +129,7 @@ async fn follow(
         } else if up && was_recovering {
             link.recoveries.fetch_add(1, Ordering::Relaxed);
             link.stalled.store(false, Ordering::Relaxed);
+            link.recovered.notify_waiters();
             down_since = None;
             tracing::info!(%endpoint, "connection recovered");
         }
@@ -331,6 +334,7 @@ impl Connection {
             inner: channel,
             debug: self.inner.config.debug(),
             recovery_timeout: self.inner.config.recovery_timeout(),
+            link: self.inner.link.clone(),
         })
     }
 }
@@ -374,6 +378,7 @@ pub(crate) struct Channel {
     inner: lapin::Channel,
     debug: bool,
     recovery_timeout: Duration,
+    link: Arc<Link>,
 }
 
 /// How many times a publish interrupted by a lost connection is retried
@@ -482,9 +487,10 @@ impl Channel {
 
     /// Publishes a body and, on a channel with confirms, waits for the
     /// broker's confirmation: a nack or a returned (unroutable) mandatory
-    /// message is an error. A publish interrupted by a lost connection is
-    /// sent again once lapin has recovered the connection (at least once:
-    /// the broker may then hold it twice).
+    /// message is an error. A publish interrupted by a lost connection, or
+    /// whose confirmation was still awaited when the connection came back,
+    /// is sent again once lapin has recovered the connection (at least
+    /// once: the broker may then hold it twice).
     pub(crate) async fn publish(
         &self,
         exchange: &str,
@@ -506,6 +512,12 @@ impl Channel {
         };
         let mut retries = 0;
         loop {
+            // Created before the attempt, so that no recovery is missed. An
+            // attempt made while the connection still counts as recovering
+            // (just after `wait_for_recovery`) does not race the end of
+            // that same recovery.
+            let recovered = self.link.recovered.notified();
+            let race_recovery = !self.link.recovering();
             let attempt = async {
                 self.inner
                     .basic_publish(
@@ -518,8 +530,21 @@ impl Channel {
                     .await?
                     .await
             };
-            // A confirmation lost with the connection may never resolve.
-            let Ok(outcome) = tokio::time::timeout(self.recovery_timeout, attempt).await else {
+            // A confirmation lost with the connection never resolves: the
+            // attempt ends when the connection comes back, or at the
+            // recovery timeout when it does not.
+            let outcome = tokio::select! {
+                outcome = tokio::time::timeout(self.recovery_timeout, attempt) => outcome,
+                () = recovered, if race_recovery => {
+                    if retries == PUBLISH_RETRIES {
+                        return Err(Error::Closed("connection: recovered too often while publishing"));
+                    }
+                    retries += 1;
+                    tracing::warn!(exchange, key, "the connection recovered before the publisher confirmation came; publishing again");
+                    continue;
+                }
+            };
+            let Ok(outcome) = outcome else {
                 return Err(Error::Closed(
                     "connection: no publisher confirmation within the recovery timeout",
                 ));
