@@ -110,7 +110,7 @@ fn codec(c: &mut Criterion) {
     let fingerprint = Fingerprint::new("postage-bench", "application").as_map();
     let message: Message = command().into();
     let mut full = message.clone();
-    full.fingerprint = fingerprint.clone();
+    full.fingerprint = fingerprint.clone().into();
     let body = encoder
         .encode(&full)
         .unwrap_or_else(|e| panic!("encode: {e}"));

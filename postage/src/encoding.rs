@@ -80,7 +80,7 @@ pub trait Encoder: Debug + Send + Sync + 'static {
         mut message: Message,
         fingerprint: &Map<String, Value>,
     ) -> Result<Vec<u8>, EncodeError> {
-        message.fingerprint = fingerprint.clone();
+        message.fingerprint = fingerprint.clone().into();
         self.encode(&message)
     }
 }
@@ -172,7 +172,7 @@ mod tests {
         let message: Message =
             MessageCommand::new("echo", serde_json::json!({"text": "h\u{e9}", "n": [1, 2]})).into();
         let mut expected = message.clone();
-        expected.fingerprint = fingerprint.clone();
+        expected.fingerprint = fingerprint.clone().into();
         let expected = JsonEncoder.encode(&expected).unwrap();
         let fast = JsonEncoder
             .encode_with_fingerprint(message.clone(), &fingerprint)
@@ -198,6 +198,41 @@ mod tests {
                 .unwrap(),
             expected
         );
+    }
+
+    #[test]
+    fn a_decoded_fingerprint_is_read_on_demand_and_written_back_unchanged() {
+        let body = br#"{"type":"command","name":"echo","category":"message","version":"2","fingerprint":{"pid": 7, "name":"a\u00e9"},"content":{},"_reserved":{}}"#;
+        let message = JsonEncoder.decode(body).unwrap();
+        let encoded = String::from_utf8(JsonEncoder.encode(&message).unwrap()).unwrap();
+        // Unread, the field goes out as it came (spacing and escapes kept).
+        assert!(
+            encoded.contains(r#""fingerprint":{"pid": 7, "name":"a\u00e9"}"#),
+            "{encoded}"
+        );
+        assert_eq!(message.fingerprint["name"], "a\u{e9}");
+        assert_eq!(message.sender().pid, Some(7));
+        let mut expected = Map::new();
+        expected.insert("pid".into(), 7.into());
+        expected.insert("name".into(), "a\u{e9}".into());
+        assert_eq!(message.fingerprint, expected.clone().into());
+        assert_eq!(message.fingerprint.clone().into_inner(), expected);
+
+        let not_an_object = br#"{"type":"command","name":"echo","category":"message","fingerprint":[1],"content":{}}"#;
+        assert!(matches!(
+            JsonEncoder.decode(not_an_object),
+            Err(DecodeError::Malformed(reason)) if reason.contains("fingerprint must be an object")
+        ));
+        // Nested past the parser's depth limit: the message is still read,
+        // its fingerprint reads as empty.
+        let deep = format!(
+            r#"{{"type":"command","name":"echo","category":"message","fingerprint":{{"x":{}{}}},"content":{{}}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let message = JsonEncoder.decode(deep.as_bytes()).unwrap();
+        assert!(message.fingerprint.is_empty());
+        assert_eq!(message.sender().name, None);
     }
 
     #[test]

@@ -140,6 +140,7 @@ pub use fingerprint::Fingerprint;
 pub use message::{
     Category, Content, GenericMessage, IntoMessage, Message, MessageCommand, MessageResult,
     MessageResultError, MessageResultException, MessageStatus, Outcome, RpcCommand,
+    WireFingerprint,
 };
 pub use postage_macros::{
     context_handler, full_body_handler, handler, processor, producer, rpc_handler,

@@ -13,9 +13,11 @@
 //! all turn into a [`Message`] with `.into()`.
 
 use std::ops::{Deref, DerefMut};
+use std::sync::OnceLock;
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::encoding::DecodeError;
@@ -96,6 +98,101 @@ impl From<Map<String, Value>> for Content {
     }
 }
 
+/// A message's `fingerprint` field: the sender's fingerprint in map form.
+///
+/// It reads like a `Map<String, Value>` (through `Deref`) and is built from
+/// one with `.into()` (to change it, assign a new one). A decoded message keeps the field as the JSON text it
+/// arrived as and parses it into a map the first time it is read, so that
+/// a processor that never looks at the sender does not pay for it;
+/// re-encoding an unread field writes that text back unchanged.
+///
+/// ```
+/// use postage::message::WireFingerprint;
+/// use postage::Fingerprint;
+///
+/// let field = WireFingerprint::from(Fingerprint::new("echo_send", "application").as_map());
+/// assert_eq!(field["name"], "echo_send");
+/// assert_eq!(Fingerprint::from_map(&field).name.as_deref(), Some("echo_send"));
+/// ```
+#[derive(Clone, Default)]
+pub struct WireFingerprint {
+    /// The field as received (`None` when built from a map).
+    raw: Option<Box<RawValue>>,
+    map: OnceLock<Map<String, Value>>,
+}
+
+impl WireFingerprint {
+    fn map(&self) -> &Map<String, Value> {
+        self.map.get_or_init(|| {
+            self.raw
+                .as_deref()
+                .and_then(|raw| serde_json::from_str(raw.get()).ok())
+                // Only a fingerprint nested past the parser's depth limit
+                // fails here: read it as empty, as any odd fingerprint.
+                .unwrap_or_default()
+        })
+    }
+
+    /// Consumes the field, giving the map.
+    pub fn into_inner(self) -> Map<String, Value> {
+        self.map();
+        self.map.into_inner().unwrap_or_default()
+    }
+}
+
+impl Deref for WireFingerprint {
+    type Target = Map<String, Value>;
+    fn deref(&self) -> &Self::Target {
+        self.map()
+    }
+}
+
+impl From<Map<String, Value>> for WireFingerprint {
+    fn from(map: Map<String, Value>) -> Self {
+        WireFingerprint {
+            raw: None,
+            map: OnceLock::from(map),
+        }
+    }
+}
+
+impl PartialEq for WireFingerprint {
+    fn eq(&self, other: &Self) -> bool {
+        self.map() == other.map()
+    }
+}
+
+impl std::fmt::Debug for WireFingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.map().fmt(f)
+    }
+}
+
+impl Serialize for WireFingerprint {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.raw {
+            Some(raw) => raw.serialize(serializer),
+            None => self.map().serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for WireFingerprint {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(d)?;
+        if !raw.get().starts_with('{') {
+            return Err(serde::de::Error::custom(format!(
+                "fingerprint must be an object, found {}",
+                raw.get()
+            )));
+        }
+        Ok(WireFingerprint {
+            raw: Some(raw),
+            map: OnceLock::new(),
+        })
+    }
+}
+
 /// One Postage message, as it travels on the wire.
 ///
 /// Decoding is lenient where Python Postage is loose (`version` as a string
@@ -114,9 +211,10 @@ pub struct Message {
     /// Always `"2"` when sent; read from a string or a number.
     #[serde(deserialize_with = "version_from_any", default = "version")]
     pub version: String,
-    /// The sender's fingerprint in map form (see [`Fingerprint`]).
+    /// The sender's fingerprint in map form (see [`Fingerprint`]), parsed
+    /// when first read.
     #[serde(default)]
-    pub fingerprint: Map<String, Value>,
+    pub fingerprint: WireFingerprint,
     /// The payload.
     pub content: Content,
     /// Reserved by the format; always `{}`.
@@ -151,7 +249,7 @@ impl Message {
             name: name.into(),
             category,
             version: version(),
-            fingerprint: Map::new(),
+            fingerprint: WireFingerprint::default(),
             content: content.into(),
             reserved: Map::new(),
         }
@@ -160,7 +258,7 @@ impl Message {
     /// Sets the fingerprint (map form).
     #[must_use]
     pub fn with_fingerprint(mut self, fingerprint: &Fingerprint) -> Self {
-        self.fingerprint = fingerprint.as_map();
+        self.fingerprint = fingerprint.as_map().into();
         self
     }
 
