@@ -97,7 +97,8 @@ impl ProducerBuilder {
 
     /// Mandatory publishing (default off): with confirms, a message no
     /// queue receives is returned and the send fails with
-    /// [`Error::Unroutable`]. RPC requests are always mandatory.
+    /// [`Error::Unroutable`]. RPC requests are mandatory whenever they wait
+    /// for a confirmation (see [`rpc_confirms`](Self::rpc_confirms)).
     #[must_use]
     pub fn mandatory(mut self, mandatory: bool) -> Self {
         self.mandatory = mandatory;
@@ -115,6 +116,16 @@ impl ProducerBuilder {
     #[must_use]
     pub fn rpc_retries(mut self, retries: u32) -> Self {
         self.rpc.retries = retries;
+        self
+    }
+
+    /// Publisher confirms on RPC requests sent over direct reply-to
+    /// (default off: the reply confirms the request). On, a request that no
+    /// queue takes fails at once with [`Error::Unroutable`] instead of
+    /// timing out, and each call waits for one more broker round trip.
+    #[must_use]
+    pub fn rpc_confirms(mut self, confirms: bool) -> Self {
+        self.rpc.confirms = confirms;
         self
     }
 

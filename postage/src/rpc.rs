@@ -8,6 +8,14 @@
 //! fresh correlation id. When every attempt times out the call fails with
 //! [`Error::RpcTimeout`]; Python Postage returns an exception result named
 //! `TimeoutError` instead, which [`Error::to_result_message`] produces.
+//!
+//! Over direct reply-to the reply is what confirms a request, so requests
+//! go out without publisher confirms unless the producer asks for them
+//! ([`ProducerBuilder::rpc_confirms`](crate::producer::ProducerBuilder::rpc_confirms)):
+//! then a request no queue takes fails at once with [`Error::Unroutable`]
+//! instead of at its timeout, at the cost of one more broker round trip
+//! per call. Requests with a queue per call use the producer's channel and
+//! its [`confirms`](crate::producer::ProducerBuilder::confirms) setting.
 
 use std::collections::HashMap;
 use std::future::IntoFuture;
@@ -57,6 +65,8 @@ pub(crate) struct RpcSettings {
     pub(crate) timeout: Duration,
     pub(crate) retries: u32,
     pub(crate) strategy: ReplyStrategy,
+    /// Do direct reply-to requests wait for their publisher confirmation?
+    pub(crate) confirms: bool,
 }
 
 impl Default for RpcSettings {
@@ -65,6 +75,7 @@ impl Default for RpcSettings {
             timeout: DEFAULT_TIMEOUT,
             retries: DEFAULT_RETRIES,
             strategy: ReplyStrategy::default(),
+            confirms: false,
         }
     }
 }
@@ -382,14 +393,16 @@ impl Prepared<'_> {
     async fn send_once(&self, deadline: Instant) -> Result<PendingReply> {
         let inner = &self.producer.inner;
         let id = inner.rpc.next_id();
-        let channel = match self.strategy {
+        let (channel, confirmed) = match self.strategy {
             ReplyStrategy::DirectReplyTo => {
-                inner
+                let confirms = inner.rpc.settings.confirms;
+                let channel = inner
                     .rpc
-                    .direct_channel(&inner.connection, inner.confirms, &inner.encoder)
-                    .await?
+                    .direct_channel(&inner.connection, confirms, &inner.encoder)
+                    .await?;
+                (channel, confirms)
             }
-            ReplyStrategy::QueuePerCall => inner.channel.clone(),
+            ReplyStrategy::QueuePerCall => (inner.channel.clone(), inner.confirms),
         };
         let channel = &channel;
         let (reply_queue, wait) = match self.strategy {
@@ -426,7 +439,9 @@ impl Prepared<'_> {
         let props = OutgoingProperties {
             content_type: Some(self.producer.content_type()),
             persistent: inner.persistent,
-            mandatory: true,
+            // A message returned on a channel without confirms would only
+            // pile up in lapin, never reported.
+            mandatory: confirmed,
             reply_to: Some(&reply_queue),
             correlation_id: Some(&id),
             expiration_ms: Some(self.timeout.as_millis().max(1)),

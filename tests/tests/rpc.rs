@@ -475,15 +475,46 @@ async fn queue_only_calls_return_a_handle_at_once() {
 }
 
 #[tokio::test]
-async fn rpc_to_an_unbound_key_fails_at_once() {
+async fn with_rpc_confirms_a_call_to_an_unbound_key_fails_at_once() {
     let connection = connect().await;
     let server = server(&connection).await;
-    let client = client(&connection, &server).await;
+    let client = Producer::builder()
+        .ek(server.exchange.clone(), server.key.as_str())
+        .rpc_confirms(true)
+        .rpc_timeout(Duration::from_secs(30))
+        .connect(&connection)
+        .await
+        .expect("producer");
     let error = client
         .rpc("echo", 1)
         .key("no-such-key")
         .await
         .expect_err("unroutable");
     assert!(matches!(error, Error::Unroutable { .. }), "{error}");
+    // The same producer's calls that can be routed are answered.
+    let reply = client.rpc("echo", 2).await.expect("reply");
+    assert_eq!(
+        reply.outcome().expect("result").into_value().ok(),
+        Some(json!(2))
+    );
+    server.control.quit();
+}
+
+#[tokio::test]
+async fn without_rpc_confirms_a_call_to_an_unbound_key_times_out() {
+    let connection = connect().await;
+    let server = server(&connection).await;
+    let client = client(&connection, &server).await;
+    let error = client
+        .rpc("echo", 1)
+        .key("no-such-key")
+        .timeout(Duration::from_millis(300))
+        .retries(1)
+        .await
+        .expect_err("unroutable");
+    assert!(
+        matches!(error, Error::RpcTimeout { attempts: 2, .. }),
+        "{error}"
+    );
     server.control.quit();
 }

@@ -1015,8 +1015,8 @@ async fn postage_rpc(ctx: &Ctx<'_>, parallel: bool) -> Res<Timed> {
         .ek(ctx.fixture.exchange(), KEY)
         .fingerprint(fingerprint())
         .rpc_timeout(RPC_TIMEOUT)
-        // Default on; `BENCH_RPC_CONFIRMS=0` measures calls without them.
-        .confirms(std::env::var("BENCH_RPC_CONFIRMS").map_or(true, |v| v != "0"))
+        // Default off; `BENCH_RPC_CONFIRMS=1` measures calls with them.
+        .rpc_confirms(std::env::var("BENCH_RPC_CONFIRMS").is_ok_and(|v| v == "1"))
         .connect(&connection)
         .await?;
     let call = |seq: u64| {
