@@ -354,8 +354,9 @@ impl Config {
 
     /// How long a lost connection may take to come back (default
     /// [`DEFAULT_RECOVERY_TIMEOUT`]). A send waiting for it fails after
-    /// that long, and when the broker answers again but the connection has
-    /// still not recovered, the recovery is declared stalled: consumers
+    /// that long, and when, past that time, the broker has been accepting
+    /// connections again for 10 s but the connection has still not
+    /// recovered, the recovery is declared stalled: consumers
     /// report [`Health::Failed`](crate::Health::Failed) and an error is
     /// logged, so a supervisor can restart the component.
     #[must_use]

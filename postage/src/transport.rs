@@ -29,6 +29,14 @@ use crate::exchange::{Exchange, ExchangeKind};
 /// an hour in all) before recovery gives up.
 const RECOVERY_ATTEMPTS: usize = 720;
 
+/// How long the broker must keep accepting TCP connections, after the
+/// recovery timeout, before a recovery that has not happened is declared
+/// stalled: twice the longest pause between lapin's reconnection attempts.
+const STALL_GRACE: Duration = Duration::from_secs(10);
+
+/// How often a recovery past its timeout probes the broker.
+const STALL_PROBE_EVERY: Duration = Duration::from_secs(1);
+
 /// Does something accept TCP connections at the broker's address?
 async fn broker_answers(config: &Config) -> bool {
     matches!(
@@ -100,6 +108,10 @@ async fn follow(
 ) {
     let endpoint = config.to_string();
     let mut down_since: Option<tokio::time::Instant> = None;
+    // Past the recovery timeout: when the broker was last probed, and since
+    // when it has answered without a break.
+    let mut probed_at: Option<tokio::time::Instant> = None;
+    let mut answering_since: Option<tokio::time::Instant> = None;
     let mut events = std::pin::pin!(events);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -131,19 +143,27 @@ async fn follow(
             link.stalled.store(false, Ordering::Relaxed);
             link.recovered.notify_waiters();
             down_since = None;
+            probed_at = None;
+            answering_since = None;
             tracing::info!(%endpoint, "connection recovered");
         }
         if let Some(since) = down_since
             && !link.stalled()
             && since.elapsed() > config.recovery_timeout()
-            && broker_answers(&config).await
+            && probed_at.is_none_or(|at| at.elapsed() >= STALL_PROBE_EVERY)
         {
-            link.stalled.store(true, Ordering::Relaxed);
-            tracing::error!(
-                %endpoint,
-                down_for = ?since.elapsed(),
-                "connection recovery stalled: the broker answers but the connection has not come back; restart the component"
-            );
+            let now = tokio::time::Instant::now();
+            probed_at = Some(now);
+            if !broker_answers(&config).await {
+                answering_since = None;
+            } else if now.duration_since(*answering_since.get_or_insert(now)) >= STALL_GRACE {
+                link.stalled.store(true, Ordering::Relaxed);
+                tracing::error!(
+                    %endpoint,
+                    down_for = ?since.elapsed(),
+                    "connection recovery stalled: the broker answers but the connection has not come back; restart the component"
+                );
+            }
         }
     }
 }

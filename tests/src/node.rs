@@ -191,6 +191,11 @@ impl PrivateNode {
         node
     }
 
+    /// The AMQP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// `amqp://guest:guest@127.0.0.1:PORT/%2f`.
     pub fn url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)

@@ -197,11 +197,10 @@ async fn confirmed_messages_survive(restart: Restart) {
     const TOTAL: u64 = 20_000;
     const SENDERS: u64 = 16;
     let node = Arc::new(PrivateNode::start(base(), None));
-    let config = Config::from_url(&node.url())
-        .unwrap()
-        .with_recovery_timeout(Duration::from_secs(15));
     init_tracing();
-    let connection = Connection::connect(config.clone()).await.unwrap();
+    let connection = Connection::connect(Config::from_url(&node.url()).unwrap())
+        .await
+        .unwrap();
     let fixture = processor(&connection, true).await;
     let producer = Producer::builder()
         .ek(fixture.exchange.clone(), fixture.queue.as_str())
@@ -289,6 +288,56 @@ async fn confirmed_messages_survive(restart: Restart) {
     fixture.control.quit();
     let _ = tokio::time::timeout(Duration::from_secs(5), fixture.running).await;
     let _ = connection.close().await;
+}
+
+/// A recovery that cannot finish (something accepts TCP on the broker's
+/// port but never speaks AMQP, and lapin waits for its handshake forever)
+/// is reported: an error log, `recovery_stalled`, consumer health
+/// `Failed`, and the processor ends with `ConsumerLost`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovery_that_cannot_finish_is_reported_and_ends_the_processor() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let node = PrivateNode::start(base(), None);
+    init_tracing();
+    let config = Config::from_url(&node.url())
+        .unwrap()
+        .with_recovery_timeout(Duration::from_secs(2));
+    let connection = Connection::connect(config).await.unwrap();
+    let fixture = processor(&connection, false).await;
+    node.stop();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", node.port()))
+        .await
+        .unwrap();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let started = Instant::now();
+    wait_for("the stall to be reported", 60, || {
+        connection.recovery_stalled()
+    })
+    .await;
+    assert!(
+        matches!(fixture.consumer.health(), Health::Failed(_)),
+        "{:?}",
+        fixture.consumer.health()
+    );
+    let ended = tokio::time::timeout(Duration::from_secs(5), fixture.running)
+        .await
+        .expect("the processor ends")
+        .unwrap();
+    assert!(
+        matches!(ended, Err(postage::Error::ConsumerLost(_))),
+        "{ended:?}"
+    );
+    println!(
+        "stalled recovery reported {:?} after the broker went away (recovery timeout 2 s, grace 10 s)",
+        started.elapsed()
+    );
+    silent.abort();
+    let _ = silent.await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
