@@ -3,7 +3,10 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use std::pin::Pin;
+
 use futures_util::StreamExt;
+use futures_util::stream::{SelectAll, Stream};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
@@ -373,7 +376,7 @@ impl ConsumerBuilder {
     pub async fn connect(self, connection: &Connection) -> Result<Consumer> {
         let channel = connection.open_channel(false).await?;
         channel.qos(self.prefetch).await?;
-        let (tx, rx) = mpsc::channel(usize::from(self.prefetch.max(1)));
+        let (tx, added) = mpsc::unbounded_channel();
         let (health, _) = watch::channel(Health::Consuming);
         let shared = Arc::new(Shared {
             channel,
@@ -389,7 +392,9 @@ impl ConsumerBuilder {
         });
         let consumer = Consumer {
             handle: ConsumerHandle { shared },
-            rx,
+            added,
+            added_closed: false,
+            queues: Mutex::new(SelectAll::new()),
         };
         for binding in &self.bindings {
             for (queue, key) in &binding.queues {
@@ -412,9 +417,13 @@ struct Shared {
     link: Arc<Link>,
 }
 
+/// One queue's deliveries, decoded.
+type QueueStream = Pin<Box<dyn Stream<Item = Delivery> + Send>>;
+
 struct State {
+    /// Hands the streams of queues bound at run time to the [`Consumer`];
     /// `None` once stopped.
-    tx: Option<mpsc::Sender<Delivery>>,
+    tx: Option<mpsc::UnboundedSender<QueueStream>>,
     consumed: HashSet<String>,
     consumers: Vec<RawConsumer>,
 }
@@ -449,7 +458,13 @@ impl Shared {
 /// ```
 pub struct Consumer {
     handle: ConsumerHandle,
-    rx: mpsc::Receiver<Delivery>,
+    /// Streams of queues bound since the last [`next`](Consumer::next).
+    added: mpsc::UnboundedReceiver<QueueStream>,
+    added_closed: bool,
+    /// Polled in the caller's task: no hand-over between tasks per
+    /// delivery. Only ever reached through `&mut self` (`get_mut`, no
+    /// locking); the mutex makes the consumer `Sync`.
+    queues: Mutex<SelectAll<QueueStream>>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -469,7 +484,27 @@ impl Consumer {
     /// The next delivery; `None` once the consumer is stopped and every
     /// delivery already received has been handed out.
     pub async fn next(&mut self) -> Option<Delivery> {
-        self.rx.recv().await
+        let queues = self
+            .queues
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if self.added_closed && queues.is_empty() {
+                return None;
+            }
+            tokio::select! {
+                biased;
+                added = self.added.recv(), if !self.added_closed => match added {
+                    Some(queue) => queues.push(queue),
+                    None => self.added_closed = true,
+                },
+                next = queues.next(), if !queues.is_empty() => {
+                    if next.is_some() {
+                        return next;
+                    }
+                }
+            }
+        }
     }
 
     /// A handle to bind more queues or stop this consumer from elsewhere.
@@ -553,11 +588,11 @@ impl ConsumerHandle {
         };
         self.shared.state().consumers.push(raw.clone());
         tracing::debug!(queue = %name, exchange = exchange.name(), key, "consuming");
-        tokio::spawn(forward(
+        // Only a dropped consumer no longer receives: nothing to do then.
+        let _ = tx.send(queue_stream(
             self.shared.clone(),
             raw,
             Arc::from(name.as_str()),
-            tx,
         ));
         Ok(name)
     }
@@ -608,60 +643,63 @@ impl ConsumerHandle {
     }
 }
 
-/// Moves one queue's deliveries into the consumer's channel, decoding
-/// them; rides out connection recovery.
-async fn forward(
-    shared: Arc<Shared>,
-    mut raw: RawConsumer,
-    queue: Arc<str>,
-    tx: mpsc::Sender<Delivery>,
-) {
-    while let Some(next) = raw.next().await {
-        match next {
-            Ok(delivery) => {
-                let message = decode(&*shared.encoder, &delivery, shared.max_body_size);
-                if shared.channel.debug() {
-                    tracing::debug!(queue = %queue, body = %String::from_utf8_lossy(&delivery.data), "delivery");
-                }
-                let delivery = Delivery {
-                    raw: delivery,
-                    queue: queue.clone(),
-                    message,
-                };
-                if tx.send(delivery).await.is_err() {
-                    break;
-                }
-            }
-            Err(error) => {
-                tracing::warn!(queue = %queue, %error, "consumer interrupted; waiting for recovery");
-                shared.health.send_replace(Health::Recovering);
-                match shared.channel.wait_for_recovery(error).await {
-                    Ok(()) => {
-                        tracing::info!(queue = %queue, "consumer recovered");
-                        shared.health.send_replace(Health::Consuming);
-                    }
-                    Err(error) => {
-                        let stopped = shared.state().tx.is_none();
-                        if !stopped {
-                            tracing::error!(queue = %queue, %error, "consumer lost and not recoverable");
-                            shared
-                                .health
-                                .send_replace(Health::Failed(format!("queue {queue}: {error}")));
+/// One queue's deliveries, decoded; rides out connection recovery and
+/// reports a consumer that is lost.
+fn queue_stream(shared: Arc<Shared>, raw: RawConsumer, queue: Arc<str>) -> QueueStream {
+    Box::pin(futures_util::stream::unfold(
+        Some((shared, raw, queue)),
+        |state| async move {
+            let (shared, mut raw, queue) = state?;
+            loop {
+                match raw.next().await {
+                    Some(Ok(delivery)) => {
+                        let message = decode(&*shared.encoder, &delivery, shared.max_body_size);
+                        if shared.channel.debug() {
+                            tracing::debug!(queue = %queue, body = %String::from_utf8_lossy(&delivery.data), "delivery");
                         }
-                        break;
+                        let delivery = Delivery {
+                            raw: delivery,
+                            queue: queue.clone(),
+                            message,
+                        };
+                        return Some((delivery, Some((shared, raw, queue))));
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(queue = %queue, %error, "consumer interrupted; waiting for recovery");
+                        shared.health.send_replace(Health::Recovering);
+                        match shared.channel.wait_for_recovery(error).await {
+                            Ok(()) => {
+                                tracing::info!(queue = %queue, "consumer recovered");
+                                shared.health.send_replace(Health::Consuming);
+                            }
+                            Err(error) => {
+                                if shared.state().tx.is_some() {
+                                    tracing::error!(queue = %queue, %error, "consumer lost and not recoverable");
+                                    shared.health.send_replace(Health::Failed(format!(
+                                        "queue {queue}: {error}"
+                                    )));
+                                }
+                                return None;
+                            }
+                        }
+                    }
+                    None => {
+                        let stopped = shared.state().tx.is_none();
+                        if !stopped
+                            && shared.channel.is_open()
+                            && !matches!(*shared.health.borrow(), Health::Failed(_))
+                        {
+                            tracing::error!(queue = %queue, "the broker cancelled the consumer (queue deleted?); nothing more arrives from it");
+                            shared.health.send_replace(Health::Failed(format!(
+                                "queue {queue}: consumer cancelled by the broker"
+                            )));
+                        }
+                        return None;
                     }
                 }
             }
-        }
-    }
-    let stopped = shared.state().tx.is_none();
-    if !stopped && shared.channel.is_open() && !matches!(*shared.health.borrow(), Health::Failed(_))
-    {
-        tracing::error!(queue = %queue, "the broker cancelled the consumer (queue deleted?); nothing more arrives from it");
-        shared.health.send_replace(Health::Failed(format!(
-            "queue {queue}: consumer cancelled by the broker"
-        )));
-    }
+        },
+    ))
 }
 
 fn decode(
