@@ -82,14 +82,14 @@ impl Default for RpcSettings {
 
 type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<Message>>>>;
 
-/// A producer's RPC state: settings, the direct reply-to listener, and the
-/// calls waiting for a reply.
+/// A producer's RPC state: settings, the direct reply-to channel and its
+/// reply reader, and the calls waiting for a reply.
 pub(crate) struct RpcState {
     settings: RpcSettings,
     /// The channel that consumes direct reply-to and publishes the requests
     /// waiting for it, with the connection's recovery count when it was
     /// opened.
-    direct: tokio::sync::Mutex<Option<(Channel, u64)>>,
+    direct: tokio::sync::Mutex<Option<Direct>>,
     waiters: Waiters,
     prefix: String,
     counter: AtomicU64,
@@ -118,69 +118,96 @@ impl RpcState {
         )
     }
 
-    /// The direct reply-to channel: opened, with its consumer, before the
-    /// first request that needs it, and opened anew when it was closed or
-    /// the connection was recovered (lapin restores the old channel's
-    /// consumer only after the channel accepts publishes again, and a
-    /// request published in between makes the broker close the channel).
+    /// The direct reply-to channel and its reply reader: opened, with its
+    /// consumer, before the first request that needs it, and opened anew
+    /// when it was closed or the connection was recovered (lapin restores
+    /// the old channel's consumer only after the channel accepts publishes
+    /// again, and a request published in between makes the broker close the
+    /// channel).
     async fn direct_channel(
         &self,
         connection: &Connection,
         confirms: bool,
         encoder: &Arc<dyn Encoder>,
-    ) -> Result<Channel> {
+    ) -> Result<(Channel, Arc<tokio::sync::Mutex<Reader>>)> {
         let mut direct = self.direct.lock().await;
         let generation = connection.recoveries();
-        if let Some((channel, seen)) = &*direct
-            && channel.is_open()
-            && *seen == generation
+        if let Some(current) = &*direct
+            && current.channel.is_open()
+            && current.generation == generation
         {
-            return Ok(channel.clone());
+            return Ok((current.channel.clone(), current.reader.clone()));
         }
         let channel = connection.open_channel(confirms).await?;
         let consumer = channel.consume(DIRECT_REPLY_TO, true).await?;
-        tokio::spawn(listen(
+        let reader = Arc::new(tokio::sync::Mutex::new(Reader {
             consumer,
-            channel.clone(),
-            self.waiters.clone(),
-            encoder.clone(),
-        ));
-        if let Some((old, _)) = direct.replace((channel.clone(), generation)) {
-            tokio::spawn(async move { old.close().await });
+            channel: channel.clone(),
+            encoder: encoder.clone(),
+            ended: false,
+        }));
+        let fresh = Direct {
+            channel: channel.clone(),
+            generation,
+            reader: reader.clone(),
+        };
+        if let Some(old) = direct.replace(fresh) {
+            tokio::spawn(async move { old.channel.close().await });
         }
-        Ok(channel)
+        Ok((channel, reader))
     }
 }
 
-/// Hands each direct reply-to message to the call waiting for it.
-async fn listen(
-    mut consumer: RawConsumer,
+/// The channel that consumes direct reply-to, with the connection's
+/// recovery count when it was opened.
+struct Direct {
     channel: Channel,
-    waiters: Waiters,
+    generation: u64,
+    reader: Arc<tokio::sync::Mutex<Reader>>,
+}
+
+/// The direct reply-to consumer. No task of its own: a waiting call takes
+/// the lock and reads replies, handing each to the call it answers, until
+/// its own has come; then the next waiting call takes over. A single caller
+/// thus reads its reply itself, with no hand-over between tasks.
+struct Reader {
+    consumer: RawConsumer,
+    channel: Channel,
     encoder: Arc<dyn Encoder>,
-) {
-    while let Some(next) = consumer.next().await {
-        let delivery = match next {
-            Ok(delivery) => delivery,
-            Err(error) => {
+    ended: bool,
+}
+
+impl Reader {
+    /// Reads one reply and hands it to its call. Pending forever once the
+    /// consumer has ended (the next call opens a new one).
+    async fn read_one(&mut self, waiters: &Waiters) {
+        if self.ended {
+            return std::future::pending().await;
+        }
+        let delivery = match self.consumer.next().await {
+            Some(Ok(delivery)) => delivery,
+            Some(Err(error)) => {
                 tracing::warn!(%error, "RPC reply consumer interrupted; waiting for recovery");
-                match channel.wait_for_recovery(error).await {
-                    Ok(()) => {
-                        tracing::info!("RPC reply consumer recovered");
-                        continue;
-                    }
+                match self.channel.wait_for_recovery(error).await {
+                    Ok(()) => tracing::info!("RPC reply consumer recovered"),
                     Err(error) => {
                         tracing::error!(%error, "RPC reply consumer lost; the next call opens a new one");
-                        break;
+                        self.ended = true;
                     }
                 }
+                return;
+            }
+            None => {
+                tracing::debug!("RPC reply consumer ended");
+                self.ended = true;
+                return;
             }
         };
-        let message = match encoder.decode(&delivery.data) {
+        let message = match self.encoder.decode(&delivery.data) {
             Ok(message) => message,
             Err(reason) => {
                 tracing::warn!(%reason, "undecodable RPC reply dropped");
-                continue;
+                return;
             }
         };
         let waiter = {
@@ -204,7 +231,6 @@ async fn listen(
             ),
         }
     }
-    tracing::debug!("RPC reply consumer ended");
 }
 
 /// Removes a waiter when its call ends, however it ends.
@@ -393,20 +419,20 @@ impl Prepared<'_> {
     async fn send_once(&self, deadline: Instant) -> Result<PendingReply> {
         let inner = &self.producer.inner;
         let id = inner.rpc.next_id();
-        let (channel, confirmed) = match self.strategy {
+        let (channel, reader, confirmed) = match self.strategy {
             ReplyStrategy::DirectReplyTo => {
                 let confirms = inner.rpc.settings.confirms;
-                let channel = inner
+                let (channel, reader) = inner
                     .rpc
                     .direct_channel(&inner.connection, confirms, &inner.encoder)
                     .await?;
-                (channel, confirms)
+                (channel, Some(reader), confirms)
             }
-            ReplyStrategy::QueuePerCall => (inner.channel.clone(), inner.confirms),
+            ReplyStrategy::QueuePerCall => (inner.channel.clone(), None, inner.confirms),
         };
         let channel = &channel;
-        let (reply_queue, wait) = match self.strategy {
-            ReplyStrategy::DirectReplyTo => {
+        let (reply_queue, wait) = match reader {
+            Some(reader) => {
                 let (tx, rx) = oneshot::channel();
                 inner
                     .rpc
@@ -420,10 +446,15 @@ impl Prepared<'_> {
                 };
                 (
                     DIRECT_REPLY_TO.to_owned(),
-                    Wait::Direct { rx, _guard: guard },
+                    Wait::Direct {
+                        rx,
+                        _guard: guard,
+                        reader,
+                        waiters: inner.rpc.waiters.clone(),
+                    },
                 )
             }
-            ReplyStrategy::QueuePerCall => {
+            None => {
                 let queue = channel.declare_queue(&Queue::server_named()).await?;
                 let consumer = channel.consume(&queue, true).await?;
                 (
@@ -464,6 +495,8 @@ enum Wait {
     Direct {
         rx: oneshot::Receiver<Message>,
         _guard: WaiterGuard,
+        reader: Arc<tokio::sync::Mutex<Reader>>,
+        waiters: Waiters,
     },
     Queue {
         consumer: Box<RawConsumer>,
@@ -519,11 +552,34 @@ impl PendingReply {
             timeout,
         };
         match self.wait {
-            Wait::Direct { rx, _guard } => match tokio::time::timeout_at(deadline, rx).await {
-                Ok(Ok(message)) => Ok(message),
-                Ok(Err(_)) => Err(Error::Closed("RPC reply consumer")),
-                Err(_) => Err(timed_out()),
-            },
+            Wait::Direct {
+                mut rx,
+                _guard,
+                reader,
+                waiters,
+            } => {
+                // The reply comes from the call reading the replies, or
+                // this call becomes the reader.
+                let reply = async {
+                    let mut reader = tokio::select! {
+                        biased;
+                        reply = &mut rx => return reply,
+                        reader = reader.lock() => reader,
+                    };
+                    loop {
+                        tokio::select! {
+                            biased;
+                            reply = &mut rx => return reply,
+                            () = reader.read_one(&waiters) => {}
+                        }
+                    }
+                };
+                match tokio::time::timeout_at(deadline, reply).await {
+                    Ok(Ok(message)) => Ok(message),
+                    Ok(Err(_)) => Err(Error::Closed("RPC reply consumer")),
+                    Err(_) => Err(timed_out()),
+                }
+            }
             Wait::Queue {
                 mut consumer,
                 channel,
