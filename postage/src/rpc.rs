@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::future::IntoFuture;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -363,12 +364,16 @@ impl<'a> RpcCall<'a> {
             // The whole attempt (publish, confirm, a wait for a lost
             // connection to come back, and the reply) fits in the timeout.
             let deadline = Instant::now() + prepared.timeout;
-            let outcome =
-                match tokio::time::timeout_at(deadline, prepared.send_once(deadline)).await {
-                    Ok(Ok(pending)) => pending.wait().await,
-                    Ok(Err(error)) => Err(error),
-                    Err(_) => Err(prepared.timed_out(1)),
-                };
+            // One timer for the attempt, reused while waiting for the reply.
+            let mut sleep = std::pin::pin!(tokio::time::sleep_until(deadline));
+            let sent = tokio::select! {
+                sent = prepared.send_once(deadline) => sent,
+                () = &mut sleep => Err(prepared.timed_out(1)),
+            };
+            let outcome = match sent {
+                Ok(pending) => pending.wait_with(sleep).await,
+                Err(error) => Err(error),
+            };
             match outcome {
                 Err(Error::RpcTimeout { .. }) => {
                     tracing::debug!(command = %prepared.command, attempt, "RPC attempt timed out");
@@ -543,13 +548,17 @@ impl PendingReply {
     /// Waits for the reply, until the call's timeout has passed since it
     /// was sent.
     pub async fn wait(self) -> Result<Message> {
-        let timeout = self.timeout;
-        let deadline = self.deadline;
-        let command = self.command;
-        let timed_out = || Error::RpcTimeout {
-            command: command.clone(),
+        let sleep = std::pin::pin!(tokio::time::sleep_until(self.deadline));
+        self.wait_with(sleep).await
+    }
+
+    /// Waits for the reply until `sleep`, armed for the call's deadline,
+    /// ends (a call reuses the timer of its attempt).
+    async fn wait_with(self, sleep: Pin<&mut tokio::time::Sleep>) -> Result<Message> {
+        let timed_out = Error::RpcTimeout {
+            command: self.command,
             attempts: 1,
-            timeout,
+            timeout: self.timeout,
         };
         match self.wait {
             Wait::Direct {
@@ -574,10 +583,9 @@ impl PendingReply {
                         }
                     }
                 };
-                match tokio::time::timeout_at(deadline, reply).await {
-                    Ok(Ok(message)) => Ok(message),
-                    Ok(Err(_)) => Err(Error::Closed("RPC reply consumer")),
-                    Err(_) => Err(timed_out()),
+                tokio::select! {
+                    reply = reply => reply.map_err(|_| Error::Closed("RPC reply consumer")),
+                    () = sleep => Err(timed_out),
                 }
             }
             Wait::Queue {
@@ -585,15 +593,18 @@ impl PendingReply {
                 channel,
                 encoder,
             } => {
-                let result = tokio::time::timeout_at(deadline, consumer.next()).await;
+                let result = tokio::select! {
+                    next = consumer.next() => Some(next),
+                    () = sleep => None,
+                };
                 if let Err(e) = channel.cancel(&consumer).await {
                     tracing::debug!(error = %e, "cancel reply queue consumer");
                 }
                 match result {
-                    Ok(Some(Ok(delivery))) => Ok(encoder.decode(&delivery.data)?),
-                    Ok(Some(Err(e))) => Err(Error::amqp("consume RPC reply", e)),
-                    Ok(None) => Err(Error::Closed("RPC reply queue")),
-                    Err(_) => Err(timed_out()),
+                    Some(Some(Ok(delivery))) => Ok(encoder.decode(&delivery.data)?),
+                    Some(Some(Err(e))) => Err(Error::amqp("consume RPC reply", e)),
+                    Some(None) => Err(Error::Closed("RPC reply queue")),
+                    None => Err(timed_out),
                 }
             }
         }

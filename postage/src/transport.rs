@@ -355,6 +355,7 @@ impl Connection {
             debug: self.inner.config.debug(),
             recovery_timeout: self.inner.config.recovery_timeout(),
             link: self.inner.link.clone(),
+            confirms,
         })
     }
 }
@@ -399,6 +400,8 @@ pub(crate) struct Channel {
     debug: bool,
     recovery_timeout: Duration,
     link: Arc<Link>,
+    /// Publisher confirms on?
+    confirms: bool,
 }
 
 /// How many times a publish interrupted by a lost connection is retried
@@ -532,12 +535,6 @@ impl Channel {
         };
         let mut retries = 0;
         loop {
-            // Created before the attempt, so that no recovery is missed. An
-            // attempt made while the connection still counts as recovering
-            // (just after `wait_for_recovery`) does not race the end of
-            // that same recovery.
-            let recovered = self.link.recovered.notified();
-            let race_recovery = !self.link.recovering();
             let attempt = async {
                 self.inner
                     .basic_publish(
@@ -550,18 +547,30 @@ impl Channel {
                     .await?
                     .await
             };
-            // A confirmation lost with the connection never resolves: the
-            // attempt ends when the connection comes back, or at the
-            // recovery timeout when it does not.
-            let outcome = tokio::select! {
-                outcome = tokio::time::timeout(self.recovery_timeout, attempt) => outcome,
-                () = recovered, if race_recovery => {
-                    if retries == PUBLISH_RETRIES {
-                        return Err(Error::Closed("connection: recovered too often while publishing"));
+            // Without confirms the attempt ends once the frames are written
+            // or rejected: nothing to lose, no time limit to arm.
+            let outcome = if !self.confirms {
+                Ok(attempt.await)
+            } else {
+                // A confirmation lost with the connection never resolves: the
+                // attempt ends when the connection comes back, or at the
+                // recovery timeout when it does not. Created before the
+                // attempt starts, so that no recovery is missed; an attempt
+                // made while the connection still counts as recovering (just
+                // after `wait_for_recovery`) does not race the end of that
+                // same recovery.
+                let recovered = self.link.recovered.notified();
+                let race_recovery = !self.link.recovering();
+                tokio::select! {
+                    outcome = tokio::time::timeout(self.recovery_timeout, attempt) => outcome,
+                    () = recovered, if race_recovery => {
+                        if retries == PUBLISH_RETRIES {
+                            return Err(Error::Closed("connection: recovered too often while publishing"));
+                        }
+                        retries += 1;
+                        tracing::warn!(exchange, key, "the connection recovered before the publisher confirmation came; publishing again");
+                        continue;
                     }
-                    retries += 1;
-                    tracing::warn!(exchange, key, "the connection recovered before the publisher confirmation came; publishing again");
-                    continue;
                 }
             };
             let Ok(outcome) = outcome else {
