@@ -1,9 +1,8 @@
 //! Consumers: queues bound to exchanges, delivering decoded messages.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex, PoisonError};
-
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures_util::StreamExt;
 use futures_util::stream::{SelectAll, Stream};
@@ -647,9 +646,8 @@ impl ConsumerHandle {
 /// reports a consumer that is lost.
 fn queue_stream(shared: Arc<Shared>, raw: RawConsumer, queue: Arc<str>) -> QueueStream {
     Box::pin(futures_util::stream::unfold(
-        Some((shared, raw, queue)),
-        |state| async move {
-            let (shared, mut raw, queue) = state?;
+        (shared, raw, queue),
+        |(shared, mut raw, queue)| async move {
             loop {
                 match raw.next().await {
                     Some(Ok(delivery)) => {
@@ -662,7 +660,7 @@ fn queue_stream(shared: Arc<Shared>, raw: RawConsumer, queue: Arc<str>) -> Queue
                             queue: queue.clone(),
                             message,
                         };
-                        return Some((delivery, Some((shared, raw, queue))));
+                        return Some((delivery, (shared, raw, queue)));
                     }
                     Some(Err(error)) => {
                         tracing::warn!(queue = %queue, %error, "consumer interrupted; waiting for recovery");

@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::future::IntoFuture;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -136,21 +136,24 @@ impl RpcState {
         if let Some(current) = &*direct
             && current.channel.is_open()
             && current.generation == generation
+            && !current.ended.load(Ordering::Relaxed)
         {
             return Ok((current.channel.clone(), current.reader.clone()));
         }
         let channel = connection.open_channel(confirms).await?;
         let consumer = channel.consume(DIRECT_REPLY_TO, true).await?;
+        let ended = Arc::new(AtomicBool::new(false));
         let reader = Arc::new(tokio::sync::Mutex::new(Reader {
             consumer,
             channel: channel.clone(),
             encoder: encoder.clone(),
-            ended: false,
+            ended: ended.clone(),
         }));
         let fresh = Direct {
             channel: channel.clone(),
             generation,
             reader: reader.clone(),
+            ended,
         };
         if let Some(old) = direct.replace(fresh) {
             tokio::spawn(async move { old.channel.close().await });
@@ -165,6 +168,8 @@ struct Direct {
     channel: Channel,
     generation: u64,
     reader: Arc<tokio::sync::Mutex<Reader>>,
+    /// Set when the reply consumer has ended: the next call opens anew.
+    ended: Arc<AtomicBool>,
 }
 
 /// The direct reply-to consumer. No task of its own: a waiting call takes
@@ -175,14 +180,14 @@ struct Reader {
     consumer: RawConsumer,
     channel: Channel,
     encoder: Arc<dyn Encoder>,
-    ended: bool,
+    ended: Arc<AtomicBool>,
 }
 
 impl Reader {
     /// Reads one reply and hands it to its call. Pending forever once the
     /// consumer has ended (the next call opens a new one).
     async fn read_one(&mut self, waiters: &Waiters) {
-        if self.ended {
+        if self.ended.load(Ordering::Relaxed) {
             return std::future::pending().await;
         }
         let delivery = match self.consumer.next().await {
@@ -193,14 +198,14 @@ impl Reader {
                     Ok(()) => tracing::info!("RPC reply consumer recovered"),
                     Err(error) => {
                         tracing::error!(%error, "RPC reply consumer lost; the next call opens a new one");
-                        self.ended = true;
+                        self.ended.store(true, Ordering::Relaxed);
                     }
                 }
                 return;
             }
             None => {
                 tracing::debug!("RPC reply consumer ended");
-                self.ended = true;
+                self.ended.store(true, Ordering::Relaxed);
                 return;
             }
         };
