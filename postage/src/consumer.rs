@@ -651,53 +651,78 @@ fn queue_stream(shared: Arc<Shared>, raw: RawConsumer, queue: Arc<str>) -> Queue
             loop {
                 match raw.next().await {
                     Some(Ok(delivery)) => {
-                        let message = decode(&*shared.encoder, &delivery, shared.max_body_size);
-                        if shared.channel.debug() {
-                            tracing::debug!(queue = %queue, body = %String::from_utf8_lossy(&delivery.data), "delivery");
-                        }
-                        let delivery = Delivery {
-                            raw: delivery,
-                            queue: queue.clone(),
-                            message,
-                        };
+                        let delivery = shared.delivery(delivery, &queue);
                         return Some((delivery, (shared, raw, queue)));
                     }
                     Some(Err(error)) => {
-                        tracing::warn!(queue = %queue, %error, "consumer interrupted; waiting for recovery");
-                        shared.health.send_replace(Health::Recovering);
-                        match shared.channel.wait_for_recovery(error).await {
-                            Ok(()) => {
-                                tracing::info!(queue = %queue, "consumer recovered");
-                                shared.health.send_replace(Health::Consuming);
-                            }
-                            Err(error) => {
-                                if shared.state().tx.is_some() {
-                                    tracing::error!(queue = %queue, %error, "consumer lost and not recoverable");
-                                    shared.health.send_replace(Health::Failed(format!(
-                                        "queue {queue}: {error}"
-                                    )));
-                                }
-                                return None;
-                            }
+                        if !shared.ride_out(&queue, error).await {
+                            return None;
                         }
                     }
                     None => {
-                        let stopped = shared.state().tx.is_none();
-                        if !stopped
-                            && shared.channel.is_open()
-                            && !matches!(*shared.health.borrow(), Health::Failed(_))
-                        {
-                            tracing::error!(queue = %queue, "the broker cancelled the consumer (queue deleted?); nothing more arrives from it");
-                            shared.health.send_replace(Health::Failed(format!(
-                                "queue {queue}: consumer cancelled by the broker"
-                            )));
-                        }
+                        shared.cancelled(&queue);
                         return None;
                     }
                 }
             }
         },
     ))
+}
+
+impl Shared {
+    fn delivery(&self, raw: RawDelivery, queue: &Arc<str>) -> Delivery {
+        let message = decode(&*self.encoder, &raw, self.max_body_size);
+        if self.channel.debug() {
+            tracing::debug!(queue = %queue, body = %String::from_utf8_lossy(&raw.data), "delivery");
+        }
+        Delivery {
+            raw,
+            queue: queue.clone(),
+            message,
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.state().tx.is_none()
+    }
+
+    /// Waits for the connection to recover after `error`; false (and
+    /// health `Failed`, unless stopped) when the consumer cannot be
+    /// restored.
+    async fn ride_out(&self, queue: &str, error: lapin::Error) -> bool {
+        self.health.send_replace(Health::Recovering);
+        match self.channel.resume_consumer(queue, error).await {
+            Ok(()) => {
+                self.health.send_replace(Health::Consuming);
+                true
+            }
+            Err(error) => {
+                if !self.stopped() {
+                    tracing::error!(queue, %error, "consumer lost and not recoverable");
+                    self.health
+                        .send_replace(Health::Failed(format!("queue {queue}: {error}")));
+                }
+                false
+            }
+        }
+    }
+
+    /// The broker ended the consumer: health `Failed` unless it was
+    /// stopped, its channel closed, or it failed already.
+    fn cancelled(&self, queue: &str) {
+        if !self.stopped()
+            && self.channel.is_open()
+            && !matches!(*self.health.borrow(), Health::Failed(_))
+        {
+            tracing::error!(
+                queue,
+                "the broker cancelled the consumer (queue deleted?); nothing more arrives from it"
+            );
+            self.health.send_replace(Health::Failed(format!(
+                "queue {queue}: consumer cancelled by the broker"
+            )));
+        }
+    }
 }
 
 fn decode(

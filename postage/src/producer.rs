@@ -97,8 +97,10 @@ impl ProducerBuilder {
 
     /// Mandatory publishing (default off): with confirms, a message no
     /// queue receives is returned and the send fails with
-    /// [`Error::Unroutable`]. RPC requests are mandatory whenever they wait
-    /// for a confirmation (see [`rpc_confirms`](Self::rpc_confirms)).
+    /// [`Error::Unroutable`]; without confirms the flag is not sent, since
+    /// nothing would report the returned message. RPC requests are always
+    /// mandatory, so with [`rpc_confirms`](Self::rpc_confirms) an
+    /// unroutable request fails at once.
     #[must_use]
     pub fn mandatory(mut self, mandatory: bool) -> Self {
         self.mandatory = mandatory;

@@ -128,7 +128,6 @@ impl RpcState {
     async fn direct_channel(
         &self,
         connection: &Connection,
-        confirms: bool,
         encoder: &Arc<dyn Encoder>,
     ) -> Result<(Channel, Arc<tokio::sync::Mutex<Reader>>)> {
         let mut direct = self.direct.lock().await;
@@ -140,13 +139,14 @@ impl RpcState {
         {
             return Ok((current.channel.clone(), current.reader.clone()));
         }
-        let channel = connection.open_channel(confirms).await?;
+        let channel = connection.open_channel(self.settings.confirms).await?;
         let consumer = channel.consume(DIRECT_REPLY_TO, true).await?;
         let ended = Arc::new(AtomicBool::new(false));
         let reader = Arc::new(tokio::sync::Mutex::new(Reader {
             consumer,
             channel: channel.clone(),
             encoder: encoder.clone(),
+            waiters: self.waiters.clone(),
             ended: ended.clone(),
         }));
         let fresh = Direct {
@@ -180,26 +180,23 @@ struct Reader {
     consumer: RawConsumer,
     channel: Channel,
     encoder: Arc<dyn Encoder>,
+    waiters: Waiters,
     ended: Arc<AtomicBool>,
 }
 
 impl Reader {
     /// Reads one reply and hands it to its call. Pending forever once the
     /// consumer has ended (the next call opens a new one).
-    async fn read_one(&mut self, waiters: &Waiters) {
+    async fn read_one(&mut self) {
         if self.ended.load(Ordering::Relaxed) {
             return std::future::pending().await;
         }
         let delivery = match self.consumer.next().await {
             Some(Ok(delivery)) => delivery,
             Some(Err(error)) => {
-                tracing::warn!(%error, "RPC reply consumer interrupted; waiting for recovery");
-                match self.channel.wait_for_recovery(error).await {
-                    Ok(()) => tracing::info!("RPC reply consumer recovered"),
-                    Err(error) => {
-                        tracing::error!(%error, "RPC reply consumer lost; the next call opens a new one");
-                        self.ended.store(true, Ordering::Relaxed);
-                    }
+                if let Err(error) = self.channel.resume_consumer(DIRECT_REPLY_TO, error).await {
+                    tracing::error!(%error, "RPC reply consumer lost; the next call opens a new one");
+                    self.ended.store(true, Ordering::Relaxed);
                 }
                 return;
             }
@@ -217,7 +214,7 @@ impl Reader {
             }
         };
         let waiter = {
-            let mut waiters = waiters.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
             match delivery.properties.correlation_id() {
                 Some(id) => waiters.remove(id.as_str()),
                 None if waiters.len() == 1 => {
@@ -429,16 +426,15 @@ impl Prepared<'_> {
     async fn send_once(&self, deadline: Instant) -> Result<PendingReply> {
         let inner = &self.producer.inner;
         let id = inner.rpc.next_id();
-        let (channel, reader, confirmed) = match self.strategy {
+        let (channel, reader) = match self.strategy {
             ReplyStrategy::DirectReplyTo => {
-                let confirms = inner.rpc.settings.confirms;
                 let (channel, reader) = inner
                     .rpc
-                    .direct_channel(&inner.connection, confirms, &inner.encoder)
+                    .direct_channel(&inner.connection, &inner.encoder)
                     .await?;
-                (channel, Some(reader), confirms)
+                (channel, Some(reader))
             }
-            ReplyStrategy::QueuePerCall => (inner.channel.clone(), None, inner.confirms),
+            ReplyStrategy::QueuePerCall => (inner.channel.clone(), None),
         };
         let channel = &channel;
         let (reply_queue, wait) = match reader {
@@ -460,7 +456,6 @@ impl Prepared<'_> {
                         rx,
                         _guard: guard,
                         reader,
-                        waiters: inner.rpc.waiters.clone(),
                     },
                 )
             }
@@ -480,9 +475,8 @@ impl Prepared<'_> {
         let props = OutgoingProperties {
             content_type: Some(self.producer.content_type()),
             persistent: inner.persistent,
-            // A message returned on a channel without confirms would only
-            // pile up in lapin, never reported.
-            mandatory: confirmed,
+            // Taken up only on a channel with confirms (see `publish`).
+            mandatory: true,
             reply_to: Some(&reply_queue),
             correlation_id: Some(&id),
             expiration_ms: Some(self.timeout.as_millis().max(1)),
@@ -506,7 +500,6 @@ enum Wait {
         rx: oneshot::Receiver<Message>,
         _guard: WaiterGuard,
         reader: Arc<tokio::sync::Mutex<Reader>>,
-        waiters: Waiters,
     },
     Queue {
         consumer: Box<RawConsumer>,
@@ -570,7 +563,6 @@ impl PendingReply {
                 mut rx,
                 _guard,
                 reader,
-                waiters,
             } => {
                 // The reply comes from the call reading the replies, or
                 // this call becomes the reader.
@@ -584,7 +576,7 @@ impl PendingReply {
                         tokio::select! {
                             biased;
                             reply = &mut rx => return reply,
-                            () = reader.read_one(&waiters) => {}
+                            () = reader.read_one() => {}
                         }
                     }
                 };

@@ -530,7 +530,9 @@ impl Channel {
             );
         }
         let options = BasicPublishOptions {
-            mandatory: props.mandatory,
+            // Without confirms lapin keeps a returned message to itself,
+            // never reported: mandatory is only asked for with confirms.
+            mandatory: props.mandatory && self.confirms,
             immediate: false,
         };
         let mut retries = 0;
@@ -547,11 +549,7 @@ impl Channel {
                     .await?
                     .await
             };
-            // Without confirms the attempt ends once the frames are written
-            // or rejected: nothing to lose, no time limit to arm.
-            let outcome = if !self.confirms {
-                Ok(attempt.await)
-            } else {
+            let outcome = if self.confirms {
                 // A confirmation lost with the connection never resolves: the
                 // attempt ends when the connection comes back, or at the
                 // recovery timeout when it does not. Created before the
@@ -562,7 +560,12 @@ impl Channel {
                 let recovered = self.link.recovered.notified();
                 let race_recovery = !self.link.recovering();
                 tokio::select! {
-                    outcome = tokio::time::timeout(self.recovery_timeout, attempt) => outcome,
+                    outcome = tokio::time::timeout(self.recovery_timeout, attempt) => match outcome {
+                        Ok(outcome) => outcome,
+                        Err(_) => return Err(Error::Closed(
+                            "connection: no publisher confirmation within the recovery timeout",
+                        )),
+                    },
                     () = recovered, if race_recovery => {
                         if retries == PUBLISH_RETRIES {
                             return Err(Error::Closed("connection: recovered too often while publishing"));
@@ -572,11 +575,10 @@ impl Channel {
                         continue;
                     }
                 }
-            };
-            let Ok(outcome) = outcome else {
-                return Err(Error::Closed(
-                    "connection: no publisher confirmation within the recovery timeout",
-                ));
+            } else {
+                // Without confirms the attempt ends once the frames are
+                // written or rejected: nothing to lose, no time limit to arm.
+                attempt.await
             };
             let error = match outcome {
                 Ok(confirmation) => return confirmed(confirmation, exchange, key),
@@ -591,6 +593,20 @@ impl Channel {
                 .await
                 .map_err(|e| Error::amqp(format!("basic.publish to {exchange:?}"), e))?;
         }
+    }
+
+    /// Waits until lapin has recovered the channel of `consumer` after
+    /// `error`, logging the interruption and the recovery; gives the error
+    /// back when recovery is impossible.
+    pub(crate) async fn resume_consumer(
+        &self,
+        consumer: &str,
+        error: lapin::Error,
+    ) -> Result<(), lapin::Error> {
+        tracing::warn!(consumer, %error, "consumer interrupted; waiting for recovery");
+        self.wait_for_recovery(error).await?;
+        tracing::info!(consumer, "consumer recovered");
+        Ok(())
     }
 
     /// Waits until lapin has recovered the channel after `error`; gives

@@ -78,6 +78,15 @@ async fn server(connection: &Connection) -> Server {
     }
 }
 
+/// `reply` is a success result carrying `value`.
+#[track_caller]
+fn assert_success(reply: &Message, value: Value) {
+    assert_eq!(
+        reply.outcome().expect("result").into_value().ok(),
+        Some(value)
+    );
+}
+
 async fn client(connection: &Connection, server: &Server) -> Producer {
     Producer::builder()
         .ek(server.exchange.clone(), server.key.as_str())
@@ -99,10 +108,7 @@ async fn success_error_and_exception_results() {
         .await
         .expect("reply");
     assert!(reply.is_ok());
-    assert_eq!(
-        reply.outcome().expect("result").into_value().ok(),
-        Some(json!({"x": [1, 2]}))
-    );
+    assert_success(&reply, json!({"x": [1, 2]}));
     assert_eq!(
         reply.sender().name.as_deref(),
         Some("calc"),
@@ -142,10 +148,7 @@ async fn success_error_and_exception_results() {
     );
 
     let reply = client.rpc("late_work", json!({})).await.expect("reply");
-    assert_eq!(
-        reply.outcome().expect("result").into_value().ok(),
-        Some(json!("early"))
-    );
+    assert_success(&reply, json!("early"));
 
     // No handler: an error result at once, not a timeout.
     let reply = client
@@ -160,10 +163,7 @@ async fn success_error_and_exception_results() {
 
     // The processor survived all of it.
     let reply = client.rpc("echo", "still here").await.expect("reply");
-    assert_eq!(
-        reply.outcome().expect("result").into_value().ok(),
-        Some(json!("still here"))
-    );
+    assert_success(&reply, json!("still here"));
     server.control.quit();
 }
 
@@ -179,10 +179,7 @@ async fn two_hundred_concurrent_calls_on_one_producer() {
     let results = futures_util::future::join_all(calls).await;
     for (i, result) in results {
         let reply = result.expect("reply");
-        assert_eq!(
-            reply.outcome().expect("result").into_value().ok(),
-            Some(json!(i))
-        );
+        assert_success(&reply, json!(i));
     }
     server.control.quit();
 }
@@ -413,10 +410,7 @@ async fn python_server_without_correlation_id_is_answered_both_ways() {
     });
     for (i, result) in futures_util::future::join_all(calls).await {
         let reply = result.expect("reply");
-        assert_eq!(
-            reply.outcome().expect("result").into_value().ok(),
-            Some(json!(i))
-        );
+        assert_success(&reply, json!(i));
     }
     // Direct reply-to accepts an uncorrelated reply when one call waits.
     let direct = Producer::builder()
@@ -430,10 +424,7 @@ async fn python_server_without_correlation_id_is_answered_both_ways() {
             .timeout(Duration::from_secs(10))
             .await
             .expect("reply");
-        assert_eq!(
-            reply.outcome().expect("result").into_value().ok(),
-            Some(json!(i))
-        );
+        assert_success(&reply, json!(i));
     }
 }
 
@@ -450,10 +441,7 @@ async fn queue_only_calls_return_a_handle_at_once() {
     assert_eq!(pending.reply_queue(), DIRECT_REPLY_TO);
     assert!(!pending.correlation_id().is_empty());
     let reply = pending.await.expect("reply");
-    assert_eq!(
-        reply.outcome().expect("result").into_value().ok(),
-        Some(json!("later"))
-    );
+    assert_success(&reply, json!("later"));
 
     let pending = client
         .rpc("echo", "queued")
@@ -467,10 +455,7 @@ async fn queue_only_calls_return_a_handle_at_once() {
         pending.reply_queue()
     );
     let reply = pending.await.expect("reply");
-    assert_eq!(
-        reply.outcome().expect("result").into_value().ok(),
-        Some(json!("queued"))
-    );
+    assert_success(&reply, json!("queued"));
     server.control.quit();
 }
 
@@ -493,10 +478,7 @@ async fn with_rpc_confirms_a_call_to_an_unbound_key_fails_at_once() {
     assert!(matches!(error, Error::Unroutable { .. }), "{error}");
     // The same producer's calls that can be routed are answered.
     let reply = client.rpc("echo", 2).await.expect("reply");
-    assert_eq!(
-        reply.outcome().expect("result").into_value().ok(),
-        Some(json!(2))
-    );
+    assert_success(&reply, json!(2));
     server.control.quit();
 }
 
