@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::FutureExt;
+use postage::message::WireFingerprint;
 use postage::processor::{Handler, HandlerError, HandlerFn, HandlerResult};
 use postage::{Content, Encoder, Fingerprint, Handlers, JsonEncoder, Message, MessageCommand};
 use serde::Deserialize;
@@ -107,10 +108,10 @@ fn command() -> MessageCommand {
 
 fn codec(c: &mut Criterion) {
     let encoder = JsonEncoder;
-    let fingerprint = Fingerprint::new("postage-bench", "application").as_map();
+    let fingerprint = WireFingerprint::from(&Fingerprint::new("postage-bench", "application"));
     let message: Message = command().into();
     let mut full = message.clone();
-    full.fingerprint = fingerprint.clone().into();
+    full.fingerprint = fingerprint.clone();
     let body = encoder
         .encode(&full)
         .unwrap_or_else(|e| panic!("encode: {e}"));

@@ -3,9 +3,10 @@
 use std::collections::{BTreeMap, HashSet};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 
 use futures_util::StreamExt;
-use futures_util::stream::{SelectAll, Stream};
+use futures_util::stream::{Fuse, Stream};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
@@ -393,7 +394,7 @@ impl ConsumerBuilder {
             handle: ConsumerHandle { shared },
             added,
             added_closed: false,
-            queues: Mutex::new(SelectAll::new()),
+            queues: Mutex::new(Queues::default()),
         };
         for binding in &self.bindings {
             for (queue, key) in &binding.queues {
@@ -463,7 +464,7 @@ pub struct Consumer {
     /// Polled in the caller's task: no hand-over between tasks per
     /// delivery. Only ever reached through `&mut self` (`get_mut`, no
     /// locking); the mutex makes the consumer `Sync`.
-    queues: Mutex<SelectAll<QueueStream>>,
+    queues: Mutex<Queues>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -639,6 +640,60 @@ impl ConsumerHandle {
     /// consumers each time).
     pub fn recoveries(&self) -> u64 {
         self.shared.link.recoveries()
+    }
+}
+
+/// A consumer's queue streams, polled in turn, each pass starting after the
+/// queue that delivered last (no queue starves the others).
+///
+/// Not `SelectAll`: its `FuturesUnordered` wakes its own task whenever all
+/// of its streams are pending after one was polled, which with a single
+/// queue (the common case) is once per delivery, a task poll for nothing.
+/// Here a stream is polled only from `poll_next` and the wake-ups are the
+/// queues' own. A pass polls every queue, as `tokio_stream::StreamMap`
+/// does: a consumer holds a handful of queues.
+#[derive(Default)]
+struct Queues {
+    streams: Vec<Fuse<QueueStream>>,
+    start: usize,
+}
+
+impl Queues {
+    fn push(&mut self, stream: QueueStream) {
+        self.streams.push(stream.fuse());
+    }
+
+    fn is_empty(&self) -> bool {
+        self.streams.is_empty()
+    }
+}
+
+impl Stream for Queues {
+    type Item = Delivery;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
+        let this = &mut *self;
+        let len = this.streams.len();
+        let mut ended = false;
+        for k in 0..len {
+            let i = (this.start + k) % len;
+            match this.streams[i].poll_next_unpin(cx) {
+                Poll::Ready(Some(delivery)) => {
+                    this.start = i + 1;
+                    return Poll::Ready(Some(delivery));
+                }
+                Poll::Ready(None) => ended = true,
+                Poll::Pending => {}
+            }
+        }
+        if ended {
+            this.streams.retain(|stream| !stream.is_done());
+        }
+        if this.streams.is_empty() {
+            Poll::Ready(None)
+        } else {
+            Poll::Pending
+        }
     }
 }
 

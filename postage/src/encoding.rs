@@ -5,7 +5,7 @@ use std::fmt::Debug;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::message::{Category, Content, Message};
+use crate::message::{Category, Content, Message, WireFingerprint};
 
 /// Why a body could not be read as a message. Every variant says what is
 /// wrong in words fit for a log line.
@@ -74,13 +74,15 @@ pub trait Encoder: Debug + Send + Sync + 'static {
     /// Encodes `message` with `fingerprint` in place of its own: what a
     /// producer or a reply sends. The default sets the field and calls
     /// [`encode`](Encoder::encode); [`JsonEncoder`] writes the borrowed
-    /// fingerprint directly and saves a map copy per message.
+    /// fingerprint directly (its JSON text, when it was built
+    /// [from a `Fingerprint`](WireFingerprint#impl-From%3C%26Fingerprint%3E-for-WireFingerprint)),
+    /// and saves a map copy per message.
     fn encode_with_fingerprint(
         &self,
         mut message: Message,
-        fingerprint: &Map<String, Value>,
+        fingerprint: &WireFingerprint,
     ) -> Result<Vec<u8>, EncodeError> {
-        message.fingerprint = fingerprint.clone().into();
+        message.fingerprint = fingerprint.clone();
         self.encode(&message)
     }
 }
@@ -94,7 +96,7 @@ struct MessageView<'a> {
     name: &'a str,
     category: Category,
     version: &'a str,
-    fingerprint: &'a Map<String, Value>,
+    fingerprint: &'a WireFingerprint,
     content: &'a Content,
     #[serde(rename = "_reserved")]
     reserved: &'a Map<String, Value>,
@@ -127,7 +129,7 @@ impl Encoder for JsonEncoder {
     fn encode_with_fingerprint(
         &self,
         message: Message,
-        fingerprint: &Map<String, Value>,
+        fingerprint: &WireFingerprint,
     ) -> Result<Vec<u8>, EncodeError> {
         let view = MessageView {
             kind: &message.kind,
@@ -168,16 +170,20 @@ mod tests {
         use crate::fingerprint::Fingerprint;
         use crate::message::MessageCommand;
 
-        let fingerprint = Fingerprint::new("bench", "application").as_map();
+        let sender = Fingerprint::new("bench", "h\u{e9}te");
         let message: Message =
             MessageCommand::new("echo", serde_json::json!({"text": "h\u{e9}", "n": [1, 2]})).into();
         let mut expected = message.clone();
-        expected.fingerprint = fingerprint.clone().into();
+        expected.fingerprint = sender.as_map().into();
         let expected = JsonEncoder.encode(&expected).unwrap();
-        let fast = JsonEncoder
-            .encode_with_fingerprint(message.clone(), &fingerprint)
-            .unwrap();
-        assert_eq!(fast, expected);
+        // Encoded once from the fingerprint, or serialized from a map.
+        let fingerprint = WireFingerprint::from(&sender);
+        for field in [&fingerprint, &sender.as_map().into()] {
+            let fast = JsonEncoder
+                .encode_with_fingerprint(message.clone(), field)
+                .unwrap();
+            assert_eq!(fast, expected);
+        }
 
         #[derive(Debug)]
         struct Plain;

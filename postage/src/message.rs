@@ -156,6 +156,29 @@ impl From<Map<String, Value>> for WireFingerprint {
     }
 }
 
+/// The fingerprint of a sender, its JSON text written once: a producer or
+/// processor puts it into every message it sends, and the encoder copies
+/// the text instead of serializing six keys each time.
+///
+/// ```
+/// use postage::message::WireFingerprint;
+/// use postage::Fingerprint;
+///
+/// let field = WireFingerprint::from(&Fingerprint::new("echo_send", "application"));
+/// assert_eq!(field["type"], "application");
+/// ```
+impl From<&Fingerprint> for WireFingerprint {
+    fn from(fingerprint: &Fingerprint) -> Self {
+        let map = fingerprint.as_map();
+        WireFingerprint {
+            // A map of strings always serializes; on the impossible error
+            // the map is written instead.
+            raw: serde_json::value::to_raw_value(&map).ok(),
+            map: OnceLock::from(map),
+        }
+    }
+}
+
 impl PartialEq for WireFingerprint {
     fn eq(&self, other: &Self) -> bool {
         self.map() == other.map()

@@ -59,7 +59,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures_util::FutureExt;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -70,7 +70,7 @@ use crate::exchange::Exchange;
 use crate::fingerprint::Fingerprint;
 use crate::message::{
     Category, Content, IntoMessage, Message, MessageResult, MessageResultError,
-    MessageResultException,
+    MessageResultException, WireFingerprint,
 };
 use crate::producer::BoxFuture;
 use crate::transport::{Channel, Connection, OutgoingProperties};
@@ -370,7 +370,7 @@ struct ReplyTarget {
     channel: Channel,
     reply_to: String,
     correlation_id: Option<String>,
-    fingerprint: Arc<Map<String, Value>>,
+    fingerprint: Arc<WireFingerprint>,
     encoder: Arc<dyn Encoder>,
 }
 
@@ -619,7 +619,7 @@ impl<P: Handlers> ProcessorBuilder<P> {
             table,
             index,
             reply_channel: consumer.channel().clone(),
-            fingerprint: Arc::new(fingerprint.as_map()),
+            fingerprint: Arc::new(WireFingerprint::from(&fingerprint)),
             encoder,
             control: Control::new(),
             quit_command: self.quit_command,
@@ -650,7 +650,7 @@ struct Core<P: 'static> {
     table: &'static [Handler<P>],
     index: Index,
     reply_channel: Channel,
-    fingerprint: Arc<Map<String, Value>>,
+    fingerprint: Arc<WireFingerprint>,
     encoder: Arc<dyn Encoder>,
     control: Control,
     quit_command: bool,

@@ -8,13 +8,13 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::encoding::{Encoder, JsonEncoder};
 use crate::error::{Error, Result};
 use crate::exchange::Exchange;
 use crate::fingerprint::Fingerprint;
-use crate::message::{IntoMessage, Message, MessageCommand, RpcCommand};
+use crate::message::{IntoMessage, Message, MessageCommand, RpcCommand, WireFingerprint};
 use crate::rpc::{ReplyStrategy, RpcCall, RpcSettings, RpcState};
 use crate::transport::{Channel, Connection, OutgoingProperties};
 
@@ -153,7 +153,7 @@ impl ProducerBuilder {
         Ok(Producer {
             inner: Arc::new(Inner {
                 connection: connection.clone(),
-                fingerprint_map: fingerprint.as_map(),
+                wire_fingerprint: WireFingerprint::from(&fingerprint),
                 fingerprint,
                 channel,
                 eks: self.eks,
@@ -197,7 +197,8 @@ pub struct Producer {
 pub(crate) struct Inner {
     pub(crate) connection: Connection,
     pub(crate) fingerprint: Fingerprint,
-    pub(crate) fingerprint_map: Map<String, Value>,
+    /// The fingerprint as written into messages, encoded once.
+    pub(crate) wire_fingerprint: WireFingerprint,
     pub(crate) channel: Channel,
     pub(crate) eks: Vec<(Exchange, String)>,
     pub(crate) encoder: Arc<dyn Encoder>,
@@ -365,7 +366,7 @@ impl Producer {
         Ok(self
             .inner
             .encoder
-            .encode_with_fingerprint(message, &self.inner.fingerprint_map)?)
+            .encode_with_fingerprint(message, &self.inner.wire_fingerprint)?)
     }
 
     pub(crate) fn content_type(&self) -> &str {

@@ -81,7 +81,9 @@ impl Default for RpcSettings {
     }
 }
 
-type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<Message>>>>;
+/// The calls waiting for a direct reply-to reply, by call number (the
+/// last part of their correlation id).
+type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Message>>>>;
 
 /// A producer's RPC state: settings, the direct reply-to channel and its
 /// reply reader, and the calls waiting for a reply.
@@ -92,7 +94,8 @@ pub(crate) struct RpcState {
     /// opened.
     direct: tokio::sync::Mutex<Option<Direct>>,
     waiters: Waiters,
-    prefix: String,
+    /// Correlation ids are `{prefix}.{call number}`.
+    prefix: Arc<str>,
     counter: AtomicU64,
 }
 
@@ -106,17 +109,15 @@ impl RpcState {
             settings,
             direct: tokio::sync::Mutex::new(None),
             waiters: Arc::default(),
-            prefix: format!("{:x}.{nanos:x}", std::process::id()),
+            prefix: format!("{:x}.{nanos:x}", std::process::id()).into(),
             counter: AtomicU64::new(0),
         }
     }
 
-    fn next_id(&self) -> String {
-        format!(
-            "{}.{}",
-            self.prefix,
-            self.counter.fetch_add(1, Ordering::Relaxed)
-        )
+    /// A fresh call number and its correlation id.
+    fn next_id(&self) -> (u64, String) {
+        let number = self.counter.fetch_add(1, Ordering::Relaxed);
+        (number, format!("{}.{number}", self.prefix))
     }
 
     /// The direct reply-to channel and its reply reader: opened, with its
@@ -147,6 +148,7 @@ impl RpcState {
             channel: channel.clone(),
             encoder: encoder.clone(),
             waiters: self.waiters.clone(),
+            prefix: self.prefix.clone(),
             ended: ended.clone(),
         }));
         let fresh = Direct {
@@ -181,10 +183,20 @@ struct Reader {
     channel: Channel,
     encoder: Arc<dyn Encoder>,
     waiters: Waiters,
+    prefix: Arc<str>,
     ended: Arc<AtomicBool>,
 }
 
 impl Reader {
+    /// The call number in a correlation id of ours; `None` for any other.
+    fn call_number(&self, correlation_id: &str) -> Option<u64> {
+        correlation_id
+            .strip_prefix(&*self.prefix)?
+            .strip_prefix('.')?
+            .parse()
+            .ok()
+    }
+
     /// Reads one reply and hands it to its call. Pending forever once the
     /// consumer has ended (the next call opens a new one).
     async fn read_one(&mut self) {
@@ -216,10 +228,12 @@ impl Reader {
         let waiter = {
             let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
             match delivery.properties.correlation_id() {
-                Some(id) => waiters.remove(id.as_str()),
+                Some(id) => self
+                    .call_number(id.as_str())
+                    .and_then(|number| waiters.remove(&number)),
                 None if waiters.len() == 1 => {
-                    let id = waiters.keys().next().cloned();
-                    id.and_then(|id| waiters.remove(&id))
+                    let number = waiters.keys().next().copied();
+                    number.and_then(|number| waiters.remove(&number))
                 }
                 None => None,
             }
@@ -239,7 +253,7 @@ impl Reader {
 /// Removes a waiter when its call ends, however it ends.
 struct WaiterGuard {
     waiters: Waiters,
-    id: String,
+    number: u64,
 }
 
 impl Drop for WaiterGuard {
@@ -247,7 +261,7 @@ impl Drop for WaiterGuard {
         self.waiters
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.id);
+            .remove(&self.number);
     }
 }
 
@@ -425,7 +439,7 @@ impl Prepared<'_> {
     /// The reply is awaited until `deadline`.
     async fn send_once(&self, deadline: Instant) -> Result<PendingReply> {
         let inner = &self.producer.inner;
-        let id = inner.rpc.next_id();
+        let (number, id) = inner.rpc.next_id();
         let (channel, reader) = match self.strategy {
             ReplyStrategy::DirectReplyTo => {
                 let (channel, reader) = inner
@@ -445,10 +459,10 @@ impl Prepared<'_> {
                     .waiters
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .insert(id.clone(), tx);
+                    .insert(number, tx);
                 let guard = WaiterGuard {
                     waiters: inner.rpc.waiters.clone(),
-                    id: id.clone(),
+                    number,
                 };
                 (
                     DIRECT_REPLY_TO.to_owned(),
@@ -567,21 +581,29 @@ impl PendingReply {
                 // The reply comes from the call reading the replies, or
                 // this call becomes the reader.
                 let reply = async {
-                    let mut reader = tokio::select! {
-                        biased;
-                        reply = &mut rx => return reply,
-                        reader = reader.lock() => reader,
-                    };
-                    loop {
-                        tokio::select! {
+                    let mut reader = match reader.try_lock() {
+                        Ok(reader) => reader,
+                        Err(_) => tokio::select! {
                             biased;
-                            reply = &mut rx => return reply,
-                            () = reader.read_one() => {}
+                            reply = &mut rx => return reply.ok(),
+                            reader = reader.lock() => reader,
+                        },
+                    };
+                    // Only the reader answers calls, so from here on this
+                    // call's reply comes from this task: `rx` is checked,
+                    // not awaited. A call that took the reader at once never
+                    // registered a waker on `rx`, and handing itself its
+                    // reply wakes nobody (no task poll for nothing).
+                    loop {
+                        match rx.try_recv() {
+                            Ok(reply) => return Some(reply),
+                            Err(oneshot::error::TryRecvError::Closed) => return None,
+                            Err(oneshot::error::TryRecvError::Empty) => reader.read_one().await,
                         }
                     }
                 };
                 tokio::select! {
-                    reply = reply => reply.map_err(|_| Error::Closed("RPC reply consumer")),
+                    reply = reply => reply.ok_or(Error::Closed("RPC reply consumer")),
                     () = sleep => Err(timed_out),
                 }
             }

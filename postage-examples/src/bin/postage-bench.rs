@@ -189,12 +189,13 @@ fn parse_args() -> Res<Args> {
 
 // ------------------------------------------------------------ measurements
 
-/// CPU time and wall clock at one instant.
+/// CPU time, context switches and wall clock at one instant.
 #[derive(Debug, Clone, Copy)]
 struct Snapshot {
     at: Instant,
     user_s: f64,
     sys_s: f64,
+    switches: u64,
 }
 
 impl Snapshot {
@@ -204,8 +205,28 @@ impl Snapshot {
             at: Instant::now(),
             user_s,
             sys_s,
+            switches: context_switches(),
         }
     }
+}
+
+/// Context switches (voluntary and not) of this process's threads so far,
+/// from `/proc/self/task/*/status`. The threads a run measures (tokio's
+/// workers, lapin's I/O loops) live across its timed section.
+fn context_switches() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|line| line.contains("ctxt_switches:"))
+                .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
 }
 
 /// Clock ticks per second of `/proc/self/stat` (USER_HZ, 100 on Linux).
@@ -284,6 +305,7 @@ struct Record {
     secs: f64,
     cpu_user_s: f64,
     cpu_sys_s: f64,
+    switches: u64,
     peak_rss_kib: u64,
     p50_us: Option<f64>,
     p99_us: Option<f64>,
@@ -299,6 +321,10 @@ impl Record {
         (self.cpu_user_s + self.cpu_sys_s) * 1e6 / self.count as f64
     }
 
+    fn switches_per_msg(&self) -> f64 {
+        self.switches as f64 / self.count as f64
+    }
+
     fn to_json(&self) -> Value {
         let mut v = json!({
             "scenario": self.scenario.name(),
@@ -309,6 +335,7 @@ impl Record {
             "cpu_user_s": round(self.cpu_user_s, 3),
             "cpu_sys_s": round(self.cpu_sys_s, 3),
             "cpu_us_per_msg": round(self.cpu_us_per_msg(), 2),
+            "switches_per_msg": round(self.switches_per_msg(), 2),
             "peak_rss_kib": self.peak_rss_kib,
         });
         if let Value::Object(map) = &mut v {
@@ -1321,6 +1348,7 @@ async fn measure(
         secs: timed.end.at.duration_since(timed.start.at).as_secs_f64(),
         cpu_user_s: timed.end.user_s - timed.start.user_s,
         cpu_sys_s: timed.end.sys_s - timed.start.sys_s,
+        switches: timed.end.switches.saturating_sub(timed.start.switches),
         peak_rss_kib,
         p50_us: percentile_us(&timed.latencies, 50),
         p99_us: percentile_us(&timed.latencies, 99),
@@ -1347,6 +1375,11 @@ const METRICS: &[Metric] = &[
         name: "cpu_us_per_msg",
         get: |r| Some(r.cpu_us_per_msg()),
         budget: Some((1.10, false)),
+    },
+    Metric {
+        name: "switches_per_msg",
+        get: |r| Some(r.switches_per_msg()),
+        budget: None,
     },
     Metric {
         name: "p50_us",
