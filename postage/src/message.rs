@@ -249,14 +249,41 @@ fn version() -> String {
     VERSION.into()
 }
 
+/// The version as sent: a string, or a number written as JSON writes it.
 fn version_from_any<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    match Value::deserialize(d)? {
-        Value::String(s) => Ok(s),
-        Value::Number(n) => Ok(n.to_string()),
-        other => Err(serde::de::Error::custom(format!(
-            "version must be a string or a number, found {other}"
-        ))),
+    struct Version;
+
+    impl serde::de::Visitor<'_> for Version {
+        type Value = String;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("the version as a string or a number")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_owned())
+        }
+
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<String, E> {
+            Ok(v)
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
+            serde_json::Number::from_f64(v)
+                .map(|n| n.to_string())
+                .ok_or_else(|| E::custom("the version is not a finite number"))
+        }
     }
+
+    d.deserialize_any(Version)
 }
 
 impl Message {

@@ -51,7 +51,6 @@
 //! # }
 //! ```
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -597,13 +596,17 @@ impl<P: Handlers> ProcessorBuilder<P> {
             .fingerprint
             .unwrap_or_else(|| Fingerprint::anonymous().with_vhost(connection.config().vhost()));
         let table = P::handlers();
-        let mut index: Index = HashMap::new();
+        let mut index: Index = Vec::new();
         for (i, handler) in table.iter().enumerate() {
-            let routes = index
-                .entry(handler.kind)
-                .or_default()
-                .entry(handler.name)
-                .or_default();
+            let key = (handler.kind, handler.name);
+            let at = match index.binary_search_by(|(k, _)| k.cmp(&key)) {
+                Ok(at) => at,
+                Err(at) => {
+                    index.insert(at, (key, Routes::default()));
+                    at
+                }
+            };
+            let routes = &mut index[at].1;
             match handler.category {
                 Category::Message => routes.message.push(i),
                 Category::Rpc if routes.rpc.is_some() => tracing::warn!(
@@ -637,7 +640,9 @@ impl<P: Handlers> ProcessorBuilder<P> {
 }
 
 /// Handler positions by type, then name.
-type Index = HashMap<&'static str, HashMap<&'static str, Routes>>;
+/// The handlers of each (type, name), sorted by it (a handful of strings
+/// compared beats hashing them).
+type Index = Vec<((&'static str, &'static str), Routes)>;
 
 #[derive(Default)]
 struct Routes {
@@ -968,9 +973,12 @@ impl<P: Handlers> Core<P> {
     }
 
     fn routes(&self, message: &Message) -> Option<&Routes> {
-        self.index
-            .get(message.kind.as_str())?
-            .get(message.name.as_str())
+        let key = (message.kind.as_str(), message.name.as_str());
+        let at = self
+            .index
+            .binary_search_by(|(k, _)| (k.0, k.1).cmp(&key))
+            .ok()?;
+        Some(&self.index[at].1)
     }
 
     fn context(&self, delivery: &Delivery, message: Message, reply: Option<Reply>) -> Context<P> {

@@ -17,7 +17,7 @@
 //! per call. Requests with a queue per call use the producer's channel and
 //! its [`confirms`](crate::producer::ProducerBuilder::confirms) setting.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::future::IntoFuture;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -83,7 +83,7 @@ impl Default for RpcSettings {
 
 /// The calls waiting for a direct reply-to reply, by call number (the
 /// last part of their correlation id).
-type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Message>>>>;
+type Waiters = Arc<Mutex<BTreeMap<u64, oneshot::Sender<Message>>>>;
 
 /// A producer's RPC state: settings, the direct reply-to channel and its
 /// reply reader, and the calls waiting for a reply.
