@@ -1408,8 +1408,8 @@ fn report(args: &Args, records: &[Record]) {
     if !args.json {
         println!();
         println!(
-            "{:<16} {:<15} {:>12} {:>12} {:>8}  budget",
-            "scenario", "metric", "postage", "lapin", "ratio"
+            "{:<16} {:<15} {:>12} {:>12} {:>8} {:>19}  budget",
+            "scenario", "metric", "postage", "lapin", "ratio", "paired (min-max)"
         );
     }
     for scenario in scenarios {
@@ -1430,6 +1430,27 @@ fn report(args: &Args, records: &[Record]) {
                 continue;
             }
             let ratio = p.zip(l).map(|(p, l)| p / l);
+            // Each run's postage/lapin ratio (the two sides of a run are
+            // measured back to back): how far drift moves a single ratio.
+            let side = |imp: Impl| -> Vec<f64> {
+                records
+                    .iter()
+                    .filter(|r| r.scenario == scenario && r.imp == imp)
+                    .filter_map(metric.get)
+                    .collect()
+            };
+            let paired: Vec<f64> = side(Impl::Postage)
+                .into_iter()
+                .zip(side(Impl::Lapin))
+                .map(|(p, l)| p / l)
+                .collect();
+            let spread = paired
+                .iter()
+                .copied()
+                .fold(None, |acc: Option<(f64, f64)>, x| {
+                    Some(acc.map_or((x, x), |(lo, hi)| (lo.min(x), hi.max(x))))
+                });
+            let paired_median = median(paired);
             let verdict = match (ratio, metric.budget) {
                 (Some(r), Some((bound, true))) => {
                     format!("{} >= {bound}", if r >= bound { "ok  " } else { "MISS" })
@@ -1443,12 +1464,19 @@ fn report(args: &Args, records: &[Record]) {
                 summary.insert(
                     metric.name.into(),
                     json!({"postage": p.map(|x| round(x, 2)), "lapin": l.map(|x| round(x, 2)),
-                           "ratio": ratio.map(|x| round(x, 3))}),
+                           "ratio": ratio.map(|x| round(x, 3)),
+                           "paired_ratio": paired_median.map(|x| round(x, 3)),
+                           "paired_min": spread.map(|s| round(s.0, 3)),
+                           "paired_max": spread.map(|s| round(s.1, 3))}),
                 );
             } else {
                 let show = |x: Option<f64>| x.map_or_else(|| "-".to_owned(), |x| format!("{x:.1}"));
+                let paired = match (paired_median, spread) {
+                    (Some(m), Some((lo, hi))) => format!("{m:.3} ({lo:.2}-{hi:.2})"),
+                    _ => "-".to_owned(),
+                };
                 println!(
-                    "{:<16} {:<15} {:>12} {:>12} {:>8}  {verdict}",
+                    "{:<16} {:<15} {:>12} {:>12} {:>8} {paired:>19}  {verdict}",
                     scenario.name(),
                     metric.name,
                     show(p),
