@@ -74,9 +74,9 @@ pub trait Encoder: Debug + Send + Sync + 'static {
     /// Encodes `message` with `fingerprint` in place of its own: what a
     /// producer or a reply sends. The default sets the field and calls
     /// [`encode`](Encoder::encode); [`JsonEncoder`] writes the borrowed
-    /// fingerprint directly (its JSON text, when it was built
-    /// [from a `Fingerprint`](WireFingerprint#impl-From%3C%26Fingerprint%3E-for-WireFingerprint)),
-    /// and saves a map copy per message.
+    /// fingerprint directly (the JSON text it keeps when it was built from a
+    /// [`Fingerprint`](crate::Fingerprint)), and saves a map copy per
+    /// message.
     fn encode_with_fingerprint(
         &self,
         mut message: Message,

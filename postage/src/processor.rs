@@ -639,7 +639,6 @@ impl<P: Handlers> ProcessorBuilder<P> {
     }
 }
 
-/// Handler positions by type, then name.
 /// The handlers of each (type, name), sorted by it (a handful of strings
 /// compared beats hashing them).
 type Index = Vec<((&'static str, &'static str), Routes)>;
