@@ -394,7 +394,7 @@ impl ConsumerBuilder {
             handle: ConsumerHandle { shared },
             added,
             added_closed: false,
-            queues: Mutex::new(Queues::default()),
+            queues: Mutex::new(Queues::new()),
         };
         for binding in &self.bindings {
             for (queue, key) in &binding.queues {
@@ -464,7 +464,7 @@ pub struct Consumer {
     /// Polled in the caller's task: no hand-over between tasks per
     /// delivery. Only ever reached through `&mut self` (`get_mut`, no
     /// locking); the mutex makes the consumer `Sync`.
-    queues: Mutex<Queues>,
+    queues: Mutex<Queues<QueueStream>>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -652,14 +652,20 @@ impl ConsumerHandle {
 /// Here a stream is polled only from `poll_next` and the wake-ups are the
 /// queues' own. A pass polls every queue, as `tokio_stream::StreamMap`
 /// does: a consumer holds a handful of queues.
-#[derive(Default)]
-struct Queues {
-    streams: Vec<Fuse<QueueStream>>,
+struct Queues<S> {
+    streams: Vec<Fuse<S>>,
     start: usize,
 }
 
-impl Queues {
-    fn push(&mut self, stream: QueueStream) {
+impl<S: Stream + Unpin> Queues<S> {
+    fn new() -> Self {
+        Queues {
+            streams: Vec::new(),
+            start: 0,
+        }
+    }
+
+    fn push(&mut self, stream: S) {
         self.streams.push(stream.fuse());
     }
 
@@ -668,10 +674,10 @@ impl Queues {
     }
 }
 
-impl Stream for Queues {
-    type Item = Delivery;
+impl<S: Stream + Unpin> Stream for Queues<S> {
+    type Item = S::Item;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
         let this = &mut *self;
         let len = this.streams.len();
         let mut ended = false;
@@ -800,4 +806,61 @@ fn decode(
         });
     }
     encoder.decode(&delivery.data)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll, Wake, Waker};
+
+    use futures_util::stream::{self, StreamExt};
+    use tokio::sync::mpsc;
+
+    use super::Queues;
+
+    /// Counts its wake-ups.
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn an_item_then_nothing_wakes_nobody() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut queues = Queues::new();
+        queues.push(stream::poll_fn(move |cx| rx.poll_recv(cx)));
+        let wakes = Arc::new(Wakes::default());
+        let waker = Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        tx.send(1).unwrap();
+        assert_eq!(queues.poll_next_unpin(&mut cx), Poll::Ready(Some(1)));
+        assert_eq!(queues.poll_next_unpin(&mut cx), Poll::Pending);
+        // `SelectAll` with one stream wakes its task here, for nothing.
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+        tx.send(2).unwrap();
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        assert_eq!(queues.poll_next_unpin(&mut cx), Poll::Ready(Some(2)));
+    }
+
+    #[test]
+    fn queues_take_turns_and_ended_ones_are_dropped() {
+        let mut queues = Queues::new();
+        queues.push(stream::iter(vec![1, 2, 3]).boxed());
+        queues.push(stream::iter(vec![10, 20]).boxed());
+        queues.push(stream::iter(Vec::<i32>::new()).boxed());
+        let waker = Waker::from(Arc::new(Wakes::default()));
+        let mut cx = Context::from_waker(&waker);
+        let mut seen = Vec::new();
+        while let Poll::Ready(Some(item)) = queues.poll_next_unpin(&mut cx) {
+            seen.push(item);
+        }
+        assert_eq!(seen, [1, 10, 2, 20, 3]);
+        assert!(queues.is_empty());
+        assert_eq!(queues.poll_next_unpin(&mut cx), Poll::Ready(None));
+    }
 }

@@ -973,10 +973,7 @@ impl<P: Handlers> Core<P> {
 
     fn routes(&self, message: &Message) -> Option<&Routes> {
         let key = (message.kind.as_str(), message.name.as_str());
-        let at = self
-            .index
-            .binary_search_by(|(k, _)| (k.0, k.1).cmp(&key))
-            .ok()?;
+        let at = self.index.binary_search_by(|(k, _)| k.cmp(&key)).ok()?;
         Some(&self.index[at].1)
     }
 

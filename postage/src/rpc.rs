@@ -589,7 +589,8 @@ impl PendingReply {
                             reader = reader.lock() => reader,
                         },
                     };
-                    // Only the reader answers calls, so from here on this
+                    // Only this reader's holder hands out the replies to
+                    // requests sent on its channel, so from here on this
                     // call's reply comes from this task: `rx` is checked,
                     // not awaited. A call that took the reader at once never
                     // registered a waker on `rx`, and handing itself its

@@ -219,12 +219,12 @@ fn context_switches() -> u64 {
     };
     tasks
         .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("status")).ok())
-        .flat_map(|status| {
+        .map(|status| {
             status
                 .lines()
                 .filter(|line| line.contains("ctxt_switches:"))
                 .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
-                .collect::<Vec<_>>()
+                .sum::<u64>()
         })
         .sum()
 }
@@ -1416,22 +1416,7 @@ fn report(args: &Args, records: &[Record]) {
         let mut summary = serde_json::Map::new();
         summary.insert("summary".into(), json!(scenario.name()));
         for metric in METRICS {
-            let med = |imp: Impl| {
-                median(
-                    records
-                        .iter()
-                        .filter(|r| r.scenario == scenario && r.imp == imp)
-                        .filter_map(metric.get)
-                        .collect(),
-                )
-            };
-            let (p, l) = (med(Impl::Postage), med(Impl::Lapin));
-            if p.is_none() && l.is_none() {
-                continue;
-            }
-            let ratio = p.zip(l).map(|(p, l)| p / l);
-            // Each run's postage/lapin ratio (the two sides of a run are
-            // measured back to back): how far drift moves a single ratio.
+            // One side's values, in run order.
             let side = |imp: Impl| -> Vec<f64> {
                 records
                     .iter()
@@ -1439,17 +1424,20 @@ fn report(args: &Args, records: &[Record]) {
                     .filter_map(metric.get)
                     .collect()
             };
-            let paired: Vec<f64> = side(Impl::Postage)
-                .into_iter()
-                .zip(side(Impl::Lapin))
-                .map(|(p, l)| p / l)
-                .collect();
-            let spread = paired
-                .iter()
-                .copied()
-                .fold(None, |acc: Option<(f64, f64)>, x| {
-                    Some(acc.map_or((x, x), |(lo, hi)| (lo.min(x), hi.max(x))))
-                });
+            let (postage, lapin) = (side(Impl::Postage), side(Impl::Lapin));
+            // Each run's own postage/lapin ratio (the two sides of a run go
+            // back to back): how far drift moves a single ratio.
+            let paired: Vec<f64> = postage.iter().zip(&lapin).map(|(p, l)| p / l).collect();
+            let spread = (!paired.is_empty()).then(|| {
+                let lo = paired.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = paired.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                (lo, hi)
+            });
+            let (p, l) = (median(postage), median(lapin));
+            if p.is_none() && l.is_none() {
+                continue;
+            }
+            let ratio = p.zip(l).map(|(p, l)| p / l);
             let paired_median = median(paired);
             let verdict = match (ratio, metric.budget) {
                 (Some(r), Some((bound, true))) => {
