@@ -613,14 +613,46 @@ impl Channel {
     /// the error back when recovery is impossible.
     /// Waits at most the recovery timeout.
     pub(crate) async fn wait_for_recovery(&self, error: lapin::Error) -> Result<(), lapin::Error> {
-        match tokio::time::timeout(
-            self.recovery_timeout,
-            self.inner.wait_for_recovery(error.clone()),
-        )
-        .await
-        {
+        let wait = async {
+            match self.inner.wait_for_recovery(error.clone()).await {
+                // Frames that were still waiting to be written when the
+                // socket died are rejected with the bare I/O error, without
+                // the notifier lapin gives errors of a channel it is
+                // recovering: the connection is lost all the same, and
+                // comes back by itself.
+                Err(lost)
+                    if matches!(
+                        lost.kind(),
+                        lapin::ErrorKind::IOError(_) | lapin::ErrorKind::MissingHeartbeatError
+                    ) =>
+                {
+                    self.back_after_loss().await;
+                    Ok(())
+                }
+                other => other,
+            }
+        };
+        match tokio::time::timeout(self.recovery_timeout, wait).await {
             Ok(result) => result,
             Err(_) => Err(error),
+        }
+    }
+
+    /// Returns once the connection has recovered, or this channel has been
+    /// seen down and up again (whichever is noticed first).
+    async fn back_after_loss(&self) {
+        let mut seen_down = false;
+        loop {
+            let recovered = self.link.recovered.notified();
+            if !self.inner.status().connected() {
+                seen_down = true;
+            } else if seen_down {
+                return;
+            }
+            tokio::select! {
+                () = recovered => return,
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
         }
     }
 
