@@ -621,17 +621,18 @@ impl ConsumerHandle {
     }
 
     /// The consumer's health now: [`Health::Recovering`] while its
-    /// connection is being restored.
+    /// connection is being restored, [`Health::Failed`] once that recovery
+    /// has stalled (also after the consumer was stopped, as a processor
+    /// that ends on the stall stops it).
     pub fn health(&self) -> Health {
         let own = self.shared.health.borrow().clone();
-        if own != Health::Consuming {
-            own
-        } else if self.shared.link.stalled() {
-            Health::Failed("the connection's recovery stalled".into())
-        } else if self.shared.link.recovering() {
-            Health::Recovering
-        } else {
-            own
+        match own {
+            Health::Failed(_) => own,
+            _ if self.shared.link.stalled() => {
+                Health::Failed("the connection's recovery stalled".into())
+            }
+            Health::Consuming if self.shared.link.recovering() => Health::Recovering,
+            _ => own,
         }
     }
 
