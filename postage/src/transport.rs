@@ -337,13 +337,26 @@ impl Connection {
     }
 
     /// Opens a channel; `confirms` switches publisher confirms on.
+    /// Opens a channel; while the connection is being recovered, waits
+    /// for it (within the recovery timeout) instead of failing.
     pub(crate) async fn open_channel(&self, confirms: bool) -> Result<Channel> {
-        let channel = self
-            .inner
-            .lapin
-            .create_channel()
-            .await
-            .map_err(|e| Error::amqp("channel.open", e))?;
+        let deadline = tokio::time::Instant::now() + self.inner.config.recovery_timeout();
+        let channel = loop {
+            match self.inner.lapin.create_channel().await {
+                Ok(channel) => break channel,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        lapin::ErrorKind::InvalidConnectionState(
+                            lapin::ConnectionState::Reconnecting
+                        )
+                    ) && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(Error::amqp("channel.open", e)),
+            }
+        };
         if confirms {
             channel
                 .confirm_select(ConfirmSelectOptions::default())
