@@ -336,9 +336,9 @@ impl Connection {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
-    /// Opens a channel; `confirms` switches publisher confirms on.
-    /// Opens a channel; while the connection is being recovered, waits
-    /// for it (within the recovery timeout) instead of failing.
+    /// Opens a channel; `confirms` switches publisher confirms on. While
+    /// the connection is being recovered, waits for it (within the
+    /// recovery timeout) instead of failing.
     pub(crate) async fn open_channel(&self, confirms: bool) -> Result<Channel> {
         let deadline = tokio::time::Instant::now() + self.inner.config.recovery_timeout();
         let channel = loop {
