@@ -95,6 +95,16 @@ impl Link {
     pub(crate) fn stalled(&self) -> bool {
         self.stalled.load(Ordering::Relaxed)
     }
+
+    /// Returns when a recovery ends, or after 50 ms at most (a recovery
+    /// that ended just before the call is seen by the caller's next look at
+    /// the connection's state).
+    async fn recovered_or_tick(&self) {
+        tokio::select! {
+            () = self.recovered.notified() => {}
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
 }
 
 /// Follows the connection's state: lapin recovers silently, so the state
@@ -352,7 +362,7 @@ impl Connection {
                         )
                     ) && tokio::time::Instant::now() < deadline =>
                 {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    self.inner.link.recovered_or_tick().await;
                 }
                 Err(e) => return Err(Error::amqp("channel.open", e)),
             }
