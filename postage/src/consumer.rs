@@ -636,6 +636,28 @@ impl ConsumerHandle {
         }
     }
 
+    /// Resolves, with the reason, once [`health`](ConsumerHandle::health)
+    /// is [`Health::Failed`].
+    pub(crate) async fn failed(&self) -> String {
+        let mut health = self.shared.health.subscribe();
+        loop {
+            // Made before the look at the health: no change is missed.
+            let stalled = self.shared.link.stall_notified();
+            if let Health::Failed(reason) = self.health() {
+                return reason;
+            }
+            tokio::select! {
+                changed = health.changed() => {
+                    // The sender lives in `shared`, held here: never closed.
+                    if changed.is_err() {
+                        return std::future::pending().await;
+                    }
+                }
+                () = stalled => {}
+            }
+        }
+    }
+
     /// How many times the consumer's connection was lost and restored
     /// (lapin redeclares the queues and bindings and restarts the broker
     /// consumers each time).

@@ -5,7 +5,9 @@ use std::fmt::Debug;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::message::{Category, Content, Message, WireFingerprint};
+use crate::message::{
+    Category, Content, ContentParts, Message, MessageParts, VERSION, WireFingerprint,
+};
 
 /// Why a body could not be read as a message. Every variant says what is
 /// wrong in words fit for a log line.
@@ -85,6 +87,19 @@ pub trait Encoder: Debug + Send + Sync + 'static {
         message.fingerprint = fingerprint.clone();
         self.encode(&message)
     }
+
+    /// Encodes a command or result given by its parts, with `fingerprint`:
+    /// what RPC calls and replies send. The default builds the
+    /// [`Message`] and calls
+    /// [`encode_with_fingerprint`](Encoder::encode_with_fingerprint);
+    /// [`JsonEncoder`] writes the parts directly.
+    fn encode_parts(
+        &self,
+        parts: &MessageParts<'_>,
+        fingerprint: &WireFingerprint,
+    ) -> Result<Vec<u8>, EncodeError> {
+        self.encode_with_fingerprint(parts.to_message(), fingerprint)
+    }
 }
 
 /// A [`Message`] with a borrowed fingerprint; serializes exactly as
@@ -101,6 +116,25 @@ struct MessageView<'a> {
     #[serde(rename = "_reserved")]
     reserved: &'a Map<String, Value>,
 }
+
+/// [`MessageParts`] with a fingerprint; serializes exactly as the
+/// `Message` they make does.
+#[derive(Serialize)]
+struct PartsView<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    name: &'a str,
+    category: Category,
+    version: &'a str,
+    fingerprint: &'a WireFingerprint,
+    content: ContentParts<'a>,
+    #[serde(rename = "_reserved")]
+    reserved: Empty,
+}
+
+/// An empty object.
+#[derive(Serialize)]
+struct Empty {}
 
 /// Room for a typical command in one allocation (serde_json starts at 128
 /// bytes and doubles).
@@ -140,10 +174,30 @@ impl Encoder for JsonEncoder {
             content: &message.content,
             reserved: &message.reserved,
         };
-        let mut body = Vec::with_capacity(BODY_CAPACITY);
-        serde_json::to_writer(&mut body, &view).map_err(|e| EncodeError(e.to_string()))?;
-        Ok(body)
+        to_body(&view)
     }
+
+    fn encode_parts(
+        &self,
+        parts: &MessageParts<'_>,
+        fingerprint: &WireFingerprint,
+    ) -> Result<Vec<u8>, EncodeError> {
+        to_body(&PartsView {
+            kind: parts.kind,
+            name: parts.name,
+            category: parts.category,
+            version: VERSION,
+            fingerprint,
+            content: parts.content,
+            reserved: Empty {},
+        })
+    }
+}
+
+fn to_body(view: &impl Serialize) -> Result<Vec<u8>, EncodeError> {
+    let mut body = Vec::with_capacity(BODY_CAPACITY);
+    serde_json::to_writer(&mut body, view).map_err(|e| EncodeError(e.to_string()))?;
+    Ok(body)
 }
 
 fn classify(body: &[u8], error: &serde_json::Error) -> DecodeError {

@@ -138,9 +138,9 @@ pub use error::{Error, Result};
 pub use exchange::{Exchange, ExchangeKind};
 pub use fingerprint::Fingerprint;
 pub use message::{
-    Category, Content, GenericMessage, IntoMessage, Message, MessageCommand, MessageResult,
-    MessageResultError, MessageResultException, MessageStatus, Outcome, RpcCommand,
-    WireFingerprint,
+    Category, Content, ContentParts, GenericMessage, IntoMessage, Message, MessageCommand,
+    MessageParts, MessageResult, MessageResultError, MessageResultException, MessageStatus,
+    Outcome, RpcCommand, WireFingerprint,
 };
 pub use postage_macros::{
     context_handler, full_body_handler, handler, processor, producer, rpc_handler,

@@ -52,59 +52,247 @@ impl std::fmt::Display for Category {
     }
 }
 
+/// A JSON object as a message field: kept as the text it arrived as, and
+/// parsed into a map the first time it is read as one. Re-encoding a field
+/// that was not changed writes that text back unchanged.
+#[derive(Clone, Default)]
+struct LazyObject {
+    /// The field as received; `None` when built from a map or changed.
+    raw: Option<Box<RawValue>>,
+    map: OnceLock<Map<String, Value>>,
+}
+
+impl LazyObject {
+    fn from_map(map: Map<String, Value>) -> Self {
+        LazyObject {
+            raw: None,
+            map: OnceLock::from(map),
+        }
+    }
+
+    /// The text as received, while it was not parsed into a map.
+    fn unparsed(&self) -> Option<&RawValue> {
+        match self.map.get() {
+            None => self.raw.as_deref(),
+            Some(_) => None,
+        }
+    }
+
+    fn map(&self) -> &Map<String, Value> {
+        self.map.get_or_init(|| {
+            self.raw
+                .as_deref()
+                .and_then(|raw| serde_json::from_str(raw.get()).ok())
+                // Only an object nested past the parser's depth limit fails
+                // here: it reads as empty.
+                .unwrap_or_default()
+        })
+    }
+
+    /// The map, to change: the text received no longer applies.
+    fn map_mut(&mut self) -> &mut Map<String, Value> {
+        self.map();
+        self.raw = None;
+        match self.map.get_mut() {
+            Some(map) => map,
+            None => unreachable!("the map was read just above"),
+        }
+    }
+
+    fn into_map(self) -> Map<String, Value> {
+        self.map();
+        self.map.into_inner().unwrap_or_default()
+    }
+
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.raw {
+            Some(raw) => raw.serialize(serializer),
+            None => self.map().serialize(serializer),
+        }
+    }
+
+    fn deserialize<'de, D: Deserializer<'de>>(d: D, field: &str) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(d)?;
+        if !raw.get().starts_with('{') {
+            return Err(serde::de::Error::custom(format!(
+                "{field} must be an object, found {}",
+                raw.get()
+            )));
+        }
+        Ok(LazyObject {
+            raw: Some(raw),
+            map: OnceLock::new(),
+        })
+    }
+}
+
 /// A message's payload: always a JSON object on the wire.
 ///
 /// Commands keep their arguments under `parameters`; results under `type`,
-/// `value` and `message`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Content(pub Map<String, Value>);
+/// `value` and `message`. It reads and changes like a `Map<String, Value>`
+/// (through `Deref` and `DerefMut`) and is built from one with `.into()`.
+/// Decoded content is kept as the JSON text it arrived as until it is read
+/// as a map: [`parameters_as`](Content::parameters_as) decodes the
+/// parameters straight from that text, without building a map first.
+///
+/// ```
+/// use postage::message::Content;
+/// use serde_json::json;
+///
+/// let mut content = Content::from(json!({"parameters": {"a": 2}}).as_object().unwrap().clone());
+/// assert_eq!(content.parameters(), Some(&json!({"a": 2})));
+/// content.insert("extra".into(), json!(true));
+/// assert_eq!(content.len(), 2);
+/// ```
+#[derive(Clone, Default)]
+pub struct Content(LazyObject);
+
+/// The `parameters` of a content object, read straight from its text.
+#[derive(Deserialize)]
+struct ParametersOf<T> {
+    #[serde(default = "Option::default")]
+    parameters: Option<T>,
+}
 
 impl Content {
     /// The `parameters` of a command, if any.
     pub fn parameters(&self) -> Option<&Value> {
-        self.0.get("parameters")
+        self.get("parameters")
     }
 
     /// The `parameters` of a command decoded into `T` (a missing
     /// `parameters` key reads as `null`).
     pub fn parameters_as<T: DeserializeOwned>(&self) -> Result<T, DecodeError> {
-        let value = self.parameters().unwrap_or(&Value::Null);
-        T::deserialize(value).map_err(|e| DecodeError::Parameters(e.to_string()))
+        let parameters = match self.0.unparsed() {
+            Some(raw) => serde_json::from_str::<ParametersOf<T>>(raw.get())
+                .map(|of| of.parameters)
+                .map_err(|e| DecodeError::Parameters(e.to_string()))?,
+            None => match self.parameters() {
+                Some(value) => Some(
+                    T::deserialize(value).map_err(|e| DecodeError::Parameters(e.to_string()))?,
+                ),
+                None => None,
+            },
+        };
+        match parameters {
+            Some(parameters) => Ok(parameters),
+            None => {
+                T::deserialize(&Value::Null).map_err(|e| DecodeError::Parameters(e.to_string()))
+            }
+        }
+    }
+
+    /// The content as received, while it was not read as a map.
+    pub(crate) fn unparsed(&self) -> Option<&RawValue> {
+        self.0.unparsed()
     }
 
     /// Consumes the content, giving the map.
     pub fn into_inner(self) -> Map<String, Value> {
-        self.0
+        self.0.into_map()
     }
 }
 
 impl Deref for Content {
     type Target = Map<String, Value>;
     fn deref(&self) -> &Self::Target {
-        &self.0
+        self.0.map()
     }
 }
 
 impl DerefMut for Content {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
+        self.0.map_mut()
     }
 }
 
 impl From<Map<String, Value>> for Content {
     fn from(map: Map<String, Value>) -> Self {
-        Content(map)
+        Content(LazyObject::from_map(map))
     }
+}
+
+impl PartialEq for Content {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.map() == other.0.map()
+    }
+}
+
+impl std::fmt::Debug for Content {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Content").field(self.0.map()).finish()
+    }
+}
+
+impl Serialize for Content {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Content {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let content = LazyObject::deserialize(d, "content")?;
+        // Kept as text, the content is not parsed yet: refuse here what the
+        // parser would refuse inside the message, so that a message whose
+        // content cannot be read is rejected at once, not in a handler.
+        if let Some(raw) = &content.raw
+            && nests_deeper_than(raw.get(), MAX_CONTENT_NESTING)
+        {
+            return Err(serde::de::Error::custom(format!(
+                "content nests deeper than {MAX_CONTENT_NESTING} levels"
+            )));
+        }
+        Ok(Content(content))
+    }
+}
+
+/// The deepest content a message can carry: serde_json's recursion limit
+/// (128) less the message object around it.
+const MAX_CONTENT_NESTING: usize = 127;
+
+/// Do arrays and objects nest deeper than `limit` in this (valid) JSON?
+fn nests_deeper_than(json: &str, limit: usize) -> bool {
+    // Fewer brackets than the limit cannot nest past it: one quick count
+    // settles nearly every message.
+    let opening = json.bytes().filter(|&b| b == b'{' || b == b'[').count();
+    if opening <= limit {
+        return false;
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for b in json.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// A message's `fingerprint` field: the sender's fingerprint in map form.
 ///
 /// It reads like a `Map<String, Value>` (through `Deref`) and is built from
-/// one with `.into()` (to change it, assign a new one). A decoded message keeps the field as the JSON text it
-/// arrived as and parses it into a map the first time it is read, so that
-/// a processor that never looks at the sender does not pay for it;
-/// re-encoding an unread field writes that text back unchanged.
+/// one with `.into()` (to change it, assign a new one). A decoded message
+/// keeps the field as the JSON text it arrived as and parses it into a map
+/// the first time it is read, so that a processor that never looks at the
+/// sender does not pay for it; re-encoding an unread field writes that text
+/// back unchanged.
 ///
 /// ```
 /// use postage::message::WireFingerprint;
@@ -115,44 +303,25 @@ impl From<Map<String, Value>> for Content {
 /// assert_eq!(Fingerprint::from_map(&field).name.as_deref(), Some("echo_send"));
 /// ```
 #[derive(Clone, Default)]
-pub struct WireFingerprint {
-    /// The field as received (`None` when built from a map).
-    raw: Option<Box<RawValue>>,
-    map: OnceLock<Map<String, Value>>,
-}
+pub struct WireFingerprint(LazyObject);
 
 impl WireFingerprint {
-    fn map(&self) -> &Map<String, Value> {
-        self.map.get_or_init(|| {
-            self.raw
-                .as_deref()
-                .and_then(|raw| serde_json::from_str(raw.get()).ok())
-                // Only a fingerprint nested past the parser's depth limit
-                // fails here: read it as empty, as any odd fingerprint.
-                .unwrap_or_default()
-        })
-    }
-
     /// Consumes the field, giving the map.
     pub fn into_inner(self) -> Map<String, Value> {
-        self.map();
-        self.map.into_inner().unwrap_or_default()
+        self.0.into_map()
     }
 }
 
 impl Deref for WireFingerprint {
     type Target = Map<String, Value>;
     fn deref(&self) -> &Self::Target {
-        self.map()
+        self.0.map()
     }
 }
 
 impl From<Map<String, Value>> for WireFingerprint {
     fn from(map: Map<String, Value>) -> Self {
-        WireFingerprint {
-            raw: None,
-            map: OnceLock::from(map),
-        }
+        WireFingerprint(LazyObject::from_map(map))
     }
 }
 
@@ -170,49 +339,36 @@ impl From<Map<String, Value>> for WireFingerprint {
 impl From<&Fingerprint> for WireFingerprint {
     fn from(fingerprint: &Fingerprint) -> Self {
         let map = fingerprint.as_map();
-        WireFingerprint {
+        WireFingerprint(LazyObject {
             // A map of strings always serializes; on the impossible error
             // the map is written instead.
             raw: serde_json::value::to_raw_value(&map).ok(),
             map: OnceLock::from(map),
-        }
+        })
     }
 }
 
 impl PartialEq for WireFingerprint {
     fn eq(&self, other: &Self) -> bool {
-        self.map() == other.map()
+        self.0.map() == other.0.map()
     }
 }
 
 impl std::fmt::Debug for WireFingerprint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.map().fmt(f)
+        self.0.map().fmt(f)
     }
 }
 
 impl Serialize for WireFingerprint {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match &self.raw {
-            Some(raw) => raw.serialize(serializer),
-            None => self.map().serialize(serializer),
-        }
+        self.0.serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for WireFingerprint {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = Box::<RawValue>::deserialize(d)?;
-        if !raw.get().starts_with('{') {
-            return Err(serde::de::Error::custom(format!(
-                "fingerprint must be an object, found {}",
-                raw.get()
-            )));
-        }
-        Ok(WireFingerprint {
-            raw: Some(raw),
-            map: OnceLock::new(),
-        })
+        LazyObject::deserialize(d, "fingerprint").map(WireFingerprint)
     }
 }
 
@@ -347,28 +503,50 @@ impl Message {
                 self.kind
             )));
         }
-        let text = |key: &str| match self.content.get(key) {
+        // Read straight from the received text when the content was not
+        // parsed yet (a duplicate key there falls back to the map: last wins).
+        let fields = self
+            .content
+            .unparsed()
+            .and_then(|raw| serde_json::from_str::<ResultFields>(raw.get()).ok())
+            .unwrap_or_else(|| ResultFields {
+                kind: self.content.get("type").cloned(),
+                value: self.content.get("value").cloned(),
+                message: self.content.get("message").cloned(),
+            });
+        let text = |field: Option<Value>| match field {
             None | Some(Value::Null) => String::new(),
-            Some(Value::String(s)) => s.clone(),
+            Some(Value::String(s)) => s,
             Some(other) => other.to_string(),
         };
-        match self.content.get("type").and_then(Value::as_str) {
+        match fields.kind.as_ref().and_then(Value::as_str) {
             Some("success") => Ok(Outcome::Success {
-                value: self.content.get("value").cloned().unwrap_or(Value::Null),
-                message: text("message"),
+                value: fields.value.unwrap_or(Value::Null),
+                message: text(fields.message),
             }),
             Some("error") => Ok(Outcome::Error {
-                message: text("message"),
+                message: text(fields.message),
             }),
             Some("exception") => Ok(Outcome::Exception {
-                name: text("value"),
-                message: text("message"),
+                name: text(fields.value),
+                message: text(fields.message),
             }),
             other => Err(DecodeError::NotAResult(format!(
                 "result content type is {other:?}, expected success, error or exception"
             ))),
         }
     }
+}
+
+/// The keys of a result's content.
+#[derive(Deserialize)]
+struct ResultFields {
+    #[serde(rename = "type", default)]
+    kind: Option<Value>,
+    #[serde(default)]
+    value: Option<Value>,
+    #[serde(default)]
+    message: Option<Value>,
 }
 
 /// What a result message says.
@@ -429,7 +607,7 @@ macro_rules! message_kind {
 fn parameters(parameters: Value) -> Content {
     let mut map = Map::with_capacity(1);
     map.insert("parameters".into(), parameters);
-    Content(map)
+    Content::from(map)
 }
 
 message_kind!(
@@ -495,7 +673,118 @@ fn result(kind: &str, value: Value, message: String) -> Message {
     map.insert("type".into(), kind.into());
     map.insert("value".into(), value);
     map.insert("message".into(), message.into());
-    Message::new("result", "none", Category::Message, Content(map))
+    Message::new("result", "none", Category::Message, Content::from(map))
+}
+
+/// A command or a result borrowed from its parts, for an [`Encoder`] to
+/// write without a [`Message`] being built and dropped for it: what
+/// [`Producer::rpc`](crate::Producer::rpc) and the
+/// [`Reply`](crate::Reply) methods send.
+///
+/// [`Encoder`]: crate::Encoder
+///
+/// ```
+/// use postage::message::{MessageParts, MessageResult, Message};
+///
+/// let value = 5.into();
+/// let parts = MessageParts::result("success", &value, "");
+/// let message: Message = MessageResult::new(5).into();
+/// assert_eq!(parts.to_message(), message);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MessageParts<'a> {
+    /// The message type: `command` or `result`.
+    pub kind: &'a str,
+    /// The command, or `none` for a result.
+    pub name: &'a str,
+    /// Fire-and-forget or RPC.
+    pub category: Category,
+    /// The content.
+    pub content: ContentParts<'a>,
+}
+
+/// The content of [`MessageParts`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ContentParts<'a> {
+    /// A command's `{"parameters": ...}`.
+    Parameters(&'a Value),
+    // Not called `Result`: a public item of that name makes rustc spell
+    // out `std::result::Result` in its messages.
+    /// A result's `{"type": ..., "value": ..., "message": ...}`.
+    Answer {
+        /// `success`, `error` or `exception`.
+        kind: &'a str,
+        /// The value (the exception's name for an exception).
+        value: &'a Value,
+        /// The text.
+        message: &'a str,
+    },
+}
+
+impl<'a> MessageParts<'a> {
+    /// A command `name` with these parameters.
+    pub fn command(name: &'a str, category: Category, parameters: &'a Value) -> Self {
+        MessageParts {
+            kind: "command",
+            name,
+            category,
+            content: ContentParts::Parameters(parameters),
+        }
+    }
+
+    /// A result of this kind (`success`, `error` or `exception`), as
+    /// [`MessageResult`], [`MessageResultError`] and
+    /// [`MessageResultException`] build them.
+    pub fn result(kind: &'a str, value: &'a Value, message: &'a str) -> Self {
+        MessageParts {
+            kind: "result",
+            name: "none",
+            category: Category::Message,
+            content: ContentParts::Answer {
+                kind,
+                value,
+                message,
+            },
+        }
+    }
+
+    /// The message these parts make.
+    pub fn to_message(&self) -> Message {
+        let content = match self.content {
+            ContentParts::Parameters(value) => parameters(value.clone()),
+            ContentParts::Answer {
+                kind,
+                value,
+                message,
+            } => result(kind, value.clone(), message.to_owned()).content,
+        };
+        Message::new(self.kind, self.name, self.category, content)
+    }
+}
+
+/// Writes the content as the equivalent map would be written (keys sorted).
+impl Serialize for ContentParts<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match *self {
+            ContentParts::Parameters(value) => {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("parameters", value)?;
+                map.end()
+            }
+            ContentParts::Answer {
+                kind,
+                value,
+                message,
+            } => {
+                let mut map = serializer.serialize_map(Some(3))?;
+                map.serialize_entry("message", message)?;
+                map.serialize_entry("type", kind)?;
+                map.serialize_entry("value", value)?;
+                map.end()
+            }
+        }
+    }
 }
 
 message_kind!(
@@ -564,7 +853,7 @@ impl GenericMessage {
             "none",
             "none",
             Category::Message,
-            Content(content),
+            Content::from(content),
         ))
     }
 }
@@ -607,3 +896,180 @@ into_message!(
     MessageResultException,
     GenericMessage
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoding::{Encoder, JsonEncoder};
+    use serde_json::json;
+
+    fn decoded(content: &str) -> Message {
+        let body = format!(
+            r#"{{"type":"command","name":"echo","category":"message","content":{content}}}"#
+        );
+        JsonEncoder.decode(body.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn received_content_is_read_from_its_text_until_changed() {
+        let text = r#"{"parameters": {"a": 2, "b": [1, "x\"}"]}, "z": null}"#;
+        let mut message = decoded(text);
+        #[derive(Deserialize, PartialEq, Debug)]
+        struct P {
+            a: u8,
+            b: (u8, String),
+        }
+        let p: P = message.content.parameters_as().unwrap();
+        assert_eq!(
+            p,
+            P {
+                a: 2,
+                b: (1, "x\"}".into())
+            }
+        );
+        assert!(message.content.unparsed().is_some());
+        // Unchanged, the content goes out as it came, spacing included.
+        let body = String::from_utf8(JsonEncoder.encode(&message).unwrap()).unwrap();
+        assert!(body.contains(text), "{body}");
+        // Read as a map: the same answers, and still written as received.
+        assert_eq!(
+            message.content.parameters(),
+            Some(&json!({"a": 2, "b": [1, "x\"}"]}))
+        );
+        assert!(message.content.unparsed().is_none());
+        assert_eq!(message.content.parameters_as::<P>().unwrap(), p);
+        let body = String::from_utf8(JsonEncoder.encode(&message).unwrap()).unwrap();
+        assert!(body.contains(text), "{body}");
+        // Changed: the map is written.
+        message.content.insert("c".into(), json!(3));
+        let body = JsonEncoder.encode(&message).unwrap();
+        let again = JsonEncoder.decode(&body).unwrap();
+        assert_eq!(again.content["c"], 3);
+        assert_eq!(again.content["z"], Value::Null);
+        assert_eq!(again, message);
+    }
+
+    #[test]
+    fn parameters_missing_or_null_read_as_null_either_way() {
+        for text in [r#"{}"#, r#"{"parameters": null}"#] {
+            let message = decoded(text);
+            assert_eq!(message.content.parameters_as::<Option<u8>>().unwrap(), None);
+            assert_eq!(message.content.parameters_as::<()>().unwrap(), ());
+            assert!(message.content.parameters_as::<u8>().is_err());
+            let parsed = Content::from(message.content.clone().into_inner());
+            assert_eq!(parsed.parameters_as::<Option<u8>>().unwrap(), None);
+            assert!(parsed.parameters_as::<u8>().is_err());
+        }
+        let message = decoded(r#"{"parameters": "text"}"#);
+        assert!(matches!(
+            message.content.parameters_as::<u8>(),
+            Err(DecodeError::Parameters(_))
+        ));
+    }
+
+    #[test]
+    fn content_nested_past_the_limit_is_refused_at_decoding() {
+        let nested = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        // The content object is one level; 127 in all is the most.
+        let deepest = format!(r#"{{"p":{}}}"#, nested(MAX_CONTENT_NESTING - 1));
+        let message = decoded(&deepest);
+        assert_eq!(message.content.len(), 1);
+        let body = format!(
+            r#"{{"type":"command","name":"echo","category":"message","content":{{"p":{}}}}}"#,
+            nested(MAX_CONTENT_NESTING)
+        );
+        assert!(matches!(
+            JsonEncoder.decode(body.as_bytes()),
+            Err(DecodeError::Malformed(reason)) if reason.contains("nests deeper")
+        ));
+        // Brackets inside strings do not count.
+        let many = format!(r#"{{"p":"{}"}}"#, "[{".repeat(200));
+        assert!(!nests_deeper_than(&many, MAX_CONTENT_NESTING));
+        assert_eq!(
+            decoded(&many).content["p"].as_str().map(str::len),
+            Some(400)
+        );
+        assert!(nests_deeper_than(&nested(5), 3));
+        assert!(!nests_deeper_than(&nested(3), 3));
+        assert!(!nests_deeper_than(r#"["\\", "\"[[[[", [[]]]"#, 3));
+    }
+
+    #[test]
+    fn result_outcome_is_read_from_text_or_map_alike() {
+        let texts = [
+            r#"{"type": "success", "value": {"n": 5}, "message": "ok"}"#,
+            r#"{"type": "error", "value": null, "message": "bad"}"#,
+            r#"{"type": "exception", "value": "KeyError", "message": 7}"#,
+            r#"{"type": "exception", "value": "A", "value": "B", "message": ""}"#,
+            r#"{"type": 3}"#,
+        ];
+        for text in texts {
+            let body = format!(
+                r#"{{"type":"result","name":"none","category":"message","content":{text}}}"#
+            );
+            let lazy = JsonEncoder.decode(body.as_bytes()).unwrap();
+            let parsed = lazy.clone();
+            parsed.content.len();
+            assert!(parsed.content.unparsed().is_none());
+            assert_eq!(lazy.outcome(), parsed.outcome(), "{text}");
+        }
+        let duplicate = format!(
+            r#"{{"type":"result","name":"none","category":"message","content":{}}}"#,
+            texts[3]
+        );
+        assert_eq!(
+            JsonEncoder
+                .decode(duplicate.as_bytes())
+                .unwrap()
+                .outcome()
+                .unwrap(),
+            Outcome::Exception {
+                name: "B".into(),
+                message: String::new()
+            }
+        );
+    }
+
+    #[test]
+    fn parts_encode_as_the_message_they_make() {
+        let fingerprint = WireFingerprint::from(&Fingerprint::new("parts", "test"));
+        let parameters = json!({"text": "h\u{e9}", "seq": 7});
+        let name = Value::String("KeyError".into());
+        let all = [
+            MessageParts::command("sum", Category::Rpc, &parameters),
+            MessageParts::result("success", &parameters, ""),
+            MessageParts::result("error", &Value::Null, "it failed"),
+            MessageParts::result("exception", &name, "missing"),
+        ];
+        let built: [Message; 4] = [
+            RpcCommand::new("sum", parameters.clone()).into(),
+            MessageResult::new(parameters.clone()).into(),
+            MessageResultError::new("it failed").into(),
+            MessageResultException::new("KeyError", "missing").into(),
+        ];
+        #[derive(Debug)]
+        struct Plain;
+        impl Encoder for Plain {
+            fn content_type(&self) -> &str {
+                "application/json"
+            }
+            fn encode(&self, message: &Message) -> Result<Vec<u8>, crate::EncodeError> {
+                JsonEncoder.encode(message)
+            }
+            fn decode(&self, body: &[u8]) -> Result<Message, DecodeError> {
+                JsonEncoder.decode(body)
+            }
+        }
+        for (parts, message) in all.iter().zip(built) {
+            assert_eq!(parts.to_message(), message);
+            let expected = JsonEncoder
+                .encode_with_fingerprint(message, &fingerprint)
+                .unwrap();
+            assert_eq!(
+                JsonEncoder.encode_parts(parts, &fingerprint).unwrap(),
+                expected
+            );
+            assert_eq!(Plain.encode_parts(parts, &fingerprint).unwrap(), expected);
+        }
+    }
+}

@@ -62,15 +62,12 @@ use serde_json::Value;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::consumer::{Consumer, ConsumerBuilder, ConsumerHandle, Delivery, Health, Queue};
+use crate::consumer::{Consumer, ConsumerBuilder, ConsumerHandle, Delivery, Queue};
 use crate::encoding::{DecodeError, Encoder};
 use crate::error::{Error, Result};
 use crate::exchange::Exchange;
 use crate::fingerprint::Fingerprint;
-use crate::message::{
-    Category, Content, IntoMessage, Message, MessageResult, MessageResultError,
-    MessageResultException, WireFingerprint,
-};
+use crate::message::{Category, Content, IntoMessage, Message, MessageParts, WireFingerprint};
 use crate::producer::BoxFuture;
 use crate::transport::{Channel, Connection, OutgoingProperties};
 
@@ -378,14 +375,30 @@ impl ReplyTarget {
         let body = self
             .encoder
             .encode_with_fingerprint(message, &self.fingerprint)?;
+        self.publish_body(&body).await
+    }
+
+    /// Sends a result of this kind (`success`, `error`, `exception`).
+    async fn publish_result(self, kind: &str, value: &Value, text: &str) -> Result<()> {
+        let parts = MessageParts::result(kind, value, text);
+        let body = self.encoder.encode_parts(&parts, &self.fingerprint)?;
+        self.publish_body(&body).await
+    }
+
+    /// Sends an error result saying `text`, logging a failure to send.
+    async fn publish_error(self, text: &str) {
+        if let Err(error) = self.publish_result("error", &Value::Null, text).await {
+            tracing::warn!(%error, "could not send RPC reply");
+        }
+    }
+
+    async fn publish_body(&self, body: &[u8]) -> Result<()> {
         let props = OutgoingProperties {
             content_type: Some(self.encoder.content_type()),
             correlation_id: self.correlation_id.as_deref(),
             ..OutgoingProperties::default()
         };
-        self.channel
-            .publish("", &self.reply_to, &body, &props)
-            .await
+        self.channel.publish("", &self.reply_to, body, &props).await
     }
 }
 
@@ -430,23 +443,35 @@ impl Reply {
         }
     }
 
-    /// Sends a success result carrying `value`.
+    /// Sends a success result carrying `value` (as
+    /// [`MessageResult::new`](crate::MessageResult::new) builds it).
     pub async fn success(self, value: impl Into<Value>) -> Result<()> {
-        self.send(MessageResult::new(value)).await
+        self.result("success", &value.into(), "").await
     }
 
-    /// Sends an error result.
+    /// Sends an error result (as
+    /// [`MessageResultError::new`](crate::MessageResultError::new) builds it).
     pub async fn error(self, message: impl Into<String>) -> Result<()> {
-        self.send(MessageResultError::new(message)).await
+        self.result("error", &Value::Null, &message.into()).await
     }
 
-    /// Sends an exception result.
+    /// Sends an exception result (as
+    /// [`MessageResultException::new`](crate::MessageResultException::new)
+    /// builds it).
     pub async fn exception(
         self,
         name: impl Into<String>,
         message: impl Into<String>,
     ) -> Result<()> {
-        self.send(MessageResultException::new(name, message)).await
+        self.result("exception", &Value::String(name.into()), &message.into())
+            .await
+    }
+
+    async fn result(self, kind: &str, value: &Value, text: &str) -> Result<()> {
+        match self.slot.take() {
+            Some(target) => target.publish_result(kind, value, text).await,
+            None => Ok(()),
+        }
     }
 }
 
@@ -462,18 +487,14 @@ impl Drop for Reply {
                 "the handler of {:?} dropped its reply unsent",
                 self.slot.command
             );
-            spawn_reply(target, MessageResultError::new(text).into());
+            spawn_error_reply(target, text);
         }
     }
 }
 
-fn spawn_reply(target: ReplyTarget, message: Message) {
+fn spawn_error_reply(target: ReplyTarget, text: String) {
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        runtime.spawn(async move {
-            if let Err(error) = target.publish(message).await {
-                tracing::warn!(%error, "could not send RPC reply");
-            }
-        });
+        runtime.spawn(async move { target.publish_error(&text).await });
     }
 }
 
@@ -736,7 +757,7 @@ impl<P: Handlers> Processor<P> {
     }
 
     /// Runs until `quit`, `restart`, [`Control`] or the consumer's end. A
-    /// consumer whose health turns [`Health::Failed`] (its queue deleted,
+    /// consumer whose health turns [`Health::Failed`](crate::Health::Failed) (its queue deleted,
     /// its connection's recovery stalled) ends the processor with
     /// [`Error::ConsumerLost`], so that the program (or its supervisor) can
     /// act instead of idling.
@@ -756,8 +777,7 @@ impl<P: Handlers> Processor<P> {
         // A consumer that was lost ends the processor with an error rather
         // than leaving it idle.
         let handle = self.consumer.handle();
-        let mut watchdog = tokio::time::interval(std::time::Duration::from_millis(250));
-        watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failed = std::pin::pin!(handle.failed());
         let mut lost = None;
         // One subscription for the whole run, not one per delivery.
         let mut stopped = std::pin::pin!(core.control.stopped());
@@ -766,12 +786,10 @@ impl<P: Handlers> Processor<P> {
                 biased;
                 stop = &mut stopped => break stop,
                 () = &mut shutdown => break Stop::Shutdown,
-                _ = watchdog.tick() => {
-                    if let Health::Failed(reason) = handle.health() {
-                        tracing::error!(%reason, "the processor's consumer is lost; the processor ends");
-                        lost = Some(reason);
-                        break Stop::Ended;
-                    }
+                reason = &mut failed => {
+                    tracing::error!(%reason, "the processor's consumer is lost; the processor ends");
+                    lost = Some(reason);
+                    break Stop::Ended;
                 }
                 delivery = self.consumer.next() => {
                     let Some(delivery) = delivery else { break Stop::Ended };
@@ -902,7 +920,7 @@ impl<P: Handlers> Core<P> {
         finish(&delivery, true).await;
     }
 
-    async fn process_rpc(&self, delivery: Delivery, message: Message) {
+    async fn process_rpc(&self, delivery: Delivery, mut message: Message) {
         let Some(reply_to) = delivery.reply_to().map(str::to_owned) else {
             tracing::warn!(
                 name = %message.name,
@@ -922,17 +940,20 @@ impl<P: Handlers> Core<P> {
         let Some(i) = self.routes(&message).and_then(|routes| routes.rpc) else {
             tracing::debug!(kind = %message.kind, name = %message.name, "no RPC handler; replying with an error");
             let text = format!("no handler for RPC {} {:?}", message.kind, message.name);
-            if let Err(error) = target.publish(MessageResultError::new(text).into()).await {
-                tracing::warn!(%error, "could not send RPC reply");
-            }
+            target.publish_error(&text).await;
             finish(&delivery, true).await;
             return;
         };
         let handler = &self.table[i];
+        // An RPC handler gets the content alone: the name moves to the slot.
+        let command = match handler.call {
+            HandlerFn::Rpc(_) => std::mem::take(&mut message.name),
+            _ => message.name.clone(),
+        };
         let slot = Arc::new(ReplySlot {
             target: Mutex::new(Some(target)),
             handler_done: AtomicBool::new(false),
-            command: message.name.clone(),
+            command,
         });
         let reply = Reply { slot: slot.clone() };
         let future = match &handler.call {
@@ -956,16 +977,23 @@ impl<P: Handlers> Core<P> {
         if Arc::strong_count(&slot) == 1
             && let Some(target) = slot.take()
         {
-            let answer: Message = match outcome {
-                Ok(()) => MessageResultError::new(format!(
-                    "the handler of {:?} finished without replying",
-                    slot.command
-                ))
-                .into(),
-                Err(error) => MessageResultException::new(error.name, error.message).into(),
-            };
-            if let Err(error) = target.publish(answer).await {
-                tracing::warn!(%error, "could not send RPC reply");
+            match outcome {
+                Ok(()) => {
+                    let text = format!(
+                        "the handler of {:?} finished without replying",
+                        slot.command
+                    );
+                    target.publish_error(&text).await;
+                }
+                Err(error) => {
+                    let name = Value::String(error.name);
+                    if let Err(error) = target
+                        .publish_result("exception", &name, &error.message)
+                        .await
+                    {
+                        tracing::warn!(%error, "could not send RPC reply");
+                    }
+                }
             }
         }
         finish(&delivery, true).await;

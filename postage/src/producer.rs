@@ -14,7 +14,7 @@ use crate::encoding::{Encoder, JsonEncoder};
 use crate::error::{Error, Result};
 use crate::exchange::Exchange;
 use crate::fingerprint::Fingerprint;
-use crate::message::{IntoMessage, Message, MessageCommand, RpcCommand, WireFingerprint};
+use crate::message::{IntoMessage, Message, MessageCommand, MessageParts, WireFingerprint};
 use crate::rpc::{ReplyStrategy, RpcCall, RpcSettings, RpcState};
 use crate::transport::{Channel, Connection, OutgoingProperties};
 
@@ -307,7 +307,7 @@ impl Producer {
     /// Calls an RPC command and waits for its reply (Python's
     /// `rpc_<name>(parameters)`). See [`RpcCall`] for options.
     pub fn rpc(&self, name: &str, parameters: impl Into<Value>) -> RpcCall<'_> {
-        self.rpc_message(RpcCommand::new(name, parameters))
+        RpcCall::command(self, name, parameters.into())
     }
 
     /// Calls with a prepared message (its category becomes `rpc`).
@@ -367,6 +367,13 @@ impl Producer {
             .inner
             .encoder
             .encode_with_fingerprint(message, &self.inner.wire_fingerprint)?)
+    }
+
+    pub(crate) fn encode_parts(&self, parts: &MessageParts<'_>) -> Result<Vec<u8>> {
+        Ok(self
+            .inner
+            .encoder
+            .encode_parts(parts, &self.inner.wire_fingerprint)?)
     }
 
     pub(crate) fn content_type(&self) -> &str {

@@ -17,6 +17,7 @@
 //! per call. Requests with a queue per call use the producer's channel and
 //! its [`confirms`](crate::producer::ProducerBuilder::confirms) setting.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::future::IntoFuture;
 use std::pin::Pin;
@@ -25,6 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -32,7 +34,7 @@ use crate::consumer::Queue;
 use crate::encoding::Encoder;
 use crate::error::{Error, Result};
 use crate::exchange::Exchange;
-use crate::message::{Category, Message};
+use crate::message::{Category, Message, MessageParts};
 use crate::producer::{BoxFuture, Producer, Target};
 use crate::transport::{Channel, Connection, OutgoingProperties, RawConsumer};
 
@@ -282,7 +284,7 @@ impl Drop for WaiterGuard {
 #[must_use = "an RPC call does nothing until it is awaited"]
 pub struct RpcCall<'a> {
     producer: &'a Producer,
-    message: Message,
+    request: Request,
     target: Target,
     timeout: Duration,
     retries: u32,
@@ -292,7 +294,7 @@ pub struct RpcCall<'a> {
 impl std::fmt::Debug for RpcCall<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RpcCall")
-            .field("command", &self.message.name)
+            .field("command", &self.request.command())
             .field("timeout", &self.timeout)
             .field("retries", &self.retries)
             .field("strategy", &self.strategy)
@@ -300,13 +302,41 @@ impl std::fmt::Debug for RpcCall<'_> {
     }
 }
 
+/// What an RPC call sends.
+enum Request {
+    /// A prepared message (category `rpc`).
+    Message(Message),
+    /// A command from its parts, encoded without a `Message`.
+    Command { name: Arc<str>, parameters: Value },
+}
+
+impl Request {
+    fn command(&self) -> &str {
+        match self {
+            Request::Message(message) => &message.name,
+            Request::Command { name, .. } => name,
+        }
+    }
+}
+
 impl<'a> RpcCall<'a> {
+    /// A call sending `message` (its category becomes `rpc`).
     pub(crate) fn new(producer: &'a Producer, mut message: Message) -> Self {
         message.category = Category::Rpc;
+        Self::with(producer, Request::Message(message))
+    }
+
+    /// A call of the RPC command `name`.
+    pub(crate) fn command(producer: &'a Producer, name: &str, parameters: Value) -> Self {
+        let name = name.into();
+        Self::with(producer, Request::Command { name, parameters })
+    }
+
+    fn with(producer: &'a Producer, request: Request) -> Self {
         let settings = producer.inner.rpc.settings;
         RpcCall {
             producer,
-            message,
+            request,
             target: Target::Default,
             timeout: settings.timeout,
             retries: settings.retries,
@@ -358,8 +388,17 @@ impl<'a> RpcCall<'a> {
     async fn prepare(self) -> Result<Prepared<'a>> {
         let pairs = self.producer.resolve(self.target).await?;
         let (exchange, key) = pairs.first().cloned().ok_or(Error::NoDestination)?;
-        let command = self.message.name.clone();
-        let body = self.producer.encode(self.message)?;
+        let (command, body) = match self.request {
+            Request::Message(message) => {
+                let command = message.name.as_str().into();
+                (command, self.producer.encode(message)?)
+            }
+            Request::Command { name, parameters } => {
+                let parts = MessageParts::command(&name, Category::Rpc, &parameters);
+                let body = self.producer.encode_parts(&parts)?;
+                (name, body)
+            }
+        };
         Ok(Prepared {
             producer: self.producer,
             exchange,
@@ -421,7 +460,7 @@ struct Prepared<'a> {
     exchange: Exchange,
     key: String,
     body: Vec<u8>,
-    command: String,
+    command: Arc<str>,
     timeout: Duration,
     strategy: ReplyStrategy,
 }
@@ -429,7 +468,7 @@ struct Prepared<'a> {
 impl Prepared<'_> {
     fn timed_out(&self, attempts: u32) -> Error {
         Error::RpcTimeout {
-            command: self.command.clone(),
+            command: self.command.to_string(),
             attempts,
             timeout: self.timeout,
         }
@@ -465,7 +504,7 @@ impl Prepared<'_> {
                     number,
                 };
                 (
-                    DIRECT_REPLY_TO.to_owned(),
+                    Cow::Borrowed(DIRECT_REPLY_TO),
                     Wait::Direct {
                         rx,
                         _guard: guard,
@@ -477,7 +516,7 @@ impl Prepared<'_> {
                 let queue = channel.declare_queue(&Queue::server_named()).await?;
                 let consumer = channel.consume(&queue, true).await?;
                 (
-                    queue,
+                    Cow::Owned(queue),
                     Wait::Queue {
                         consumer: Box::new(consumer),
                         channel: channel.clone(),
@@ -528,9 +567,9 @@ enum Wait {
 #[must_use = "the reply is lost unless the handle is awaited"]
 pub struct PendingReply {
     wait: Wait,
-    reply_queue: String,
+    reply_queue: Cow<'static, str>,
     correlation_id: String,
-    command: String,
+    command: Arc<str>,
     timeout: Duration,
     deadline: Instant,
 }
@@ -567,10 +606,11 @@ impl PendingReply {
     /// Waits for the reply until `sleep`, armed for the call's deadline,
     /// ends (a call reuses the timer of its attempt).
     async fn wait_with(self, sleep: Pin<&mut tokio::time::Sleep>) -> Result<Message> {
-        let timed_out = Error::RpcTimeout {
-            command: self.command,
+        let (command, timeout) = (self.command, self.timeout);
+        let timed_out = || Error::RpcTimeout {
+            command: command.to_string(),
             attempts: 1,
-            timeout: self.timeout,
+            timeout,
         };
         match self.wait {
             Wait::Direct {
@@ -605,7 +645,7 @@ impl PendingReply {
                 };
                 tokio::select! {
                     reply = reply => reply.ok_or(Error::Closed("RPC reply consumer")),
-                    () = sleep => Err(timed_out),
+                    () = sleep => Err(timed_out()),
                 }
             }
             Wait::Queue {
@@ -624,7 +664,7 @@ impl PendingReply {
                     Some(Some(Ok(delivery))) => Ok(encoder.decode(&delivery.data)?),
                     Some(Some(Err(e))) => Err(Error::amqp("consume RPC reply", e)),
                     Some(None) => Err(Error::Closed("RPC reply queue")),
-                    None => Err(timed_out),
+                    None => Err(timed_out()),
                 }
             }
         }

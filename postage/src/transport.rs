@@ -81,6 +81,8 @@ pub(crate) struct Link {
     recoveries: AtomicU64,
     /// Wakes whoever waits for the end of a recovery.
     recovered: tokio::sync::Notify,
+    /// Wakes whoever watches for a stalled recovery.
+    stall: tokio::sync::Notify,
 }
 
 impl Link {
@@ -94,6 +96,11 @@ impl Link {
 
     pub(crate) fn stalled(&self) -> bool {
         self.stalled.load(Ordering::Relaxed)
+    }
+
+    /// Resolves when a recovery is found stalled after this call.
+    pub(crate) fn stall_notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.stall.notified()
     }
 
     /// Returns when a recovery ends, or after 50 ms at most (a recovery
@@ -168,6 +175,7 @@ async fn follow(
                 answering_since = None;
             } else if now.duration_since(*answering_since.get_or_insert(now)) >= STALL_GRACE {
                 link.stalled.store(true, Ordering::Relaxed);
+                link.stall.notify_waiters();
                 tracing::error!(
                     %endpoint,
                     down_for = ?since.elapsed(),
