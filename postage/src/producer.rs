@@ -14,7 +14,7 @@ use crate::encoding::{Encoder, JsonEncoder};
 use crate::error::{Error, Result};
 use crate::exchange::Exchange;
 use crate::fingerprint::Fingerprint;
-use crate::message::{IntoMessage, Message, MessageCommand, MessageParts, WireFingerprint};
+use crate::message::{Category, IntoMessage, Message, MessageParts, WireFingerprint};
 use crate::rpc::{ReplyStrategy, RpcCall, RpcSettings, RpcState};
 use crate::transport::{Channel, Connection, OutgoingProperties};
 
@@ -287,9 +287,19 @@ impl Producer {
         }
     }
 
-    /// Sends a command (Python's `message_<name>(parameters)`).
+    /// Sends a command (Python's `message_<name>(parameters)`), encoded
+    /// from its parts (no [`Message`] is built for it).
     pub fn command(&self, name: &str, parameters: impl Into<Value>) -> Publish<'_> {
-        self.send(MessageCommand::new(name, parameters))
+        let parameters = parameters.into();
+        let parts = MessageParts::command(name, Category::Message, &parameters);
+        let body = self.encode_parts(&parts);
+        Publish {
+            producer: self,
+            body: Body::Encoded(body),
+            target: Target::Default,
+            persistent: None,
+            mandatory: None,
+        }
     }
 
     /// Forwards a raw body unchanged (no fingerprint, no re-encoding), with
@@ -297,7 +307,7 @@ impl Producer {
     pub fn forward(&self, body: impl Into<Vec<u8>>) -> Publish<'_> {
         Publish {
             producer: self,
-            body: Body::Raw(body.into()),
+            body: Body::Encoded(Ok(body.into())),
             target: Target::Default,
             persistent: None,
             mandatory: None,
@@ -397,8 +407,10 @@ impl Producer {
 }
 
 enum Body {
+    /// Encoded when sent, with the producer's fingerprint.
     Message(Box<Message>),
-    Raw(Vec<u8>),
+    /// Encoded already (a command from its parts), or forwarded as is.
+    Encoded(Result<Vec<u8>>),
 }
 
 /// A send being prepared; `.await` it to send. Options:
@@ -453,7 +465,7 @@ impl<'a> Publish<'a> {
         let producer = self.producer;
         let body = match self.body {
             Body::Message(message) => producer.encode(*message)?,
-            Body::Raw(body) => body,
+            Body::Encoded(body) => body?,
         };
         let pairs = producer.resolve(self.target).await?;
         let props = OutgoingProperties {
