@@ -89,7 +89,8 @@ pub trait Encoder: Debug + Send + Sync + 'static {
     }
 
     /// Encodes a command or result given by its parts, with `fingerprint`:
-    /// what RPC calls and replies send. The default builds the
+    /// what [`Producer::command`](crate::Producer::command), RPC calls and
+    /// replies send. The default builds the
     /// [`Message`] and calls
     /// [`encode_with_fingerprint`](Encoder::encode_with_fingerprint);
     /// [`JsonEncoder`] writes the parts directly.

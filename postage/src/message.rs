@@ -678,8 +678,9 @@ fn result(kind: &str, value: Value, message: String) -> Message {
 
 /// A command or a result borrowed from its parts, for an [`Encoder`] to
 /// write without a [`Message`] being built and dropped for it: what
-/// [`Producer::rpc`](crate::Producer::rpc) and the
-/// [`Reply`](crate::Reply) methods send.
+/// [`Producer::command`](crate::Producer::command),
+/// [`Producer::rpc`](crate::Producer::rpc) and the [`Reply`](crate::Reply)
+/// methods send.
 ///
 /// [`Encoder`]: crate::Encoder
 ///

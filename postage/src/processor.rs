@@ -385,9 +385,10 @@ impl ReplyTarget {
         self.publish_body(&body).await
     }
 
-    /// Sends an error result saying `text`, logging a failure to send.
-    async fn publish_error(self, text: &str) {
-        if let Err(error) = self.publish_result("error", &Value::Null, text).await {
+    /// Sends a result the processor answers with itself, logging a
+    /// failure to send.
+    async fn answer(self, kind: &str, value: &Value, text: &str) {
+        if let Err(error) = self.publish_result(kind, value, text).await {
             tracing::warn!(%error, "could not send RPC reply");
         }
     }
@@ -494,7 +495,7 @@ impl Drop for Reply {
 
 fn spawn_error_reply(target: ReplyTarget, text: String) {
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        runtime.spawn(async move { target.publish_error(&text).await });
+        runtime.spawn(async move { target.answer("error", &Value::Null, &text).await });
     }
 }
 
@@ -757,10 +758,10 @@ impl<P: Handlers> Processor<P> {
     }
 
     /// Runs until `quit`, `restart`, [`Control`] or the consumer's end. A
-    /// consumer whose health turns [`Health::Failed`](crate::Health::Failed) (its queue deleted,
-    /// its connection's recovery stalled) ends the processor with
-    /// [`Error::ConsumerLost`], so that the program (or its supervisor) can
-    /// act instead of idling.
+    /// consumer whose health turns [`Health::Failed`](crate::Health::Failed)
+    /// (its queue deleted, its connection's recovery stalled) ends the
+    /// processor with [`Error::ConsumerLost`], so that the program (or its
+    /// supervisor) can act instead of idling.
     pub async fn run(self) -> Result<Stop> {
         self.run_until(std::future::pending::<()>()).await
     }
@@ -940,7 +941,7 @@ impl<P: Handlers> Core<P> {
         let Some(i) = self.routes(&message).and_then(|routes| routes.rpc) else {
             tracing::debug!(kind = %message.kind, name = %message.name, "no RPC handler; replying with an error");
             let text = format!("no handler for RPC {} {:?}", message.kind, message.name);
-            target.publish_error(&text).await;
+            target.answer("error", &Value::Null, &text).await;
             finish(&delivery, true).await;
             return;
         };
@@ -977,24 +978,18 @@ impl<P: Handlers> Core<P> {
         if Arc::strong_count(&slot) == 1
             && let Some(target) = slot.take()
         {
-            match outcome {
-                Ok(()) => {
-                    let text = format!(
+            let (kind, value, text) = match outcome {
+                Ok(()) => (
+                    "error",
+                    Value::Null,
+                    format!(
                         "the handler of {:?} finished without replying",
                         slot.command
-                    );
-                    target.publish_error(&text).await;
-                }
-                Err(error) => {
-                    let name = Value::String(error.name);
-                    if let Err(error) = target
-                        .publish_result("exception", &name, &error.message)
-                        .await
-                    {
-                        tracing::warn!(%error, "could not send RPC reply");
-                    }
-                }
-            }
+                    ),
+                ),
+                Err(error) => ("exception", Value::String(error.name), error.message),
+            };
+            target.answer(kind, &value, &text).await;
         }
         finish(&delivery, true).await;
     }
