@@ -17,7 +17,10 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::FutureExt;
 use postage::message::WireFingerprint;
 use postage::processor::{Handler, HandlerError, HandlerFn, HandlerResult};
-use postage::{Content, Encoder, Fingerprint, Handlers, JsonEncoder, Message, MessageCommand};
+use postage::{
+    Category, Content, Encoder, Fingerprint, Handlers, JsonEncoder, Message, MessageCommand,
+    MessageParts,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -120,10 +123,19 @@ fn codec(c: &mut Criterion) {
     c.bench_function("encode", |b| {
         b.iter(|| encoder.encode(black_box(&full)));
     });
-    c.bench_function("producer_build_and_encode", |b| {
+    // What `Producer::send(MessageCommand::new(..))` encodes.
+    c.bench_function("message_build_and_encode", |b| {
         b.iter(|| {
             let message: Message = command().into();
             encoder.encode_with_fingerprint(message, black_box(&fingerprint))
+        });
+    });
+    // What `Producer::command(..)` and `Producer::rpc(..)` encode.
+    c.bench_function("producer_build_and_encode", |b| {
+        b.iter(|| {
+            let parameters = json!({ "text": "quick brown fox", "seq": 7 });
+            let parts = MessageParts::command("bench", Category::Message, &parameters);
+            encoder.encode_parts(&parts, black_box(&fingerprint))
         });
     });
     c.bench_function("decode", |b| {
