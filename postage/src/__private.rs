@@ -57,8 +57,8 @@ fn invalid(error: crate::encoding::DecodeError) -> HandlerError {
 
 /// Replies with what a value-returning RPC handler returned.
 pub fn reply_value<T: IntoReply>(reply: Reply, value: T) -> impl Future<Output = HandlerResult> {
-    let message = value.into_reply();
-    async move { Ok(reply.send(message).await?) }
+    let outcome = value.into_reply();
+    async move { Ok(reply.outcome(outcome).await?) }
 }
 
 /// Replies with what a `Result`-returning RPC handler returned.
@@ -66,11 +66,11 @@ pub fn reply_result<T: IntoReply, E: IntoErrorReply>(
     reply: Reply,
     result: Result<T, E>,
 ) -> impl Future<Output = HandlerResult> {
-    let message = match result {
+    let outcome = match result {
         Ok(value) => value.into_reply(),
         Err(error) => error.into_error_reply(),
     };
-    async move { Ok(reply.send(message).await?) }
+    async move { Ok(reply.outcome(outcome).await?) }
 }
 
 /// A `build_` method's return value, checked to be a message.

@@ -163,23 +163,19 @@ impl Content {
     /// The `parameters` of a command decoded into `T` (a missing
     /// `parameters` key reads as `null`).
     pub fn parameters_as<T: DeserializeOwned>(&self) -> Result<T, DecodeError> {
-        let parameters = match self.0.unparsed() {
-            Some(raw) => serde_json::from_str::<ParametersOf<T>>(raw.get())
-                .map(|of| of.parameters)
-                .map_err(|e| DecodeError::Parameters(e.to_string()))?,
-            None => match self.parameters() {
-                Some(value) => Some(
-                    T::deserialize(value).map_err(|e| DecodeError::Parameters(e.to_string()))?,
-                ),
-                None => None,
-            },
-        };
-        match parameters {
-            Some(parameters) => Ok(parameters),
-            None => {
-                T::deserialize(&Value::Null).map_err(|e| DecodeError::Parameters(e.to_string()))
+        if let Some(raw) = self.0.unparsed()
+            && let Ok(of) = serde_json::from_str::<ParametersOf<T>>(raw.get())
+        {
+            if let Some(parameters) = of.parameters {
+                return Ok(parameters);
             }
+        } else if let Some(value) = self.parameters() {
+            // Parsed already, or not readable from the text as `T` (a
+            // mismatch, a duplicate key): the map decides, and words the
+            // error.
+            return T::deserialize(value).map_err(|e| DecodeError::Parameters(e.to_string()));
         }
+        T::deserialize(&Value::Null).map_err(|e| DecodeError::Parameters(e.to_string()))
     }
 
     /// The content as received, while it was not read as a map.
@@ -573,6 +569,29 @@ pub enum Outcome {
     },
 }
 
+/// The result message saying this outcome.
+///
+/// ```
+/// use postage::message::{Message, MessageResultError, Outcome};
+///
+/// let message = Message::from(Outcome::Error { message: "no".into() });
+/// assert_eq!(message, MessageResultError::new("no").into());
+/// assert_eq!(message.outcome().unwrap(), Outcome::Error { message: "no".into() });
+/// ```
+impl From<Outcome> for Message {
+    fn from(outcome: Outcome) -> Message {
+        match outcome {
+            Outcome::Success { value, message } => {
+                MessageResult::with_message(value, message).into()
+            }
+            Outcome::Error { message } => MessageResultError::new(message).into(),
+            Outcome::Exception { name, message } => {
+                MessageResultException::new(name, message).into()
+            }
+        }
+    }
+}
+
 impl Outcome {
     /// `Ok(value)` for a success, `Err(self)` otherwise.
     pub fn into_value(self) -> Result<Value, Outcome> {
@@ -685,12 +704,11 @@ fn result(kind: &str, value: Value, message: String) -> Message {
 /// [`Encoder`]: crate::Encoder
 ///
 /// ```
-/// use postage::message::{MessageParts, MessageResult, Message};
+/// use postage::message::{Message, MessageParts, MessageResult, Outcome};
 ///
-/// let value = 5.into();
-/// let parts = MessageParts::result("success", &value, "");
+/// let outcome = Outcome::Success { value: 5.into(), message: String::new() };
 /// let message: Message = MessageResult::new(5).into();
-/// assert_eq!(parts.to_message(), message);
+/// assert_eq!(MessageParts::result(&outcome).to_message(), message);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MessageParts<'a> {
@@ -706,20 +724,15 @@ pub struct MessageParts<'a> {
 
 /// The content of [`MessageParts`].
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub enum ContentParts<'a> {
     /// A command's `{"parameters": ...}`.
     Parameters(&'a Value),
     // Not called `Result`: a public item of that name makes rustc spell
     // out `std::result::Result` in its messages.
-    /// A result's `{"type": ..., "value": ..., "message": ...}`.
-    Answer {
-        /// `success`, `error` or `exception`.
-        kind: &'a str,
-        /// The value (the exception's name for an exception).
-        value: &'a Value,
-        /// The text.
-        message: &'a str,
-    },
+    /// A result's `{"type": ..., "value": ..., "message": ...}`, as
+    /// [`Message::outcome`] reads it.
+    Answer(&'a Outcome),
 }
 
 impl<'a> MessageParts<'a> {
@@ -733,19 +746,14 @@ impl<'a> MessageParts<'a> {
         }
     }
 
-    /// A result of this kind (`success`, `error` or `exception`), as
-    /// [`MessageResult`], [`MessageResultError`] and
-    /// [`MessageResultException`] build them.
-    pub fn result(kind: &'a str, value: &'a Value, message: &'a str) -> Self {
+    /// The result saying `outcome`, as [`MessageResult`],
+    /// [`MessageResultError`] and [`MessageResultException`] build it.
+    pub fn result(outcome: &'a Outcome) -> Self {
         MessageParts {
             kind: "result",
             name: "none",
             category: Category::Message,
-            content: ContentParts::Answer {
-                kind,
-                value,
-                message,
-            },
+            content: ContentParts::Answer(outcome),
         }
     }
 
@@ -753,11 +761,7 @@ impl<'a> MessageParts<'a> {
     pub fn to_message(&self) -> Message {
         let content = match self.content {
             ContentParts::Parameters(value) => parameters(value.clone()),
-            ContentParts::Answer {
-                kind,
-                value,
-                message,
-            } => result(kind, value.clone(), message.to_owned()).content,
+            ContentParts::Answer(outcome) => Message::from(outcome.clone()).content,
         };
         Message::new(self.kind, self.name, self.category, content)
     }
@@ -773,15 +777,25 @@ impl Serialize for ContentParts<'_> {
                 map.serialize_entry("parameters", value)?;
                 map.end()
             }
-            ContentParts::Answer {
-                kind,
-                value,
-                message,
-            } => {
+            ContentParts::Answer(outcome) => {
                 let mut map = serializer.serialize_map(Some(3))?;
-                map.serialize_entry("message", message)?;
-                map.serialize_entry("type", kind)?;
-                map.serialize_entry("value", value)?;
+                match outcome {
+                    Outcome::Success { value, message } => {
+                        map.serialize_entry("message", message)?;
+                        map.serialize_entry("type", "success")?;
+                        map.serialize_entry("value", value)?;
+                    }
+                    Outcome::Error { message } => {
+                        map.serialize_entry("message", message)?;
+                        map.serialize_entry("type", "error")?;
+                        map.serialize_entry("value", &Value::Null)?;
+                    }
+                    Outcome::Exception { name, message } => {
+                        map.serialize_entry("message", message)?;
+                        map.serialize_entry("type", "exception")?;
+                        map.serialize_entry("value", name)?;
+                    }
+                }
                 map.end()
             }
         }
@@ -961,11 +975,17 @@ mod tests {
             assert_eq!(parsed.parameters_as::<Option<u8>>().unwrap(), None);
             assert!(parsed.parameters_as::<u8>().is_err());
         }
+        // A mismatch is worded as from the map (no position in the text).
         let message = decoded(r#"{"parameters": "text"}"#);
-        assert!(matches!(
+        assert_eq!(
             message.content.parameters_as::<u8>(),
-            Err(DecodeError::Parameters(_))
-        ));
+            Err(DecodeError::Parameters(
+                "invalid type: string \"text\", expected u8".into()
+            ))
+        );
+        // A duplicate key: the last wins, as in the map (and in Python).
+        let message = decoded(r#"{"parameters": 1, "parameters": 2}"#);
+        assert_eq!(message.content.parameters_as::<u8>(), Ok(2));
     }
 
     #[test]
@@ -1035,12 +1055,24 @@ mod tests {
     fn parts_encode_as_the_message_they_make() {
         let fingerprint = WireFingerprint::from(&Fingerprint::new("parts", "test"));
         let parameters = json!({"text": "h\u{e9}", "seq": 7});
-        let name = Value::String("KeyError".into());
+        let outcomes = [
+            Outcome::Success {
+                value: parameters.clone(),
+                message: String::new(),
+            },
+            Outcome::Error {
+                message: "it failed".into(),
+            },
+            Outcome::Exception {
+                name: "KeyError".into(),
+                message: "missing".into(),
+            },
+        ];
         let all = [
             MessageParts::command("sum", Category::Rpc, &parameters),
-            MessageParts::result("success", &parameters, ""),
-            MessageParts::result("error", &Value::Null, "it failed"),
-            MessageParts::result("exception", &name, "missing"),
+            MessageParts::result(&outcomes[0]),
+            MessageParts::result(&outcomes[1]),
+            MessageParts::result(&outcomes[2]),
         ];
         let built: [Message; 4] = [
             RpcCommand::new("sum", parameters.clone()).into(),

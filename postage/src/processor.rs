@@ -67,7 +67,9 @@ use crate::encoding::{DecodeError, Encoder};
 use crate::error::{Error, Result};
 use crate::exchange::Exchange;
 use crate::fingerprint::Fingerprint;
-use crate::message::{Category, Content, IntoMessage, Message, MessageParts, WireFingerprint};
+use crate::message::{
+    Category, Content, IntoMessage, Message, MessageParts, Outcome, WireFingerprint,
+};
 use crate::producer::BoxFuture;
 use crate::transport::{Channel, Connection, OutgoingProperties};
 
@@ -378,17 +380,17 @@ impl ReplyTarget {
         self.publish_body(&body).await
     }
 
-    /// Sends a result of this kind (`success`, `error`, `exception`).
-    async fn publish_result(self, kind: &str, value: &Value, text: &str) -> Result<()> {
-        let parts = MessageParts::result(kind, value, text);
+    /// Sends the result saying `outcome`.
+    async fn publish_outcome(self, outcome: &Outcome) -> Result<()> {
+        let parts = MessageParts::result(outcome);
         let body = self.encoder.encode_parts(&parts, &self.fingerprint)?;
         self.publish_body(&body).await
     }
 
     /// Sends a result the processor answers with itself, logging a
     /// failure to send.
-    async fn answer(self, kind: &str, value: &Value, text: &str) {
-        if let Err(error) = self.publish_result(kind, value, text).await {
+    async fn answer(self, outcome: Outcome) {
+        if let Err(error) = self.publish_outcome(&outcome).await {
             tracing::warn!(%error, "could not send RPC reply");
         }
     }
@@ -444,35 +446,39 @@ impl Reply {
         }
     }
 
-    /// Sends a success result carrying `value` (as
-    /// [`MessageResult::new`](crate::MessageResult::new) builds it).
+    /// Sends the result saying `outcome`, encoded from its parts (no
+    /// [`Message`] is built for it).
+    pub async fn outcome(self, outcome: Outcome) -> Result<()> {
+        match self.slot.take() {
+            Some(target) => target.publish_outcome(&outcome).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Sends a success result carrying `value`.
     pub async fn success(self, value: impl Into<Value>) -> Result<()> {
-        self.result("success", &value.into(), "").await
+        let value = value.into();
+        self.outcome(Outcome::Success {
+            value,
+            message: String::new(),
+        })
+        .await
     }
 
-    /// Sends an error result (as
-    /// [`MessageResultError::new`](crate::MessageResultError::new) builds it).
+    /// Sends an error result.
     pub async fn error(self, message: impl Into<String>) -> Result<()> {
-        self.result("error", &Value::Null, &message.into()).await
+        let message = message.into();
+        self.outcome(Outcome::Error { message }).await
     }
 
-    /// Sends an exception result (as
-    /// [`MessageResultException::new`](crate::MessageResultException::new)
-    /// builds it).
+    /// Sends an exception result.
     pub async fn exception(
         self,
         name: impl Into<String>,
         message: impl Into<String>,
     ) -> Result<()> {
-        self.result("exception", &Value::String(name.into()), &message.into())
-            .await
-    }
-
-    async fn result(self, kind: &str, value: &Value, text: &str) -> Result<()> {
-        match self.slot.take() {
-            Some(target) => target.publish_result(kind, value, text).await,
-            None => Ok(()),
-        }
+        let (name, message) = (name.into(), message.into());
+        self.outcome(Outcome::Exception { name, message }).await
     }
 }
 
@@ -495,7 +501,7 @@ impl Drop for Reply {
 
 fn spawn_error_reply(target: ReplyTarget, text: String) {
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        runtime.spawn(async move { target.answer("error", &Value::Null, &text).await });
+        runtime.spawn(target.answer(Outcome::Error { message: text }));
     }
 }
 
@@ -941,7 +947,7 @@ impl<P: Handlers> Core<P> {
         let Some(i) = self.routes(&message).and_then(|routes| routes.rpc) else {
             tracing::debug!(kind = %message.kind, name = %message.name, "no RPC handler; replying with an error");
             let text = format!("no handler for RPC {} {:?}", message.kind, message.name);
-            target.answer("error", &Value::Null, &text).await;
+            target.answer(Outcome::Error { message: text }).await;
             finish(&delivery, true).await;
             return;
         };
@@ -978,18 +984,19 @@ impl<P: Handlers> Core<P> {
         if Arc::strong_count(&slot) == 1
             && let Some(target) = slot.take()
         {
-            let (kind, value, text) = match outcome {
-                Ok(()) => (
-                    "error",
-                    Value::Null,
-                    format!(
+            let answer = match outcome {
+                Ok(()) => Outcome::Error {
+                    message: format!(
                         "the handler of {:?} finished without replying",
                         slot.command
                     ),
-                ),
-                Err(error) => ("exception", Value::String(error.name), error.message),
+                },
+                Err(error) => Outcome::Exception {
+                    name: error.name,
+                    message: error.message,
+                },
             };
-            target.answer(kind, &value, &text).await;
+            target.answer(answer).await;
         }
         finish(&delivery, true).await;
     }

@@ -53,9 +53,7 @@ use serde::de::DeserializeOwned;
 use crate::encoding::DecodeError;
 use crate::error::Result;
 use crate::exchange::Exchange;
-use crate::message::{
-    Category, Content, Message, MessageResult, MessageResultError, MessageResultException,
-};
+use crate::message::{Category, Content, Outcome};
 use crate::producer::{Producer, ProducerBuilder};
 use crate::transport::Connection;
 
@@ -261,16 +259,22 @@ impl<T: DeserializeOwned> FromContent for Params<T> {
     note = "return a `Serialize` value or a `Result<T, E>`, or take a `reply: Reply` argument and reply yourself"
 )]
 pub trait IntoReply {
-    /// The reply message: a success result, or an exception result when
-    /// the value cannot be serialized.
-    fn into_reply(self) -> Message;
+    /// The reply: a success carrying the value, or an `EncodeError`
+    /// exception when the value cannot be serialized.
+    fn into_reply(self) -> Outcome;
 }
 
 impl<T: Serialize> IntoReply for T {
-    fn into_reply(self) -> Message {
+    fn into_reply(self) -> Outcome {
         match serde_json::to_value(self) {
-            Ok(value) => MessageResult::new(value).into(),
-            Err(e) => MessageResultException::new("EncodeError", e.to_string()).into(),
+            Ok(value) => Outcome::Success {
+                value,
+                message: String::new(),
+            },
+            Err(e) => Outcome::Exception {
+                name: "EncodeError".into(),
+                message: e.to_string(),
+            },
         }
     }
 }
@@ -283,23 +287,23 @@ impl<T: Serialize> IntoReply for T {
     label = "the error type must implement `Display`, or be `postage::RpcError`"
 )]
 pub trait IntoErrorReply {
-    /// The reply message: an error or exception result.
-    fn into_error_reply(self) -> Message;
+    /// The reply: an error or an exception.
+    fn into_error_reply(self) -> Outcome;
 }
 
 impl<E: fmt::Display> IntoErrorReply for E {
-    fn into_error_reply(self) -> Message {
-        MessageResultError::new(self.to_string()).into()
+    fn into_error_reply(self) -> Outcome {
+        Outcome::Error {
+            message: self.to_string(),
+        }
     }
 }
 
 impl IntoErrorReply for RpcError {
-    fn into_error_reply(self) -> Message {
+    fn into_error_reply(self) -> Outcome {
         match self {
-            RpcError::Error(message) => MessageResultError::new(message).into(),
-            RpcError::Exception { name, message } => {
-                MessageResultException::new(name, message).into()
-            }
+            RpcError::Error(message) => Outcome::Error { message },
+            RpcError::Exception { name, message } => Outcome::Exception { name, message },
         }
     }
 }
