@@ -228,57 +228,54 @@ impl Serialize for Content {
 
 impl<'de> Deserialize<'de> for Content {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let content = LazyObject::deserialize(d, "content")?;
-        // Kept as text, the content is not parsed yet: refuse here what the
-        // parser would refuse inside the message, so that a message whose
-        // content cannot be read is rejected at once, not in a handler.
+        let mut content = LazyObject::deserialize(d, "content")?;
+        // The text is valid JSON, but the parser accepts in text it skips
+        // what it refuses in text it reads into a map. Where the text could
+        // hold such a thing, it is read into a map at once, so that a
+        // message whose content cannot be read is refused here, as it
+        // always was, and never reaches a handler with its content empty.
         if let Some(raw) = &content.raw
-            && nests_deeper_than(raw.get(), MAX_CONTENT_NESTING)
+            && may_not_parse(raw.get())
         {
-            return Err(serde::de::Error::custom(format!(
-                "content nests deeper than {MAX_CONTENT_NESTING} levels"
-            )));
+            let map: Map<String, Value> = serde_json::from_str(raw.get())
+                .map_err(|e| serde::de::Error::custom(format!("content: {e}")))?;
+            content.map = OnceLock::from(map);
         }
         Ok(Content(content))
     }
 }
 
-/// The deepest content a message can carry: serde_json's recursion limit
-/// (128) less the message object around it.
-const MAX_CONTENT_NESTING: usize = 127;
-
-/// Do arrays and objects nest deeper than `limit` in this (valid) JSON?
-fn nests_deeper_than(json: &str, limit: usize) -> bool {
-    // Fewer brackets than the limit cannot nest past it: one quick count
-    // settles nearly every message.
-    let opening = json.bytes().filter(|&b| b == b'{' || b == b'[').count();
-    if opening <= limit {
-        return false;
+/// Could this valid JSON text hold what the parser skips but does not
+/// read into a map: nesting past its recursion limit (128), a `\u` escape
+/// in the surrogate range (a lone surrogate), or a number out of range (an
+/// exponent, or more than 300 digits in a row)? False only when none can
+/// be there; some texts that are fine say true and are parsed at once (a
+/// digit before an `e` inside a string, as in Python's `\u00e9`).
+fn may_not_parse(json: &str) -> bool {
+    let bytes = json.as_bytes();
+    let brackets = bytes.iter().filter(|&&b| b == b'{' || b == b'[').count();
+    if brackets >= 128 {
+        return true;
     }
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for b in json.bytes() {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'{' | b'[' => {
-                depth += 1;
-                if depth > limit {
-                    return true;
-                }
-            }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    false
+    let surrogate = json.match_indices('\\').any(|(i, _)| {
+        matches!(
+            bytes.get(i + 1..i + 4),
+            Some([b'u', b'd' | b'D', b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F'])
+        )
+    });
+    let exponent = || {
+        ['e', 'E'].into_iter().any(|e| {
+            json.match_indices(e)
+                .any(|(i, _)| i > 0 && bytes[i - 1].is_ascii_digit())
+        })
+    };
+    let long_number = || {
+        bytes.len() > 300
+            && bytes
+                .split(|b| !b.is_ascii_digit())
+                .any(|digits| digits.len() > 300)
+    };
+    surrogate || exponent() || long_number()
 }
 
 /// A message's `fingerprint` field: the sender's fingerprint in map form.
@@ -989,30 +986,52 @@ mod tests {
     }
 
     #[test]
-    fn content_nested_past_the_limit_is_refused_at_decoding() {
+    fn content_the_parser_cannot_read_is_refused_at_decoding() {
         let nested = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
-        // The content object is one level; 127 in all is the most.
-        let deepest = format!(r#"{{"p":{}}}"#, nested(MAX_CONTENT_NESTING - 1));
-        let message = decoded(&deepest);
-        assert_eq!(message.content.len(), 1);
-        let body = format!(
-            r#"{{"type":"command","name":"echo","category":"message","content":{{"p":{}}}}}"#,
-            nested(MAX_CONTENT_NESTING)
-        );
-        assert!(matches!(
-            JsonEncoder.decode(body.as_bytes()),
-            Err(DecodeError::Malformed(reason)) if reason.contains("nests deeper")
+        let long = "9".repeat(400);
+        // Each of these is valid JSON the parser skips without complaint
+        // but refuses to read into a map: the message must fail to decode,
+        // as when its content was read into a map at once.
+        let refused = [
+            format!(r#"{{"p":{}}}"#, nested(200)),
+            r#"{"p": 1e400}"#.to_owned(),
+            r#"{"p": -2.5E+999}"#.to_owned(),
+            format!(r#"{{"p": {long}}}"#),
+            r#"{"p": "\ud800"}"#.to_owned(),
+            r#"{"p": "x\uDC00y"}"#.to_owned(),
+        ];
+        for content in &refused {
+            let body = format!(
+                r#"{{"type":"command","name":"echo","category":"message","content":{content}}}"#
+            );
+            let whole = serde_json::from_str::<Value>(&body);
+            assert!(whole.is_err(), "{content}: the parser reads it");
+            assert!(
+                matches!(
+                    JsonEncoder.decode(body.as_bytes()),
+                    Err(DecodeError::Malformed(_))
+                ),
+                "{content}: decoded"
+            );
+        }
+        // Look-alikes that are fine are read, from the text or the map.
+        let fine = [
+            format!(r#"{{"p":{}}}"#, nested(100)),
+            r#"{"p": 1e300, "q": "1e400", "r": "\u00e9\ud83d\ude00"}"#.to_owned(),
+            format!(r#"{{"p": "{long}", "q": 12345678901234567890123}}"#),
+            format!(r#"{{"p": "{}"}}"#, "[{".repeat(200)),
+        ];
+        for content in &fine {
+            let message = decoded(content);
+            let expected = serde_json::from_str::<Map<String, Value>>(content).unwrap();
+            assert_eq!(*message.content, expected, "{content}");
+        }
+        assert!(!may_not_parse(
+            r#"{"parameters": {"text": "quick brown fox", "seq": 7}}"#
         ));
-        // Brackets inside strings do not count.
-        let many = format!(r#"{{"p":"{}"}}"#, "[{".repeat(200));
-        assert!(!nests_deeper_than(&many, MAX_CONTENT_NESTING));
-        assert_eq!(
-            decoded(&many).content["p"].as_str().map(str::len),
-            Some(400)
-        );
-        assert!(nests_deeper_than(&nested(5), 3));
-        assert!(!nests_deeper_than(&nested(3), 3));
-        assert!(!nests_deeper_than(r#"["\\", "\"[[[[", [[]]]"#, 3));
+        assert!(!may_not_parse(r#"{"text": "a\"b\\c\n\u00f1"}"#));
+        // A false alarm: Python's escape of é looks like an exponent.
+        assert!(may_not_parse(r#"{"text": "caf\u00e9"}"#));
     }
 
     #[test]
