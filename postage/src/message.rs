@@ -254,10 +254,9 @@ impl<'de> Deserialize<'de> for Content {
 /// `\ud` escape, as in the surrogate pairs of an emoji).
 fn may_not_parse(json: &str) -> bool {
     let bytes = json.as_bytes();
-    // One pass over each byte with the two after it, without early exits
-    // or branches, so that it compiles to vector instructions: a scan, not
-    // a parse. (The last two bytes, `}` and the one before it, cannot start
-    // anything that matters.)
+    // One pass over each byte with the two after it, without early exits:
+    // a scan, not a parse (a few instructions per byte). The last two
+    // bytes, `}` and the one before it, cannot start anything that matters.
     let (brackets, exponent, surrogate) = bytes
         .iter()
         .zip(bytes.get(1..).unwrap_or_default())
