@@ -417,9 +417,6 @@ struct Shared {
     link: Arc<Link>,
 }
 
-/// One queue's deliveries, decoded.
-type QueueStream = Pin<Box<dyn Stream<Item = Delivery> + Send>>;
-
 struct State {
     /// Hands the streams of queues bound at run time to the [`Consumer`];
     /// `None` once stopped.
@@ -727,30 +724,61 @@ impl<S: Stream + Unpin> Stream for Queues<S> {
 }
 
 /// One queue's deliveries, decoded; rides out connection recovery and
-/// reports a consumer that is lost.
+/// reports a consumer that is lost. Written out rather than built with
+/// `stream::unfold`, which moves its state in and out of a fresh future for
+/// every delivery.
+struct QueueStream {
+    shared: Arc<Shared>,
+    raw: RawConsumer,
+    queue: Arc<str>,
+    /// Waiting for the connection to recover after an error; resolves to
+    /// whether the queue's consumer is back.
+    recovering: Option<Pin<Box<dyn Future<Output = bool> + Send>>>,
+    ended: bool,
+}
+
 fn queue_stream(shared: Arc<Shared>, raw: RawConsumer, queue: Arc<str>) -> QueueStream {
-    Box::pin(futures_util::stream::unfold(
-        (shared, raw, queue),
-        |(shared, mut raw, queue)| async move {
-            loop {
-                match raw.next().await {
-                    Some(Ok(delivery)) => {
-                        let delivery = shared.delivery(delivery, &queue);
-                        return Some((delivery, (shared, raw, queue)));
-                    }
-                    Some(Err(error)) => {
-                        if !shared.ride_out(&queue, error).await {
-                            return None;
-                        }
-                    }
-                    None => {
-                        shared.cancelled(&queue);
-                        return None;
-                    }
+    QueueStream {
+        shared,
+        raw,
+        queue,
+        recovering: None,
+        ended: false,
+    }
+}
+
+impl Stream for QueueStream {
+    type Item = Delivery;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(recovering) = &mut this.recovering {
+                let back = std::task::ready!(recovering.as_mut().poll(cx));
+                this.recovering = None;
+                this.ended = !back;
+            }
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            match std::task::ready!(this.raw.poll_next_unpin(cx)) {
+                Some(Ok(delivery)) => {
+                    return Poll::Ready(Some(this.shared.delivery(delivery, &this.queue)));
+                }
+                Some(Err(error)) => {
+                    let (shared, queue) = (this.shared.clone(), this.queue.clone());
+                    this.recovering =
+                        Some(Box::pin(
+                            async move { shared.ride_out(&queue, error).await },
+                        ));
+                }
+                None => {
+                    this.shared.cancelled(&this.queue);
+                    this.ended = true;
                 }
             }
-        },
-    ))
+        }
+    }
 }
 
 impl Shared {
