@@ -772,7 +772,7 @@ async fn lapin_publish(ctx: &Ctx<'_>, confirms: bool) -> Res<Timed> {
         check_confirm(pending.next().await)?;
     }
     let end = Snapshot::now();
-    connection.close(200, "OK".into()).await?;
+    lapin_close(&connection).await;
     Ok(Timed::new(start, end))
 }
 
@@ -861,6 +861,16 @@ async fn lapin_consumer_loop(
     Ok(())
 }
 
+/// Closes a lapin side's connection once its work is measured. lapin may
+/// still be closing a channel whose consumer was just dropped, and then
+/// fails the close with `InvalidChannelState(Closing)`: that says nothing
+/// about the run, so it is reported, not fatal.
+async fn lapin_close(connection: &lapin::Connection) {
+    if let Err(error) = connection.close(200, "OK".into()).await {
+        eprintln!("postage-bench: closing the lapin connection: {error}");
+    }
+}
+
 async fn lapin_consume(ctx: &Ctx<'_>) -> Res<Timed> {
     let connection = lapin_connect(&ctx.args.url).await?;
     let counter = Counter::new(ctx.n);
@@ -874,7 +884,7 @@ async fn lapin_consume(ctx: &Ctx<'_>) -> Res<Timed> {
     )
     .await?;
     let end = Snapshot::now();
-    connection.close(200, "OK".into()).await?;
+    lapin_close(&connection).await;
     Ok(Timed::new(start, end))
 }
 
@@ -1012,7 +1022,7 @@ async fn lapin_pipe(ctx: &Ctx<'_>) -> Res<Timed> {
         stop.notify_one();
         timed.extra = soak_report(rss_start, ctx.n, &task.await?);
     }
-    connection.close(200, "OK".into()).await?;
+    lapin_close(&connection).await;
     Ok(timed)
 }
 
@@ -1285,8 +1295,8 @@ async fn lapin_rpc(ctx: &Ctx<'_>, parallel: bool) -> Res<Timed> {
         let end = Snapshot::now();
         (start, end, latencies)
     };
-    connection.close(200, "OK".into()).await?;
-    server_connection.close(200, "OK".into()).await?;
+    lapin_close(&connection).await;
+    lapin_close(&server_connection).await;
     let _ = server.await;
     let mut timed = Timed::new(latencies.0, latencies.1);
     timed.latencies = latencies.2;
