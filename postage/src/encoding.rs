@@ -3,11 +3,8 @@
 use std::fmt::Debug;
 
 use serde::Serialize;
-use serde_json::{Map, Value};
 
-use crate::message::{
-    Category, Content, ContentParts, Message, MessageParts, VERSION, WireFingerprint,
-};
+use crate::message::{Category, Message, MessageParts, VERSION, WireFingerprint};
 
 /// Why a body could not be read as a message. Every variant says what is
 /// wrong in words fit for a log line.
@@ -103,34 +100,20 @@ pub trait Encoder: Debug + Send + Sync + 'static {
     }
 }
 
-/// A [`Message`] with a borrowed fingerprint; serializes exactly as
-/// `Message` does (same keys, same order).
+/// A message with a borrowed fingerprint, its content `C` and `_reserved`
+/// field `R` borrowed or built from parts; serializes exactly as
+/// [`Message`] does (same keys, same order).
 #[derive(Serialize)]
-struct MessageView<'a> {
+struct MessageView<'a, C, R> {
     #[serde(rename = "type")]
     kind: &'a str,
     name: &'a str,
     category: Category,
     version: &'a str,
     fingerprint: &'a WireFingerprint,
-    content: &'a Content,
+    content: C,
     #[serde(rename = "_reserved")]
-    reserved: &'a Map<String, Value>,
-}
-
-/// [`MessageParts`] with a fingerprint; serializes exactly as the
-/// `Message` they make does.
-#[derive(Serialize)]
-struct PartsView<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    name: &'a str,
-    category: Category,
-    version: &'a str,
-    fingerprint: &'a WireFingerprint,
-    content: ContentParts<'a>,
-    #[serde(rename = "_reserved")]
-    reserved: Empty,
+    reserved: R,
 }
 
 /// An empty object.
@@ -183,7 +166,7 @@ impl Encoder for JsonEncoder {
         parts: &MessageParts<'_>,
         fingerprint: &WireFingerprint,
     ) -> Result<Vec<u8>, EncodeError> {
-        to_body(&PartsView {
+        to_body(&MessageView {
             kind: parts.kind,
             name: parts.name,
             category: parts.category,
@@ -219,6 +202,7 @@ fn classify(body: &[u8], error: &serde_json::Error) -> DecodeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Map;
 
     #[test]
     fn encoding_with_a_fingerprint_matches_setting_it() {
