@@ -147,8 +147,9 @@ impl LazyObject {
 #[derive(Clone, Default)]
 pub struct Content(LazyObject);
 
-/// The `parameters` of a content object, read straight from its text.
-#[derive(Deserialize)]
+/// The `parameters` of a content object: read straight from its text, or
+/// written from parts.
+#[derive(Deserialize, Serialize)]
 struct ParametersOf<T> {
     #[serde(default = "Option::default")]
     parameters: Option<T>,
@@ -790,34 +791,42 @@ impl<'a> MessageParts<'a> {
 /// Writes the content as the equivalent map would be written (keys sorted).
 impl Serialize for ContentParts<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
         match *self {
-            ContentParts::Parameters(value) => {
-                let mut map = serializer.serialize_map(Some(1))?;
-                map.serialize_entry("parameters", value)?;
-                map.end()
+            ContentParts::Parameters(parameters) => ParametersOf {
+                parameters: Some(parameters),
             }
-            ContentParts::Answer(outcome) => {
-                let mut map = serializer.serialize_map(Some(3))?;
-                match outcome {
-                    Outcome::Success { value, message } => {
-                        map.serialize_entry("message", message)?;
-                        map.serialize_entry("type", "success")?;
-                        map.serialize_entry("value", value)?;
-                    }
-                    Outcome::Error { message } => {
-                        map.serialize_entry("message", message)?;
-                        map.serialize_entry("type", "error")?;
-                        map.serialize_entry("value", &Value::Null)?;
-                    }
-                    Outcome::Exception { name, message } => {
-                        map.serialize_entry("message", message)?;
-                        map.serialize_entry("type", "exception")?;
-                        map.serialize_entry("value", name)?;
-                    }
+            .serialize(serializer),
+            ContentParts::Answer(outcome) => match outcome {
+                Outcome::Success { value, message } => {
+                    AnswerView::new("success", value, message).serialize(serializer)
                 }
-                map.end()
-            }
+                Outcome::Error { message } => {
+                    AnswerView::new("error", &Value::Null, message).serialize(serializer)
+                }
+                Outcome::Exception { name, message } => {
+                    AnswerView::new("exception", name, message).serialize(serializer)
+                }
+            },
+        }
+    }
+}
+
+/// A result's content, its keys in the order of the equivalent map
+/// (sorted).
+#[derive(Serialize)]
+struct AnswerView<'a, V> {
+    message: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    value: &'a V,
+}
+
+impl<'a, V> AnswerView<'a, V> {
+    fn new(kind: &'a str, value: &'a V, message: &'a str) -> Self {
+        AnswerView {
+            message,
+            kind,
+            value,
         }
     }
 }

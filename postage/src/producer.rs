@@ -278,13 +278,7 @@ impl Producer {
     /// Sends any message (the producer's fingerprint replaces the
     /// message's). Await the returned builder, after setting options.
     pub fn send(&self, message: impl IntoMessage) -> Publish<'_> {
-        Publish {
-            producer: self,
-            body: Body::Message(Box::new(message.into_message())),
-            target: Target::Default,
-            persistent: None,
-            mandatory: None,
-        }
+        self.publish(Body::Message(Box::new(message.into_message())))
     }
 
     /// Sends a command (Python's `message_<name>(parameters)`), encoded
@@ -293,25 +287,13 @@ impl Producer {
         let parameters = parameters.into();
         let parts = MessageParts::command(name, Category::Message, &parameters);
         let body = self.encode_parts(&parts);
-        Publish {
-            producer: self,
-            body: Body::Encoded(body),
-            target: Target::Default,
-            persistent: None,
-            mandatory: None,
-        }
+        self.publish(Body::Encoded(body))
     }
 
     /// Forwards a raw body unchanged (no fingerprint, no re-encoding), with
     /// the encoder's content type.
     pub fn forward(&self, body: impl Into<Vec<u8>>) -> Publish<'_> {
-        Publish {
-            producer: self,
-            body: Body::Encoded(Ok(body.into())),
-            target: Target::Default,
-            persistent: None,
-            mandatory: None,
-        }
+        self.publish(Body::Encoded(Ok(body.into())))
     }
 
     /// Calls an RPC command and waits for its reply (Python's
@@ -377,6 +359,17 @@ impl Producer {
             .inner
             .encoder
             .encode_with_fingerprint(message, &self.inner.wire_fingerprint)?)
+    }
+
+    /// A send of `body` to the default pairs, with the producer's options.
+    fn publish(&self, body: Body) -> Publish<'_> {
+        Publish {
+            producer: self,
+            body,
+            target: Target::Default,
+            persistent: None,
+            mandatory: None,
+        }
     }
 
     pub(crate) fn encode_parts(&self, parts: &MessageParts<'_>) -> Result<Vec<u8>> {
