@@ -8,13 +8,12 @@ use std::future::Future;
 
 pub use crate::message::{Category, IntoMessage};
 pub use crate::processor::{Handler, HandlerFuture, HandlerResult, IntoHandlerResult};
-pub use crate::producer::{Producer, Publish};
+pub use crate::producer::{ApiParam, MessageApi, Producer, ProducerSpec, Publish};
 pub use crate::rpc::RpcCall;
-pub use crate::typed::{ApiParam, MessageApi, ProducerSpec};
 
-use crate::message::Content;
-use crate::processor::{HandlerError, Reply};
-use crate::typed::{FromContent, IntoErrorReply, IntoReply};
+use crate::error::Chain;
+use crate::message::{Content, ContentError};
+use crate::processor::{FromContent, HandlerError, IntoErrorReply, IntoReply, Reply};
 
 /// Boxes a handler's future.
 pub fn boxed(future: impl Future<Output = HandlerResult> + Send + 'static) -> HandlerFuture {
@@ -51,8 +50,8 @@ pub fn rpc_params<A: FromContent>(
     }
 }
 
-fn invalid(error: crate::encoding::DecodeError) -> HandlerError {
-    HandlerError::new("InvalidParameters", error.to_string())
+fn invalid(error: ContentError) -> HandlerError {
+    HandlerError::new("InvalidParameters", Chain(&error).to_string())
 }
 
 /// Replies with what a value-returning RPC handler returned.

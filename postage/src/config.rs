@@ -425,8 +425,15 @@ impl Config {
         self.heartbeat
     }
 
-    pub(crate) fn connection_name(&self) -> Option<&str> {
-        self.connection_name.as_deref()
+    /// The name the broker shows for the connection: the one set, or the
+    /// program's file name.
+    pub(crate) fn client_name(&self) -> String {
+        self.connection_name.clone().unwrap_or_else(|| {
+            std::env::args()
+                .next()
+                .and_then(|a| a.rsplit('/').next().map(str::to_owned))
+                .unwrap_or_else(|| "postage".into())
+        })
     }
 }
 

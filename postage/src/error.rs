@@ -1,15 +1,25 @@
-//! The one error type of the runtime, and its `Result` alias.
+//! The one error type of the runtime, its `Result` alias, and [`Report`],
+//! which prints an error with its causes as one sentence.
 
+use std::fmt;
 use std::time::Duration;
 
 use crate::config::ConfigError;
 use crate::encoding::{DecodeError, EncodeError};
+use crate::message::ContentError;
+
+/// A cause of any type, kept as an error's
+/// [`source`](std::error::Error::source).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong in Postage.
 ///
-/// Errors coming from the broker carry the AMQP operation that failed. No
-/// variant ever contains a password: connection settings appear in their
-/// redacted form only.
+/// Each variant's text says what failed at its own level; what caused it
+/// is its [`source`](std::error::Error::source). [`Error::report`] (or a
+/// [`Report`]) prints the whole chain as one sentence. No variant ever
+/// contains a password: connection settings appear in their redacted form
+/// only, and no dependency's type is part of the API (broker errors are
+/// kept as boxed causes).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -17,18 +27,19 @@ pub enum Error {
     #[error(transparent)]
     Config(#[from] ConfigError),
 
-    /// The broker could not be reached or refused the connection.
-    #[error("cannot connect to RabbitMQ at {endpoint}: {source}")]
+    /// The broker could not be reached or refused the connection (a login
+    /// refused, a TLS handshake failed).
+    #[error("cannot connect to RabbitMQ at {endpoint}")]
     Connect {
         /// Where we tried to connect, without the password.
         endpoint: String,
-        /// What lapin reported.
+        /// What the AMQP client reported.
         #[source]
-        source: lapin::Error,
+        source: BoxError,
     },
 
     /// Nothing answered at the broker's address.
-    #[error("RabbitMQ is not reachable at {endpoint}: {source}")]
+    #[error("RabbitMQ is not reachable at {endpoint}")]
     Unreachable {
         /// Where we tried to connect, without the password.
         endpoint: String,
@@ -38,13 +49,17 @@ pub enum Error {
     },
 
     /// An AMQP operation failed.
-    #[error("AMQP {operation} failed: {source}")]
+    #[error("AMQP {operation} failed")]
     Amqp {
-        /// The operation, e.g. `queue.declare events`.
+        /// The operation, e.g. `queue.declare "events"`.
         operation: String,
-        /// What lapin reported.
+        /// The broker's reply code when the broker refused the operation
+        /// and closed the channel or connection (404 `NOT_FOUND`, 405
+        /// `RESOURCE_LOCKED`, 406 `PRECONDITION_FAILED`, ...).
+        reply_code: Option<u16>,
+        /// What the AMQP client reported.
         #[source]
-        source: lapin::Error,
+        source: BoxError,
     },
 
     /// A message could not be encoded.
@@ -54,6 +69,11 @@ pub enum Error {
     /// A body could not be decoded into a message.
     #[error(transparent)]
     Decode(#[from] DecodeError),
+
+    /// A message's content is not what was asked of it (parameters that do
+    /// not fit, a message that is not a result).
+    #[error(transparent)]
+    Content(#[from] ContentError),
 
     /// The broker answered a publish with a negative acknowledgement.
     #[error("the broker refused (nack) the message sent to exchange {exchange:?} with key {key:?}")]
@@ -77,6 +97,34 @@ pub enum Error {
         reply: String,
     },
 
+    /// The broker did not confirm a publish in time: the connection was
+    /// lost and did not come back within the recovery timeout.
+    #[error(
+        "no publisher confirmation came for the message sent to exchange {exchange:?} with key {key:?} within {timeout:?}"
+    )]
+    Unconfirmed {
+        /// The exchange published to.
+        exchange: String,
+        /// The routing key used.
+        key: String,
+        /// How long the confirmation was awaited.
+        timeout: Duration,
+    },
+
+    /// A publish was interrupted by lost connections too many times in a
+    /// row.
+    #[error(
+        "publishing to exchange {exchange:?} with key {key:?} was interrupted by a lost connection {attempts} times in a row"
+    )]
+    PublishInterrupted {
+        /// The exchange published to.
+        exchange: String,
+        /// The routing key used.
+        key: String,
+        /// How many times it was sent.
+        attempts: u32,
+    },
+
     /// A send had nowhere to go: the producer has no (exchange, key) pair.
     #[error("nowhere to send: the producer has no (exchange, routing key) pair")]
     NoDestination,
@@ -96,8 +144,16 @@ pub enum Error {
         timeout: Duration,
     },
 
+    /// The reply of an RPC call can no longer arrive: the consumer of its
+    /// reply queue ended (a channel or connection lost for good).
+    #[error("the reply to RPC {command:?} cannot arrive: its reply consumer ended")]
+    ReplyLost {
+        /// The command called.
+        command: String,
+    },
+
     /// An operating-system operation failed.
-    #[error("cannot {what}: {source}")]
+    #[error("cannot {what}")]
     Io {
         /// What was attempted.
         what: &'static str,
@@ -105,6 +161,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    /// A queue was bound on a consumer that was stopped.
+    #[error("the consumer is stopped: no queue can be added to it")]
+    ConsumerStopped,
 
     /// A processor's consumer was lost and could not be restored.
     #[error("the processor's consumer was lost: {0}")]
@@ -114,27 +174,40 @@ pub enum Error {
     /// were aborted.
     #[error("shutdown did not finish within {0:?}; the remaining tasks were aborted")]
     ShutdownTimeout(Duration),
-
-    /// The connection or channel is closed (after `close`, `quit` or a
-    /// failed recovery).
-    #[error("the AMQP {0} is closed")]
-    Closed(&'static str),
 }
 
 /// `Result` with [`Error`] as its error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub(crate) fn amqp(operation: impl Into<String>, source: lapin::Error) -> Self {
-        Error::Amqp {
-            operation: operation.into(),
-            source,
-        }
-    }
-
     /// Is this an RPC timeout?
     pub fn is_timeout(&self) -> bool {
         matches!(self, Error::RpcTimeout { .. })
+    }
+
+    /// The broker's reply code, when the broker refused an operation (404
+    /// `NOT_FOUND`, 405 `RESOURCE_LOCKED`, 406 `PRECONDITION_FAILED`, ...).
+    pub fn reply_code(&self) -> Option<u16> {
+        match self {
+            Error::Amqp { reply_code, .. } => *reply_code,
+            _ => None,
+        }
+    }
+
+    /// The error and its causes as one sentence, for a log line or a
+    /// terminal: `AMQP queue.declare "jobs" failed: PRECONDITION_FAILED - ...`.
+    ///
+    /// ```
+    /// use postage::{Config, Error};
+    ///
+    /// let error = Error::from(Config::from_url("http://example.com").unwrap_err());
+    /// assert_eq!(
+    ///     error.report().to_string(),
+    ///     "invalid URL: unsupported scheme \"http\" (expected amqp or amqps)"
+    /// );
+    /// ```
+    pub fn report(&self) -> impl fmt::Display + '_ {
+        Chain(self)
     }
 
     /// The exception result Python Postage would produce for this error:
@@ -147,14 +220,122 @@ impl Error {
             Error::Amqp { .. } => "AMQPError",
             Error::Encode(_) => "EncodeError",
             Error::Decode(_) => "DecodeError",
+            Error::Content(_) => "ContentError",
             Error::Nacked { .. } => "NackError",
             Error::Unroutable { .. } => "UnroutableError",
+            Error::Unconfirmed { .. } | Error::PublishInterrupted { .. } => "PublishError",
             Error::NoDestination => "NoDestinationError",
+            Error::ReplyLost { .. } => "ReplyLostError",
             Error::Io { .. } => "OSError",
+            Error::ConsumerStopped => "ClosedError",
             Error::ShutdownTimeout(_) => "ShutdownTimeout",
             Error::ConsumerLost(_) => "ConsumerLost",
-            Error::Closed(_) => "ClosedError",
         };
-        crate::message::MessageResultException::new(name, self.to_string())
+        crate::message::MessageResultException::new(name, self.report().to_string())
+    }
+}
+
+/// An error and its causes, written `error: cause: cause's cause`.
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(error) = cause {
+            write!(f, ": {error}")?;
+            cause = error.source();
+        }
+        Ok(())
+    }
+}
+
+/// Any error with its causes, printed as one sentence by both `Display`
+/// and `Debug`: return it from `main` and a failure reads as
+/// `Error: RabbitMQ is not reachable at amqp://guest@127.0.0.1:5672/%2f:
+/// Connection refused (os error 111)` instead of a nest of structs.
+///
+/// `?` converts every error into it, as with `anyhow::Error`; it is not an
+/// error type itself (that is what lets `?` convert all of them).
+///
+/// ```no_run
+/// #[tokio::main]
+/// async fn main() -> Result<(), postage::Report> {
+///     let connection = postage::Connection::from_env().await?;
+///     connection.close().await?;
+///     Ok(())
+/// }
+/// ```
+pub struct Report(BoxError);
+
+impl Report {
+    /// The error reported.
+    pub fn error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+
+    /// Takes the error out.
+    pub fn into_inner(self) -> BoxError {
+        self.0
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for Report {
+    fn from(error: E) -> Self {
+        Report(Box::new(error))
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&Chain(&*self.0), f)
+    }
+}
+
+impl fmt::Debug for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&Chain(&*self.0), f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_is_the_error_and_its_causes_in_one_sentence() {
+        let error = Error::Unreachable {
+            endpoint: "amqp://guest@127.0.0.1:1/%2f".into(),
+            source: std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused"),
+        };
+        let expected = "RabbitMQ is not reachable at amqp://guest@127.0.0.1:1/%2f: refused";
+        assert_eq!(error.report().to_string(), expected);
+        let report = Report::from(error);
+        assert_eq!(report.to_string(), expected);
+        assert_eq!(format!("{report:?}"), expected);
+        assert!(report.error().source().is_some());
+        // A transparent variant reports its own chain once.
+        let decode = Error::from(DecodeError::Syntax(std::sync::Arc::new(
+            serde_json::from_str::<serde_json::Value>("{").unwrap_err(),
+        )));
+        assert_eq!(
+            decode.report().to_string(),
+            "the body is not valid JSON: EOF while parsing an object at line 1 column 1"
+        );
+    }
+
+    #[test]
+    fn result_messages_name_the_error_as_python_postage() {
+        let timeout = Error::RpcTimeout {
+            command: "sum".into(),
+            attempts: 2,
+            timeout: Duration::from_secs(1),
+        };
+        let message: crate::message::Message = timeout.to_result_message().into();
+        assert_eq!(message.content["value"], "TimeoutError");
+        assert_eq!(
+            Error::ConsumerStopped.to_result_message().content["value"],
+            "ClosedError"
+        );
     }
 }

@@ -15,12 +15,18 @@
 //! | [`fingerprint`] | [`Fingerprint`]: who a component is |
 //! | [`message`] | [`Message`] and its kinds |
 //! | [`encoding`] | [`Encoder`], [`JsonEncoder`] |
-//! | [`exchange`] | [`Exchange`] declarations |
-//! | [`producer`](mod@producer) | [`Producer`] and its send builder |
+//! | [`topology`] | [`Exchange`], [`Queue`], [`Binding`]: declarations as values |
+//! | [`producer`](mod@producer) | [`Producer`], its send builder, [`ProducerSpec`] of `#[producer]` |
 //! | [`rpc`] | RPC calls: reply strategies, timeouts, retries |
-//! | [`consumer`] | [`Consumer`], [`Queue`], bindings, prefetch |
-//! | [`processor`](mod@processor) | [`Processor`], handler tables, replies, `quit` / `restart` |
-//! | [`scheduler`] | [`Scheduler`]: many processors, signals, graceful shutdown |
+//! | [`consumer`] | [`Consumer`], deliveries, prefetch |
+//! | [`processor`](mod@processor) | [`Processor`], handler tables, extractors, replies, `quit` / `restart` |
+//! | [`scheduler`] | [`Scheduler`]: many processors, signals, graceful shutdown, restart |
+//! | [`error`] | [`Error`], [`Report`] |
+//!
+//! Everything that talks to the broker goes through one internal seam
+//! (`transport`): the AMQP backend behind it is the only code that knows
+//! the AMQP client library. Postage runs on Unix (Linux, macOS): signals
+//! and restarting in place use Unix APIs.
 //!
 //! ## Sending and receiving by hand
 //!
@@ -30,7 +36,7 @@
 //! const ECHO: Exchange = Exchange::direct("echo-exchange");
 //!
 //! #[tokio::main]
-//! async fn main() -> postage::Result<()> {
+//! async fn main() -> Result<(), postage::Report> {
 //!     // POSTAGE_URL, or POSTAGE_HOST / _PORT / _VHOST / _USER / _PASSWORD.
 //!     let connection = Connection::from_env().await?;
 //!
@@ -55,7 +61,8 @@
 //!     assert_eq!(message.sender().name.as_deref(), Some("echo_send"));
 //!     delivery.ack().await?;
 //!
-//!     connection.close().await
+//!     connection.close().await?;
+//!     Ok(())
 //! }
 //! ```
 //!
@@ -114,46 +121,71 @@
 //! }
 //! ```
 
+use std::future::Future;
+use std::pin::Pin;
+
 pub mod config;
 pub mod consumer;
 pub mod encoding;
 pub mod error;
-pub mod exchange;
 pub mod fingerprint;
 pub mod message;
 pub mod processor;
 pub mod producer;
 pub mod rpc;
 pub mod scheduler;
+pub mod topology;
 mod transport;
-pub mod typed;
 
 #[doc(hidden)]
 pub mod __private;
 
+/// The boxed future a send or call builder resolves to.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Exchanges as values: now the [`topology`] module.
+#[deprecated(
+    since = "0.2.0",
+    note = "use `postage::topology` (or the root re-exports)"
+)]
+pub mod exchange {
+    pub use crate::topology::{Exchange, ExchangeKind};
+}
+
+/// The runtime side of the macros: now in [`producer`](mod@crate::producer)
+/// (the producer spec) and [`processor`](mod@crate::processor) (handler
+/// arguments and replies).
+#[deprecated(
+    since = "0.2.0",
+    note = "use `postage::producer` or `postage::processor` (or the root re-exports)"
+)]
+pub mod typed {
+    pub use crate::processor::{FromContent, IntoErrorReply, IntoReply, Params, RpcError};
+    pub use crate::producer::{ApiParam, MessageApi, ProducerApi, ProducerSpec};
+}
+
 pub use config::{Config, ConfigError};
-pub use consumer::{Binding, Consumer, Delivery, Health, Queue};
+pub use consumer::{Consumer, Delivery, Health};
 pub use encoding::{DecodeError, EncodeError, Encoder, JsonEncoder};
-pub use error::{Error, Result};
-pub use exchange::{Exchange, ExchangeKind};
+pub use error::{Error, Report, Result};
 pub use fingerprint::Fingerprint;
 pub use message::{
-    Category, Content, ContentParts, GenericMessage, IntoMessage, Message, MessageCommand,
-    MessageParts, MessageResult, MessageResultError, MessageResultException, MessageStatus,
-    Outcome, RpcCommand, WireFingerprint,
+    Category, Content, ContentError, ContentParts, GenericMessage, IntoMessage, Message,
+    MessageCommand, MessageParts, MessageResult, MessageResultError, MessageResultException,
+    MessageStatus, Outcome, RpcCommand, WireFingerprint,
 };
 pub use postage_macros::{
     context_handler, full_body_handler, handler, processor, producer, rpc_handler,
 };
-pub use processor::{Context, Control, Handlers, Processor, Reply, Stop};
-pub use producer::Producer;
-pub use rpc::{PendingReply, ReplyStrategy};
-pub use scheduler::Scheduler;
-pub use transport::Connection;
-pub use typed::{
-    ApiParam, FromContent, IntoErrorReply, IntoReply, MessageApi, Params, ProducerApi,
-    ProducerSpec, RpcError,
+pub use processor::{
+    Context, Control, FromContent, Handlers, IntoErrorReply, IntoReply, Params, Processor, Reply,
+    RpcError, Stop,
 };
+pub use producer::{ApiParam, MessageApi, Producer, ProducerApi, ProducerBuilder, ProducerSpec};
+pub use rpc::{PendingReply, ReplyStrategy};
+pub use scheduler::{Scheduler, restart_process};
+pub use topology::{Binding, Exchange, ExchangeKind, Queue};
+pub use transport::Connection;
 
 /// The names most components need: `use postage::prelude::*;`.
 pub mod prelude {

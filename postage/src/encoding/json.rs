@@ -1,104 +1,11 @@
-//! How messages become bytes: the [`Encoder`] trait and [`JsonEncoder`].
+//! [`JsonEncoder`]: UTF-8 JSON, as Python Postage writes it.
 
-use std::fmt::Debug;
+use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::{DecodeError, EncodeError, Encoder};
 use crate::message::{Category, Message, MessageParts, VERSION, WireFingerprint};
-
-/// Why a body could not be read as a message. Every variant says what is
-/// wrong in words fit for a log line.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum DecodeError {
-    /// The body is not valid JSON (or not UTF-8).
-    #[error("body is not valid JSON: {0}")]
-    Syntax(String),
-    /// The body is JSON, but not an object.
-    #[error("body is JSON but not an object")]
-    NotAnObject,
-    /// The object lacks a key or has one of the wrong type.
-    #[error("malformed message: {0}")]
-    Malformed(String),
-    /// The message's content type is not the encoder's.
-    #[error("content type {found:?} where {expected:?} was expected")]
-    ContentType {
-        /// What the message said.
-        found: String,
-        /// What the encoder reads.
-        expected: String,
-    },
-    /// The body is larger than the configured limit.
-    #[error("body of {size} bytes exceeds the limit of {limit} bytes")]
-    TooLarge {
-        /// The body size.
-        size: usize,
-        /// The limit.
-        limit: usize,
-    },
-    /// A result was expected and this is not one.
-    #[error("not a result: {0}")]
-    NotAResult(String),
-    /// Command parameters do not fit the handler's type.
-    #[error("parameters do not fit: {0}")]
-    Parameters(String),
-}
-
-/// Why a message could not be encoded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot encode message: {0}")]
-pub struct EncodeError(pub String);
-
-/// Turns messages into bodies and back. Replaceable per producer and per
-/// consumer; every component on an exchange must agree on it.
-///
-/// ```
-/// use postage::encoding::{Encoder, JsonEncoder};
-/// use postage::message::{Message, MessageCommand};
-///
-/// let encoder = JsonEncoder;
-/// let message: Message = MessageCommand::new("echo", "hi").into();
-/// let body = encoder.encode(&message).unwrap();
-/// assert_eq!(encoder.decode(&body).unwrap(), message);
-/// assert_eq!(encoder.content_type(), "application/json");
-/// ```
-pub trait Encoder: Debug + Send + Sync + 'static {
-    /// The AMQP `content_type` property this encoder writes.
-    fn content_type(&self) -> &str;
-    /// Encodes a message.
-    fn encode(&self, message: &Message) -> Result<Vec<u8>, EncodeError>;
-    /// Decodes a body.
-    fn decode(&self, body: &[u8]) -> Result<Message, DecodeError>;
-
-    /// Encodes `message` with `fingerprint` in place of its own: what a
-    /// producer or a reply sends. The default sets the field and calls
-    /// [`encode`](Encoder::encode); [`JsonEncoder`] writes the borrowed
-    /// fingerprint directly (the JSON text it keeps when it was built from a
-    /// [`Fingerprint`](crate::Fingerprint)), and saves a map copy per
-    /// message.
-    fn encode_with_fingerprint(
-        &self,
-        mut message: Message,
-        fingerprint: &WireFingerprint,
-    ) -> Result<Vec<u8>, EncodeError> {
-        message.fingerprint = fingerprint.clone();
-        self.encode(&message)
-    }
-
-    /// Encodes a command or result given by its parts, with `fingerprint`:
-    /// what [`Producer::command`](crate::Producer::command), RPC calls and
-    /// replies send. The default builds the
-    /// [`Message`] and calls
-    /// [`encode_with_fingerprint`](Encoder::encode_with_fingerprint);
-    /// [`JsonEncoder`] writes the parts directly.
-    fn encode_parts(
-        &self,
-        parts: &MessageParts<'_>,
-        fingerprint: &WireFingerprint,
-    ) -> Result<Vec<u8>, EncodeError> {
-        self.encode_with_fingerprint(parts.to_message(), fingerprint)
-    }
-}
 
 /// A message with a borrowed fingerprint, its content `C` and `_reserved`
 /// field `R` borrowed or built from parts; serializes exactly as
@@ -137,11 +44,11 @@ impl Encoder for JsonEncoder {
     }
 
     fn encode(&self, message: &Message) -> Result<Vec<u8>, EncodeError> {
-        serde_json::to_vec(message).map_err(|e| EncodeError(e.to_string()))
+        serde_json::to_vec(message).map_err(EncodeError::new)
     }
 
     fn decode(&self, body: &[u8]) -> Result<Message, DecodeError> {
-        serde_json::from_slice(body).map_err(|e| classify(body, &e))
+        serde_json::from_slice(body).map_err(|e| classify(body, e))
     }
 
     fn encode_with_fingerprint(
@@ -180,18 +87,18 @@ impl Encoder for JsonEncoder {
 
 fn to_body(view: &impl Serialize) -> Result<Vec<u8>, EncodeError> {
     let mut body = Vec::with_capacity(BODY_CAPACITY);
-    serde_json::to_writer(&mut body, view).map_err(|e| EncodeError(e.to_string()))?;
+    serde_json::to_writer(&mut body, view).map_err(EncodeError::new)?;
     Ok(body)
 }
 
-fn classify(body: &[u8], error: &serde_json::Error) -> DecodeError {
+fn classify(body: &[u8], error: serde_json::Error) -> DecodeError {
     use serde_json::error::Category as C;
     match error.classify() {
-        C::Syntax | C::Eof | C::Io => DecodeError::Syntax(error.to_string()),
+        C::Syntax | C::Eof | C::Io => DecodeError::Syntax(Arc::new(error)),
         C::Data => {
             let first = body.iter().find(|b| !b.is_ascii_whitespace());
             if first == Some(&b'{') {
-                DecodeError::Malformed(error.to_string())
+                DecodeError::Malformed(Arc::new(error))
             } else {
                 DecodeError::NotAnObject
             }
@@ -266,7 +173,7 @@ mod tests {
         let not_an_object = br#"{"type":"command","name":"echo","category":"message","fingerprint":[1],"content":{}}"#;
         assert!(matches!(
             JsonEncoder.decode(not_an_object),
-            Err(DecodeError::Malformed(reason)) if reason.contains("fingerprint must be an object")
+            Err(DecodeError::Malformed(reason)) if reason.to_string().contains("fingerprint must be an object")
         ));
         // Nested past the parser's depth limit: the message is still read,
         // its fingerprint reads as empty.

@@ -1,5 +1,6 @@
-//! Runs processors and other tasks until they have all ended; turns
-//! SIGINT / SIGTERM into a graceful shutdown.
+//! [`Scheduler`]: runs processors and other tasks until they have all
+//! ended; turns signals into a graceful shutdown and `restart` into a
+//! fresh process.
 
 use std::future::Future;
 use std::time::Duration;
@@ -8,42 +9,12 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::restart::restart_process;
+use super::signals::{Signals, next_signal};
+use super::{Shutdown, ShutdownHandle};
 use crate::error::{Error, Result};
-use crate::processor::{Handlers, Processor, Stop, restart_process};
+use crate::processor::{Handlers, Processor, Stop};
 use crate::transport::Connection;
-
-/// A future that resolves when the scheduler shuts down; handed to tasks
-/// started with [`Scheduler::spawn_with_shutdown`].
-#[derive(Debug, Clone)]
-pub struct Shutdown {
-    rx: watch::Receiver<bool>,
-}
-
-impl Shutdown {
-    /// Resolves once shutdown has begun.
-    pub async fn wait(mut self) {
-        // An error means the scheduler is gone: shut down as well.
-        let _ = self.rx.wait_for(|down| *down).await;
-    }
-
-    /// Has shutdown begun?
-    pub fn is_shutting_down(&self) -> bool {
-        *self.rx.borrow()
-    }
-}
-
-/// Starts a graceful shutdown of a running [`Scheduler`] from anywhere.
-#[derive(Debug, Clone)]
-pub struct ShutdownHandle {
-    tx: watch::Sender<bool>,
-}
-
-impl ShutdownHandle {
-    /// Begins the shutdown.
-    pub fn shutdown(&self) {
-        self.tx.send_replace(true);
-    }
-}
 
 /// Runs any number of processors (and other futures) as tokio tasks until
 /// all have ended (Python's `MicroScheduler`).
@@ -216,48 +187,20 @@ impl Scheduler {
             }
         }
         if restart {
-            let error = restart_process();
-            tracing::error!(%error, "restart failed");
-            return Err(Error::Closed("process (restart failed)"));
+            let source = restart_process();
+            tracing::error!(error = %source, "restart failed");
+            return Err(Error::Io {
+                what: "restart the process",
+                source,
+            });
         }
         first_error.map_or(Ok(()), Err)
-    }
-}
-
-struct Signals {
-    interrupt: tokio::signal::unix::Signal,
-    terminate: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn new() -> Result<Self> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let install = |kind| {
-            signal(kind).map_err(|source| Error::Io {
-                what: "install signal handlers",
-                source,
-            })
-        };
-        Ok(Signals {
-            interrupt: install(SignalKind::interrupt())?,
-            terminate: install(SignalKind::terminate())?,
-        })
     }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn next_signal(signals: &mut Option<Signals>) -> &'static str {
-    match signals {
-        Some(signals) => tokio::select! {
-            _ = signals.interrupt.recv() => "SIGINT",
-            _ = signals.terminate.recv() => "SIGTERM",
-        },
         None => std::future::pending().await,
     }
 }

@@ -4,7 +4,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use postage::prelude::*;
-use postage::{DecodeError, Encoder, JsonEncoder};
+use postage::{ContentError, DecodeError, Encoder, JsonEncoder};
 use serde_json::{Value, json};
 
 fn decode(body: &str) -> Result<Message, DecodeError> {
@@ -209,7 +209,7 @@ fn bad_bodies_are_typed_errors() {
 #[test]
 fn outcome_of_non_result_is_an_error() {
     let message: Message = MessageCommand::new("x", json!({})).into();
-    assert!(matches!(message.outcome(), Err(DecodeError::NotAResult(_))));
+    assert!(matches!(message.outcome(), Err(ContentError::NotAResult(_))));
     assert!(message.is_ok(), "non-results are true, as in Python");
 }
 
@@ -228,6 +228,6 @@ fn typed_parameters() {
     let bad: Message = RpcCommand::new("sum", json!({"a": "one"})).into();
     assert!(matches!(
         bad.content.parameters_as::<Sum>(),
-        Err(DecodeError::Parameters(_))
+        Err(ContentError::Parameters(_))
     ));
 }

@@ -1,4 +1,4 @@
-//! Exchanges as values.
+//! Exchanges as values: name, type, flags and arguments.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

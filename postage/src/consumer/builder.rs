@@ -1,0 +1,135 @@
+//! [`ConsumerBuilder`]: bindings, prefetch, encoder and body limit, then
+//! the broker consumers.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, watch};
+
+use super::handle::{Queues, Shared, State};
+use super::{Consumer, ConsumerHandle, Health};
+use crate::encoding::{Encoder, JsonEncoder};
+use crate::error::Result;
+use crate::topology::{Binding, Exchange, Queue};
+use crate::transport::Connection;
+
+/// How many unacknowledged messages the broker sends a consumer ahead of
+/// time, per queue, unless [`ConsumerBuilder::prefetch`] says otherwise.
+/// (Python Postage uses 1, which halves throughput for no gain in ordering
+/// when handlers run one at a time anyway.)
+pub const DEFAULT_PREFETCH: u16 = 16;
+
+/// The largest body a consumer decodes unless
+/// [`ConsumerBuilder::max_body_size`] says otherwise: 16 MiB. A larger one
+/// is a [`DecodeError::TooLarge`].
+pub const DEFAULT_MAX_BODY_SIZE: usize = 16 * 1024 * 1024;
+
+/// Builds a [`Consumer`].
+#[derive(Debug, Clone)]
+pub struct ConsumerBuilder {
+    bindings: Vec<Binding>,
+    prefetch: u16,
+    encoder: Arc<dyn Encoder>,
+    max_body_size: usize,
+}
+
+impl Default for ConsumerBuilder {
+    fn default() -> Self {
+        ConsumerBuilder {
+            bindings: Vec::new(),
+            prefetch: DEFAULT_PREFETCH,
+            encoder: Arc::new(JsonEncoder),
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
+        }
+    }
+}
+
+impl ConsumerBuilder {
+    /// Binds these (queue, key) pairs to `exchange` (Python's `eqk` entry).
+    /// A queue bound with several keys still gets one broker consumer.
+    #[must_use]
+    pub fn bind<Q: Into<Queue>, K: Into<String>>(
+        mut self,
+        exchange: Exchange,
+        queues: impl IntoIterator<Item = (Q, K)>,
+    ) -> Self {
+        self.bindings.push(Binding::new(exchange, queues));
+        self
+    }
+
+    /// Adds a prepared [`Binding`].
+    #[must_use]
+    pub fn binding(mut self, binding: Binding) -> Self {
+        self.bindings.push(binding);
+        self
+    }
+
+    /// Messages the broker may send ahead of acknowledgements, per queue
+    /// (default [`DEFAULT_PREFETCH`]; 0 means unlimited).
+    #[must_use]
+    pub fn prefetch(mut self, prefetch: u16) -> Self {
+        self.prefetch = prefetch;
+        self
+    }
+
+    /// Replaces the encoder (default [`JsonEncoder`]).
+    #[must_use]
+    pub fn encoder(mut self, encoder: impl Encoder) -> Self {
+        self.encoder = Arc::new(encoder);
+        self
+    }
+
+    /// The largest body decoded (default [`DEFAULT_MAX_BODY_SIZE`]); a
+    /// larger one is delivered as [`DecodeError::TooLarge`] without being
+    /// parsed.
+    #[must_use]
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.max_body_size = bytes;
+        self
+    }
+
+    pub(crate) fn encoder_arc(&self) -> Arc<dyn Encoder> {
+        self.encoder.clone()
+    }
+
+    /// The bindings so far.
+    pub fn bindings(&self) -> &[Binding] {
+        &self.bindings
+    }
+
+    /// Opens a channel, declares the exchanges and queues, binds them, and
+    /// starts consuming.
+    pub async fn connect(self, connection: &Connection) -> Result<Consumer> {
+        let channel = connection.open_channel(false).await?;
+        channel.qos(self.prefetch).await?;
+        let (tx, added) = mpsc::unbounded_channel();
+        let (health, _) = watch::channel(Health::Consuming);
+        let shared = Arc::new(Shared {
+            channel,
+            encoder: self.encoder,
+            max_body_size: self.max_body_size,
+            state: Mutex::new(State {
+                tx: Some(tx),
+                consumed: HashSet::new(),
+                consumers: Vec::new(),
+            }),
+            health,
+            link: connection.link(),
+        });
+        let consumer = Consumer {
+            handle: ConsumerHandle { shared },
+            added,
+            added_closed: false,
+            queues: Mutex::new(Queues::new()),
+        };
+        for binding in &self.bindings {
+            for (queue, key) in &binding.queues {
+                consumer
+                    .handle
+                    .queue_bind(&binding.exchange, queue.clone(), key)
+                    .await?;
+            }
+        }
+        Ok(consumer)
+    }
+}

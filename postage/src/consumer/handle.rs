@@ -1,0 +1,284 @@
+//! [`Consumer`] and [`ConsumerHandle`]: receiving from the bound queues,
+//! binding more at run time, stopping, and the consumer's [`Health`].
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, watch};
+
+pub(super) use super::stream::{QueueStream, Queues, queue_stream};
+use super::{ConsumerBuilder, Delivery};
+use crate::encoding::Encoder;
+use crate::error::{Error, Result};
+use crate::topology::{Exchange, Queue};
+use crate::transport::{Channel, Link, RawConsumer};
+
+/// Whether a consumer is receiving.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Consuming from every queue.
+    Consuming,
+    /// The connection dropped; waiting for it to be recovered.
+    Recovering,
+    /// A queue's consumer was lost and could not be restored; the text says
+    /// why. Nothing more arrives from that queue.
+    Failed(String),
+    /// Stopped on request.
+    Stopped,
+}
+
+pub(super) struct Shared {
+    pub(super) channel: Channel,
+    pub(super) encoder: Arc<dyn Encoder>,
+    pub(super) max_body_size: usize,
+    pub(super) state: Mutex<State>,
+    pub(super) health: watch::Sender<Health>,
+    pub(super) link: Arc<Link>,
+}
+
+pub(super) struct State {
+    /// Hands the streams of queues bound at run time to the [`Consumer`];
+    /// `None` once stopped.
+    pub(super) tx: Option<mpsc::UnboundedSender<QueueStream>>,
+    pub(super) consumed: HashSet<String>,
+    pub(super) consumers: Vec<RawConsumer>,
+}
+
+impl Shared {
+    pub(super) fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Receives decoded messages from the queues bound to it.
+///
+/// ```no_run
+/// use postage::{Connection, Consumer, Exchange};
+///
+/// const ECHO: Exchange = Exchange::direct("echo-exchange");
+///
+/// # async fn run() -> postage::Result<()> {
+/// let connection = Connection::from_env().await?;
+/// let mut consumer = Consumer::builder()
+///     .bind(ECHO, [("echo-queue", "echo-rk")])
+///     .connect(&connection)
+///     .await?;
+/// while let Some(delivery) = consumer.next().await {
+///     match delivery.message() {
+///         Ok(message) => println!("{:?}", message.content.parameters()),
+///         Err(reason) => eprintln!("bad message: {reason}"),
+///     }
+///     delivery.ack().await?;
+/// }
+/// # Ok(()) }
+/// ```
+pub struct Consumer {
+    pub(super) handle: ConsumerHandle,
+    /// Streams of queues bound since the last [`next`](Consumer::next).
+    pub(super) added: mpsc::UnboundedReceiver<QueueStream>,
+    pub(super) added_closed: bool,
+    /// Polled in the caller's task: no hand-over between tasks per
+    /// delivery. Only ever reached through `&mut self` (`get_mut`, no
+    /// locking); the mutex makes the consumer `Sync`.
+    pub(super) queues: Mutex<Queues<QueueStream>>,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("queues", &self.handle.queues())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Consumer {
+    /// Starts building a consumer.
+    pub fn builder() -> ConsumerBuilder {
+        ConsumerBuilder::default()
+    }
+
+    /// The next delivery; `None` once the consumer is stopped and every
+    /// delivery already received has been handed out.
+    pub async fn next(&mut self) -> Option<Delivery> {
+        let queues = self
+            .queues
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if self.added_closed && queues.is_empty() {
+                return None;
+            }
+            tokio::select! {
+                biased;
+                added = self.added.recv(), if !self.added_closed => match added {
+                    Some(queue) => queues.push(queue),
+                    None => self.added_closed = true,
+                },
+                next = queues.next(), if !queues.is_empty() => {
+                    if next.is_some() {
+                        return next;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A handle to bind more queues or stop this consumer from elsewhere.
+    pub fn handle(&self) -> ConsumerHandle {
+        self.handle.clone()
+    }
+
+    /// Binds a queue at run time; see [`ConsumerHandle::queue_bind`].
+    pub async fn queue_bind(
+        &self,
+        exchange: &Exchange,
+        queue: impl Into<Queue>,
+        key: &str,
+    ) -> Result<String> {
+        self.handle.queue_bind(exchange, queue, key).await
+    }
+
+    /// Stops consuming; see [`ConsumerHandle::stop`].
+    pub async fn stop(&self) {
+        self.handle.stop().await;
+    }
+
+    pub(crate) fn channel(&self) -> &Channel {
+        &self.handle.shared.channel
+    }
+
+    pub(crate) async fn close(&self) {
+        self.handle.stop().await;
+        self.handle.shared.channel.close().await;
+    }
+}
+
+/// A cloneable handle on a [`Consumer`].
+#[derive(Clone)]
+pub struct ConsumerHandle {
+    pub(super) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ConsumerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerHandle")
+            .field("queues", &self.queues())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConsumerHandle {
+    /// Declares `exchange` and `queue`, binds them with `key`, and starts
+    /// consuming the queue if it is new to this consumer. Takes effect at
+    /// once. Returns the queue's name (the broker's, for a server-named
+    /// queue).
+    pub async fn queue_bind(
+        &self,
+        exchange: &Exchange,
+        queue: impl Into<Queue>,
+        key: &str,
+    ) -> Result<String> {
+        let queue = queue.into();
+        let channel = &self.shared.channel;
+        channel.declare_exchange(exchange).await?;
+        let name = channel.declare_queue(&queue).await?;
+        if !exchange.is_default() {
+            channel.bind(&name, exchange.name(), key).await?;
+        }
+        let tx = {
+            let mut state = self.shared.state();
+            if !state.consumed.insert(name.clone()) {
+                return Ok(name);
+            }
+            match &state.tx {
+                Some(tx) => tx.clone(),
+                None => return Err(Error::ConsumerStopped),
+            }
+        };
+        let raw = match channel.consume(&name, false).await {
+            Ok(raw) => raw,
+            Err(e) => {
+                self.shared.state().consumed.remove(&name);
+                return Err(e);
+            }
+        };
+        self.shared.state().consumers.push(raw.clone());
+        tracing::debug!(queue = %name, exchange = exchange.name(), key, "consuming");
+        // Only a dropped consumer no longer receives: nothing to do then.
+        let _ = tx.send(queue_stream(
+            self.shared.clone(),
+            raw,
+            Arc::from(name.as_str()),
+        ));
+        Ok(name)
+    }
+
+    /// Stops consuming: cancels every broker consumer. Deliveries already
+    /// received are still handed out by [`Consumer::next`], which then ends.
+    pub async fn stop(&self) {
+        let consumers = {
+            let mut state = self.shared.state();
+            state.tx = None;
+            std::mem::take(&mut state.consumers)
+        };
+        for raw in &consumers {
+            if let Err(e) = self.shared.channel.cancel(raw).await {
+                tracing::debug!(error = %e, "cancel consumer");
+            }
+        }
+        self.shared.health.send_replace(Health::Stopped);
+    }
+
+    /// The queues consumed.
+    pub fn queues(&self) -> Vec<String> {
+        let mut queues: Vec<String> = self.shared.state().consumed.iter().cloned().collect();
+        queues.sort();
+        queues
+    }
+
+    /// The consumer's health now: [`Health::Recovering`] while its
+    /// connection is being restored, [`Health::Failed`] once that recovery
+    /// has stalled (also after the consumer was stopped, as a processor
+    /// that ends on the stall stops it).
+    pub fn health(&self) -> Health {
+        let own = self.shared.health.borrow().clone();
+        match own {
+            Health::Failed(_) => own,
+            _ if self.shared.link.stalled() => {
+                Health::Failed("the connection's recovery stalled".into())
+            }
+            Health::Consuming if self.shared.link.recovering() => Health::Recovering,
+            _ => own,
+        }
+    }
+
+    /// Resolves, with the reason, once [`health`](ConsumerHandle::health)
+    /// is [`Health::Failed`].
+    pub(crate) async fn failed(&self) -> String {
+        let mut health = self.shared.health.subscribe();
+        loop {
+            // Made before the look at the health: no change is missed.
+            let stalled = self.shared.link.stall_notified();
+            if let Health::Failed(reason) = self.health() {
+                return reason;
+            }
+            tokio::select! {
+                changed = health.changed() => {
+                    // The sender lives in `shared`, held here: never closed.
+                    if changed.is_err() {
+                        return std::future::pending().await;
+                    }
+                }
+                () = stalled => {}
+            }
+        }
+    }
+
+    /// How many times the consumer's connection was lost and restored
+    /// (its queues, bindings and broker consumers are restored each
+    /// time).
+    pub fn recoveries(&self) -> u64 {
+        self.shared.link.recoveries()
+    }
+}

@@ -1,0 +1,162 @@
+//! What a result message says: [`Outcome`], read with
+//! [`Message::outcome`] and written as a result message.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{ContentError, Message, MessageResult, MessageResultError, MessageResultException};
+
+impl Message {
+    /// Reads a result message: [`Outcome::Success`], [`Outcome::Error`] or
+    /// [`Outcome::Exception`]. Fails when this is not a well-formed result.
+    pub fn outcome(&self) -> Result<Outcome, ContentError> {
+        if !self.is_result() {
+            return Err(ContentError::NotAResult(format!(
+                "message type is {:?}, not \"result\"",
+                self.kind
+            )));
+        }
+        // Read straight from the received text when the content was not
+        // parsed yet (a duplicate key there falls back to the map: last wins).
+        let fields = self
+            .content
+            .unparsed()
+            .and_then(|raw| serde_json::from_str::<ResultFields>(raw.get()).ok())
+            .unwrap_or_else(|| ResultFields {
+                kind: self.content.get("type").cloned(),
+                value: self.content.get("value").cloned(),
+                message: self.content.get("message").cloned(),
+            });
+        let text = |field: Option<Value>| match field {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s,
+            Some(other) => other.to_string(),
+        };
+        match fields.kind.as_ref().and_then(Value::as_str) {
+            Some("success") => Ok(Outcome::Success {
+                value: fields.value.unwrap_or(Value::Null),
+                message: text(fields.message),
+            }),
+            Some("error") => Ok(Outcome::Error {
+                message: text(fields.message),
+            }),
+            Some("exception") => Ok(Outcome::Exception {
+                name: text(fields.value),
+                message: text(fields.message),
+            }),
+            other => Err(ContentError::NotAResult(format!(
+                "result content type is {other:?}, expected success, error or exception"
+            ))),
+        }
+    }
+}
+
+/// The keys of a result's content.
+#[derive(Deserialize)]
+struct ResultFields {
+    #[serde(rename = "type", default)]
+    kind: Option<Value>,
+    #[serde(default)]
+    value: Option<Value>,
+    #[serde(default)]
+    message: Option<Value>,
+}
+
+/// What a result message says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The call worked and produced `value`.
+    Success {
+        /// The returned value.
+        value: Value,
+        /// Optional text.
+        message: String,
+    },
+    /// The call failed in an expected way.
+    Error {
+        /// What went wrong.
+        message: String,
+    },
+    /// The call raised (Python) or panicked / failed unexpectedly (Rust).
+    Exception {
+        /// The exception's name, e.g. `TimeoutError`.
+        name: String,
+        /// Its text.
+        message: String,
+    },
+}
+
+/// The result message saying this outcome.
+///
+/// ```
+/// use postage::message::{Message, MessageResultError, Outcome};
+///
+/// let message = Message::from(Outcome::Error { message: "no".into() });
+/// assert_eq!(message, MessageResultError::new("no").into());
+/// assert_eq!(message.outcome().unwrap(), Outcome::Error { message: "no".into() });
+/// ```
+impl From<Outcome> for Message {
+    fn from(outcome: Outcome) -> Message {
+        match outcome {
+            Outcome::Success { value, message } => {
+                MessageResult::with_message(value, message).into()
+            }
+            Outcome::Error { message } => MessageResultError::new(message).into(),
+            Outcome::Exception { name, message } => {
+                MessageResultException::new(name, message).into()
+            }
+        }
+    }
+}
+
+impl Outcome {
+    /// `Ok(value)` for a success, `Err(self)` otherwise.
+    pub fn into_value(self) -> Result<Value, Outcome> {
+        match self {
+            Outcome::Success { value, .. } => Ok(value),
+            other => Err(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoding::{Encoder, JsonEncoder};
+
+    #[test]
+    fn result_outcome_is_read_from_text_or_map_alike() {
+        let texts = [
+            r#"{"type": "success", "value": {"n": 5}, "message": "ok"}"#,
+            r#"{"type": "error", "value": null, "message": "bad"}"#,
+            r#"{"type": "exception", "value": "KeyError", "message": 7}"#,
+            r#"{"type": "exception", "value": "A", "value": "B", "message": ""}"#,
+            r#"{"type": 3}"#,
+        ];
+        for text in texts {
+            let body = format!(
+                r#"{{"type":"result","name":"none","category":"message","content":{text}}}"#
+            );
+            let lazy = JsonEncoder.decode(body.as_bytes()).unwrap();
+            let parsed = lazy.clone();
+            parsed.content.len();
+            assert!(parsed.content.unparsed().is_none());
+            assert_eq!(lazy.outcome(), parsed.outcome(), "{text}");
+        }
+        let duplicate = format!(
+            r#"{{"type":"result","name":"none","category":"message","content":{}}}"#,
+            texts[3]
+        );
+        assert_eq!(
+            JsonEncoder
+                .decode(duplicate.as_bytes())
+                .unwrap()
+                .outcome()
+                .unwrap(),
+            Outcome::Exception {
+                name: "B".into(),
+                message: String::new()
+            }
+        );
+    }
+}

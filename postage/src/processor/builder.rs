@@ -1,0 +1,159 @@
+//! [`ProcessorBuilder`]: bindings, prefetch, fingerprint, concurrency,
+//! control commands and the redelivery bound.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::control::ControlSenders;
+use super::dispatch::Core;
+use super::routes::RouteTable;
+use super::{Control, Handlers, Processor};
+use crate::consumer::ConsumerBuilder;
+use crate::encoding::Encoder;
+use crate::error::Result;
+use crate::fingerprint::Fingerprint;
+use crate::message::WireFingerprint;
+use crate::topology::{Exchange, Queue};
+use crate::transport::Connection;
+
+/// Builds a [`Processor`].
+pub struct ProcessorBuilder<P> {
+    pub(super) handlers: Arc<P>,
+    pub(super) consumer: ConsumerBuilder,
+    pub(super) fingerprint: Option<Fingerprint>,
+    pub(super) concurrency: usize,
+    pub(super) quit_command: bool,
+    pub(super) restart_command: bool,
+    pub(super) control_senders: Option<Vec<String>>,
+    pub(super) max_deliveries: u64,
+}
+
+/// The redelivery bound of [`ProcessorBuilder::max_deliveries`].
+pub const DEFAULT_MAX_DELIVERIES: u64 = 5;
+
+impl<P> fmt::Debug for ProcessorBuilder<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessorBuilder")
+            .field("consumer", &self.consumer)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Handlers> ProcessorBuilder<P> {
+    /// Binds these (queue, key) pairs to `exchange` (Python's `eqk` entry).
+    #[must_use]
+    pub fn bind<Q: Into<Queue>, K: Into<String>>(
+        mut self,
+        exchange: Exchange,
+        queues: impl IntoIterator<Item = (Q, K)>,
+    ) -> Self {
+        self.consumer = self.consumer.bind(exchange, queues);
+        self
+    }
+
+    /// Prefetch per queue (default
+    /// [`DEFAULT_PREFETCH`](crate::consumer::DEFAULT_PREFETCH)).
+    #[must_use]
+    pub fn prefetch(mut self, prefetch: u16) -> Self {
+        self.consumer = self.consumer.prefetch(prefetch);
+        self
+    }
+
+    /// The largest body decoded (default
+    /// [`DEFAULT_MAX_BODY_SIZE`](crate::consumer::DEFAULT_MAX_BODY_SIZE));
+    /// a larger one is rejected unread.
+    #[must_use]
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.consumer = self.consumer.max_body_size(bytes);
+        self
+    }
+
+    /// A message the broker says it delivered this many times before (the
+    /// `x-delivery-count` header of quorum queues) is rejected without
+    /// running its handlers, so that a message that crashes its consumer
+    /// is dead-lettered instead of retried forever (default
+    /// [`DEFAULT_MAX_DELIVERIES`]). Classic queues do not count deliveries;
+    /// failed handlers never requeue, so only a crash redelivers there.
+    #[must_use]
+    pub fn max_deliveries(mut self, deliveries: u64) -> Self {
+        self.max_deliveries = deliveries;
+        self
+    }
+
+    /// Replaces the encoder for incoming messages and replies.
+    #[must_use]
+    pub fn encoder(mut self, encoder: impl Encoder) -> Self {
+        self.consumer = self.consumer.encoder(encoder);
+        self
+    }
+
+    /// The fingerprint put into replies (default: anonymous).
+    #[must_use]
+    pub fn fingerprint(mut self, fingerprint: Fingerprint) -> Self {
+        self.fingerprint = Some(fingerprint);
+        self
+    }
+
+    /// How many handlers may run at once (default 1, which keeps the
+    /// order of arrival, as Python Postage).
+    #[must_use]
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// Whether `command quit` stops the processor (default on). A handler
+    /// of your own for `command quit` replaces the default.
+    #[must_use]
+    pub fn quit_command(mut self, enabled: bool) -> Self {
+        self.quit_command = enabled;
+        self
+    }
+
+    /// Whether `command restart` restarts the process (default on). A
+    /// handler of your own for `command restart` replaces the default.
+    #[must_use]
+    pub fn restart_command(mut self, enabled: bool) -> Self {
+        self.restart_command = enabled;
+        self
+    }
+
+    /// Accept `quit` / `restart` only from senders whose fingerprint name
+    /// is one of these.
+    #[must_use]
+    pub fn control_senders<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.control_senders = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Declares and binds the queues and starts consuming.
+    pub async fn connect(self, connection: &Connection) -> Result<Processor<P>> {
+        let encoder = self.consumer.encoder_arc();
+        let consumer = self.consumer.connect(connection).await?;
+        let fingerprint = self
+            .fingerprint
+            .unwrap_or_else(|| Fingerprint::anonymous().with_vhost(connection.config().vhost()));
+        let table = P::handlers();
+        let routes = RouteTable::new(table);
+        let core = Arc::new(Core {
+            handlers: self.handlers,
+            table,
+            routes,
+            reply_channel: consumer.channel().clone(),
+            fingerprint: Arc::new(WireFingerprint::from(&fingerprint)),
+            encoder,
+            control: Control::new(),
+            quit_command: self.quit_command,
+            restart_command: self.restart_command,
+            control_senders: ControlSenders(self.control_senders),
+            max_deliveries: self.max_deliveries,
+        });
+        Ok(Processor {
+            core,
+            consumer,
+            connection: connection.clone(),
+            concurrency: self.concurrency,
+        })
+    }
+}

@@ -1,0 +1,230 @@
+//! Handler tables: [`Handler`] entries, what handlers return
+//! ([`HandlerResult`], [`HandlerError`], [`IntoHandlerResult`]), and the
+//! [`Handlers`] trait `#[processor]` implements.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::{Context, Reply};
+use crate::BoxFuture;
+use crate::error::Error;
+use crate::message::{Category, Content, Message};
+
+/// What a handler returns.
+pub type HandlerResult = Result<(), HandlerError>;
+
+/// The future a handler entry produces.
+pub type HandlerFuture = BoxFuture<'static, HandlerResult>;
+
+/// A handler's failure: a name (like a Python exception class) and a text.
+/// An RPC caller receives it as an exception result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandlerError {
+    /// A short name, e.g. the error type or `Panic`.
+    pub name: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl HandlerError {
+    /// A failure called `name` saying `message`.
+    pub fn new(name: impl Into<String>, message: impl Into<String>) -> Self {
+        HandlerError {
+            name: name.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(super) fn panic(payload: &(dyn std::any::Any + Send)) -> Self {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "handler panicked".into());
+        HandlerError::new("Panic", message)
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.name, self.message)
+    }
+}
+
+impl std::error::Error for HandlerError {}
+
+impl From<Error> for HandlerError {
+    fn from(error: Error) -> Self {
+        HandlerError::new(short_type_name::<Error>(), error.report().to_string())
+    }
+}
+
+/// The last segment of a type's path, generics dropped: `postage::Error`
+/// gives `Error`.
+pub(crate) fn short_type_name<T: ?Sized>() -> String {
+    let full = std::any::type_name::<T>();
+    let base = full.split('<').next().unwrap_or(full);
+    base.rsplit("::").next().unwrap_or(base).to_owned()
+}
+
+/// Turns what a handler method returns into a [`HandlerResult`]: `()` is
+/// success, `Result<(), E>` fails with `E`'s type name and text.
+#[diagnostic::on_unimplemented(
+    message = "a Postage handler cannot return `{Self}`",
+    label = "handlers return `()` or `Result<(), E>` with `E: Display`",
+    note = "RPC handlers may also return a value: see `postage::IntoReply`"
+)]
+pub trait IntoHandlerResult {
+    /// Converts.
+    fn into_handler_result(self) -> HandlerResult;
+}
+
+impl IntoHandlerResult for () {
+    fn into_handler_result(self) -> HandlerResult {
+        Ok(())
+    }
+}
+
+impl<E: fmt::Display> IntoHandlerResult for Result<(), E> {
+    fn into_handler_result(self) -> HandlerResult {
+        self.map_err(|e| HandlerError::new(short_type_name::<E>(), e.to_string()))
+    }
+}
+
+/// The function a handler entry calls.
+pub enum HandlerFn<P> {
+    /// Gets the message's content (Python's `MessageHandler`).
+    Message(fn(Arc<P>, Content) -> HandlerFuture),
+    /// Gets the whole message, fingerprint included
+    /// (`MessageHandlerFullBody`).
+    FullBody(fn(Arc<P>, Message) -> HandlerFuture),
+    /// Gets the content and the reply to send (`RpcHandler`).
+    Rpc(fn(Arc<P>, Content, Reply) -> HandlerFuture),
+    /// Gets a [`Context`]: processor, message, reply and control together
+    /// (Python's class-based `Handler`).
+    Context(fn(Context<P>) -> HandlerFuture),
+}
+
+impl<P> fmt::Debug for HandlerFn<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HandlerFn::Message(_) => "Message",
+            HandlerFn::FullBody(_) => "FullBody",
+            HandlerFn::Rpc(_) => "Rpc",
+            HandlerFn::Context(_) => "Context",
+        })
+    }
+}
+
+/// One entry of a dispatch table: which messages, and what to call.
+#[derive(Debug)]
+pub struct Handler<P> {
+    /// `message` or `rpc`.
+    pub category: Category,
+    /// The message type, e.g. `command`.
+    pub kind: &'static str,
+    /// The message name, e.g. `echo`.
+    pub name: &'static str,
+    /// What to call.
+    pub call: HandlerFn<P>,
+    /// The method's name, for logs.
+    pub label: &'static str,
+}
+
+impl<P> Handler<P> {
+    /// A content handler for `message` category messages.
+    pub const fn message(
+        kind: &'static str,
+        name: &'static str,
+        f: fn(Arc<P>, Content) -> HandlerFuture,
+    ) -> Self {
+        Self::new(Category::Message, kind, name, HandlerFn::Message(f))
+    }
+
+    /// A full-body handler for `message` category messages.
+    pub const fn full_body(
+        kind: &'static str,
+        name: &'static str,
+        f: fn(Arc<P>, Message) -> HandlerFuture,
+    ) -> Self {
+        Self::new(Category::Message, kind, name, HandlerFn::FullBody(f))
+    }
+
+    /// An RPC handler for `rpc` category messages.
+    pub const fn rpc(
+        kind: &'static str,
+        name: &'static str,
+        f: fn(Arc<P>, Content, Reply) -> HandlerFuture,
+    ) -> Self {
+        Self::new(Category::Rpc, kind, name, HandlerFn::Rpc(f))
+    }
+
+    /// A context handler for either category.
+    pub const fn context(
+        category: Category,
+        kind: &'static str,
+        name: &'static str,
+        f: fn(Context<P>) -> HandlerFuture,
+    ) -> Self {
+        Self::new(category, kind, name, HandlerFn::Context(f))
+    }
+
+    const fn new(
+        category: Category,
+        kind: &'static str,
+        name: &'static str,
+        call: HandlerFn<P>,
+    ) -> Self {
+        Handler {
+            category,
+            kind,
+            name,
+            call,
+            label: "",
+        }
+    }
+
+    /// Names the entry (the method name) for logs.
+    #[must_use]
+    pub const fn labeled(mut self, label: &'static str) -> Self {
+        self.label = label;
+        self
+    }
+}
+
+/// A type whose methods handle messages: the dispatch table a
+/// [`Processor`] reads. `#[processor]` implements it.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no Postage handlers",
+    label = "not a processor",
+    note = "put #[postage::processor] on an impl block of `{Self}` with #[handler(...)] methods, or implement `postage::Handlers` by hand"
+)]
+pub trait Handlers: Send + Sync + Sized + 'static {
+    /// The table, in declaration order.
+    fn handlers() -> &'static [Handler<Self>];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_named_after_their_type() {
+        assert_eq!(short_type_name::<Error>(), "Error");
+        assert_eq!(short_type_name::<Vec<u8>>(), "Vec");
+        let failed: Result<(), std::num::ParseIntError> = "x".parse::<u8>().map(drop);
+        let error = failed.into_handler_result().unwrap_err();
+        assert_eq!(error.name, "ParseIntError");
+        assert_eq!(
+            error.to_string(),
+            "ParseIntError: invalid digit found in string"
+        );
+        let payload: Box<dyn std::any::Any + Send> = Box::new("boom");
+        assert_eq!(
+            HandlerError::panic(&*payload),
+            HandlerError::new("Panic", "boom")
+        );
+        let payload: Box<dyn std::any::Any + Send> = Box::new(7);
+        assert_eq!(HandlerError::panic(&*payload).message, "handler panicked");
+    }
+}

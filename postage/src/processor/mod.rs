@@ -1,0 +1,87 @@
+//! Processors: a consumer plus a dispatch table of handlers.
+//!
+//! The table is a `&'static [Handler<P>]` returned by [`Handlers`]; the
+//! `#[processor]` macro writes it, or you write it by hand:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use postage::prelude::*;
+//! use postage::processor::{Handler, HandlerResult};
+//!
+//! const ECHO: Exchange = Exchange::direct("echo-exchange");
+//!
+//! struct Echo;
+//!
+//! impl Echo {
+//!     async fn echo(&self, content: Content) -> HandlerResult {
+//!         println!("{}", content.parameters().unwrap_or(&serde_json::Value::Null));
+//!         Ok(())
+//!     }
+//!     async fn rpc_echo(&self, content: Content, reply: Reply) -> HandlerResult {
+//!         let text = content.parameters().cloned().unwrap_or_default();
+//!         reply.success(text).await?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! impl Handlers for Echo {
+//!     fn handlers() -> &'static [Handler<Self>] {
+//!         const TABLE: &[Handler<Echo>] = &[
+//!             Handler::message("command", "echo", |this, content| {
+//!                 Box::pin(async move { this.echo(content).await })
+//!             }),
+//!             Handler::rpc("command", "echo", |this, content, reply| {
+//!                 Box::pin(async move { this.rpc_echo(content, reply).await })
+//!             }),
+//!         ];
+//!         TABLE
+//!     }
+//! }
+//!
+//! # async fn run() -> postage::Result<()> {
+//! let connection = Connection::from_env().await?;
+//! let processor = Processor::builder(Echo)
+//!     .bind(ECHO, [("echo-queue", "echo-rk")])
+//!     .fingerprint(Fingerprint::new("echo_receive", "controller"))
+//!     .connect(&connection)
+//!     .await?;
+//! let mut scheduler = Scheduler::new();
+//! scheduler.add(processor);
+//! scheduler.run().await
+//! # }
+//! ```
+//!
+//! | file | holds |
+//! |---|---|
+//! | `handler` | [`Handler`] entries, [`Handlers`], [`HandlerResult`], [`HandlerError`] |
+//! | `extract` | handler arguments: [`Params<T>`], [`FromContent`] |
+//! | `answer` | what RPC handlers return: [`IntoReply`], [`IntoErrorReply`], [`RpcError`] |
+//! | `reply` | [`Reply`]: the answer to an RPC request |
+//! | `context` | [`Context`]: what a context handler can reach |
+//! | `control` | [`Stop`], [`Control`], who may send `quit` / `restart` |
+//! | `routes` | which handlers serve each (type, name) |
+//! | `builder` | [`ProcessorBuilder`] |
+//! | `dispatch` | one delivery's way through the handlers to its acknowledgement |
+//! | `run` | [`Processor`] and its run loop |
+
+mod answer;
+mod builder;
+mod context;
+mod control;
+mod dispatch;
+mod extract;
+mod handler;
+mod reply;
+mod routes;
+mod run;
+
+pub use answer::{IntoErrorReply, IntoReply, RpcError};
+pub use builder::{DEFAULT_MAX_DELIVERIES, ProcessorBuilder};
+pub use context::Context;
+pub use control::{Control, Stop};
+pub use extract::{FromContent, Params};
+pub use handler::{
+    Handler, HandlerError, HandlerFn, HandlerFuture, HandlerResult, Handlers, IntoHandlerResult,
+};
+pub use reply::Reply;
+pub use run::Processor;

@@ -1,0 +1,152 @@
+//! [`Processor`]: a consumer with a dispatch table, run until it is told
+//! to stop or its consumer is lost.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::builder::ProcessorBuilder;
+use super::dispatch::Core;
+use super::{Control, Handlers, Stop};
+use crate::consumer::{Consumer, ConsumerBuilder, ConsumerHandle};
+use crate::error::{Error, Result};
+use crate::transport::Connection;
+
+/// A consumer with a dispatch table: receives messages, runs their
+/// handlers, replies to RPC requests, and acknowledges.
+///
+/// - `message` category: every handler for (type, name) runs, in
+///   declaration order.
+/// - `rpc` category: the RPC handler runs and replies to `reply_to` with
+///   the request's correlation id, if any. No handler: the caller gets an
+///   error result at once.
+/// - A message is acknowledged after its handlers finish. A body that
+///   cannot be decoded, or an RPC request without `reply_to`, is rejected
+///   without requeue (dead-lettered if the queue has a dead-letter
+///   exchange) and logged. A handler that fails or panics is logged; an RPC
+///   caller gets an exception result naming the failure; the processor
+///   keeps running.
+/// - `command quit` stops it, `command restart` ends it with
+///   [`Stop::Restart`] (unless switched off or handled by your own handler).
+pub struct Processor<P: 'static> {
+    pub(super) core: Arc<Core<P>>,
+    pub(super) consumer: Consumer,
+    pub(super) connection: Connection,
+    pub(super) concurrency: usize,
+}
+
+impl<P: 'static> fmt::Debug for Processor<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Processor")
+            .field("consumer", &self.consumer)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Handlers> Processor<P> {
+    /// Starts building a processor around `handlers`.
+    pub fn builder(handlers: P) -> ProcessorBuilder<P> {
+        Self::builder_arc(Arc::new(handlers))
+    }
+
+    /// Like [`builder`](Processor::builder), sharing an `Arc`.
+    pub fn builder_arc(handlers: Arc<P>) -> ProcessorBuilder<P> {
+        ProcessorBuilder {
+            handlers,
+            consumer: ConsumerBuilder::default(),
+            fingerprint: None,
+            concurrency: 1,
+            quit_command: true,
+            restart_command: true,
+            control_senders: None,
+            max_deliveries: super::DEFAULT_MAX_DELIVERIES,
+        }
+    }
+
+    /// The handler object.
+    pub fn handlers(&self) -> &Arc<P> {
+        &self.core.handlers
+    }
+
+    /// Stops this processor from elsewhere.
+    pub fn control(&self) -> Control {
+        self.core.control.clone()
+    }
+
+    /// The consumer: bind more queues at run time, read its health.
+    pub fn consumer(&self) -> ConsumerHandle {
+        self.consumer.handle()
+    }
+
+    /// The connection the processor uses.
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// Runs until `quit`, `restart`, [`Control`] or the consumer's end. A
+    /// consumer whose health turns [`Health::Failed`](crate::Health::Failed)
+    /// (its queue deleted, its connection's recovery stalled) ends the
+    /// processor with [`Error::ConsumerLost`], so that the program (or its
+    /// supervisor) can act instead of idling.
+    pub async fn run(self) -> Result<Stop> {
+        self.run_until(std::future::pending::<()>()).await
+    }
+
+    /// Runs until `shutdown` resolves (then ends with [`Stop::Shutdown`]),
+    /// or as [`run`](Processor::run). Handlers already running finish and
+    /// their messages are acknowledged; deliveries not started go back to
+    /// the queue.
+    pub async fn run_until(mut self, shutdown: impl Future<Output = ()> + Send) -> Result<Stop> {
+        let core = self.core.clone();
+        let semaphore = Arc::new(Semaphore::new(self.concurrency));
+        let mut running = JoinSet::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        // A consumer that was lost ends the processor with an error rather
+        // than leaving it idle.
+        let handle = self.consumer.handle();
+        let mut failed = std::pin::pin!(handle.failed());
+        let mut lost = None;
+        // One subscription for the whole run, not one per delivery.
+        let mut stopped = std::pin::pin!(core.control.stopped());
+        let stop = loop {
+            tokio::select! {
+                biased;
+                stop = &mut stopped => break stop,
+                () = &mut shutdown => break Stop::Shutdown,
+                reason = &mut failed => {
+                    tracing::error!(%reason, "the processor's consumer is lost; the processor ends");
+                    lost = Some(reason);
+                    break Stop::Ended;
+                }
+                delivery = self.consumer.next() => {
+                    let Some(delivery) = delivery else { break Stop::Ended };
+                    if self.concurrency == 1 {
+                        core.process(delivery).await;
+                    } else {
+                        let Ok(permit) = semaphore.clone().acquire_owned().await else {
+                            break Stop::Ended;
+                        };
+                        let core = core.clone();
+                        running.spawn(async move {
+                            core.process(delivery).await;
+                            drop(permit);
+                        });
+                    }
+                    while running.try_join_next().is_some() {}
+                }
+            }
+        };
+        tracing::debug!(?stop, "processor stopping");
+        self.consumer.stop().await;
+        while running.join_next().await.is_some() {}
+        self.consumer.close().await;
+        match lost {
+            Some(reason) => Err(Error::ConsumerLost(reason)),
+            None => Ok(stop),
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! [`ProducerBuilder`]: default pairs, fingerprint, encoder, delivery and
+//! RPC defaults.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Producer;
+use super::sender::Inner;
+use crate::encoding::{Encoder, JsonEncoder};
+use crate::error::Result;
+use crate::fingerprint::Fingerprint;
+use crate::message::WireFingerprint;
+use crate::rpc::{ReplyStrategy, RpcSettings, RpcState};
+use crate::topology::Exchange;
+use crate::transport::Connection;
+
+/// Builds a [`Producer`].
+#[derive(Debug, Clone)]
+pub struct ProducerBuilder {
+    eks: Vec<(Exchange, String)>,
+    fingerprint: Option<Fingerprint>,
+    encoder: Arc<dyn Encoder>,
+    confirms: bool,
+    persistent: bool,
+    mandatory: bool,
+    rpc: RpcSettings,
+}
+
+impl Default for ProducerBuilder {
+    fn default() -> Self {
+        ProducerBuilder {
+            eks: Vec::new(),
+            fingerprint: None,
+            encoder: Arc::new(JsonEncoder),
+            confirms: true,
+            persistent: false,
+            mandatory: false,
+            rpc: RpcSettings::default(),
+        }
+    }
+}
+
+impl ProducerBuilder {
+    /// Adds a default (exchange, routing key) pair.
+    #[must_use]
+    pub fn ek(mut self, exchange: Exchange, key: impl Into<String>) -> Self {
+        self.eks.push((exchange, key.into()));
+        self
+    }
+
+    /// Adds default (exchange, routing key) pairs (Python's `eks`).
+    #[must_use]
+    pub fn eks<K: Into<String>>(mut self, eks: impl IntoIterator<Item = (Exchange, K)>) -> Self {
+        self.eks.extend(
+            eks.into_iter()
+                .map(|(exchange, key)| (exchange, key.into())),
+        );
+        self
+    }
+
+    /// The fingerprint put into every message (default: an anonymous one
+    /// with the connection's virtual host).
+    #[must_use]
+    pub fn fingerprint(mut self, fingerprint: Fingerprint) -> Self {
+        self.fingerprint = Some(fingerprint);
+        self
+    }
+
+    /// Replaces the encoder (default [`JsonEncoder`]).
+    #[must_use]
+    pub fn encoder(mut self, encoder: impl Encoder) -> Self {
+        self.encoder = Arc::new(encoder);
+        self
+    }
+
+    /// Publisher confirms (default on): a send returns once the broker has
+    /// taken the message, and a nack is an error.
+    #[must_use]
+    pub fn confirms(mut self, confirms: bool) -> Self {
+        self.confirms = confirms;
+        self
+    }
+
+    /// Persistent delivery (default off, transient, as Python Postage).
+    #[must_use]
+    pub fn persistent(mut self, persistent: bool) -> Self {
+        self.persistent = persistent;
+        self
+    }
+
+    /// Mandatory publishing (default off): with confirms, a message no
+    /// queue receives is returned and the send fails with
+    /// [`Error::Unroutable`]; without confirms the flag is not sent, since
+    /// nothing would report the returned message. RPC requests are always
+    /// mandatory, so with [`rpc_confirms`](Self::rpc_confirms) an
+    /// unroutable request fails at once.
+    #[must_use]
+    pub fn mandatory(mut self, mandatory: bool) -> Self {
+        self.mandatory = mandatory;
+        self
+    }
+
+    /// Default RPC timeout per attempt (30 s).
+    #[must_use]
+    pub fn rpc_timeout(mut self, timeout: Duration) -> Self {
+        self.rpc.timeout = timeout;
+        self
+    }
+
+    /// Default RPC retries after the first attempt (4, so 5 sends in all).
+    #[must_use]
+    pub fn rpc_retries(mut self, retries: u32) -> Self {
+        self.rpc.retries = retries;
+        self
+    }
+
+    /// Publisher confirms on RPC requests sent over direct reply-to
+    /// (default off: the reply confirms the request). On, a request that no
+    /// queue takes fails at once with [`Error::Unroutable`] instead of
+    /// timing out, and each call waits for one more broker round trip.
+    #[must_use]
+    pub fn rpc_confirms(mut self, confirms: bool) -> Self {
+        self.rpc.confirms = confirms;
+        self
+    }
+
+    /// How RPC replies come back (default [`ReplyStrategy::DirectReplyTo`]).
+    #[must_use]
+    pub fn reply_strategy(mut self, strategy: ReplyStrategy) -> Self {
+        self.rpc.strategy = strategy;
+        self
+    }
+
+    /// Opens the producer's channel and declares its exchanges.
+    pub async fn connect(self, connection: &Connection) -> Result<Producer> {
+        let channel = connection.open_channel(self.confirms).await?;
+        let mut declared = Vec::new();
+        for (exchange, _) in &self.eks {
+            if !declared.contains(&exchange.name()) {
+                declared.push(exchange.name());
+                channel.declare_exchange(exchange).await?;
+            }
+        }
+        let fingerprint = self
+            .fingerprint
+            .unwrap_or_else(|| Fingerprint::anonymous().with_vhost(connection.config().vhost()));
+        Ok(Producer {
+            inner: Arc::new(Inner {
+                connection: connection.clone(),
+                wire_fingerprint: WireFingerprint::from(&fingerprint),
+                fingerprint,
+                channel,
+                eks: self.eks,
+                encoder: self.encoder,
+                confirms: self.confirms,
+                persistent: self.persistent,
+                mandatory: self.mandatory,
+                rpc: RpcState::new(self.rpc),
+            }),
+        })
+    }
+}

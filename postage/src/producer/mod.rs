@@ -1,0 +1,20 @@
+//! Producers: default (exchange, key) pairs, overrides, the send builder,
+//! and the producer spec of `#[producer]`.
+//!
+//! | file | holds |
+//! |---|---|
+//! | `builder` | [`ProducerBuilder`] |
+//! | `sender` | [`Producer`]: sends, RPC calls |
+//! | `publish` | [`Publish`]: one send's options, awaited to send |
+//! | `spec` | [`ProducerSpec`], [`ProducerApi`], [`MessageApi`], [`ApiParam`]: the runtime side of `#[producer]` |
+
+mod builder;
+mod publish;
+mod sender;
+mod spec;
+
+pub use crate::BoxFuture;
+pub use builder::ProducerBuilder;
+pub use publish::Publish;
+pub use sender::Producer;
+pub use spec::{ApiParam, MessageApi, ProducerApi, ProducerSpec};

@@ -1,0 +1,92 @@
+//! [`Publish`]: a send being prepared, awaited to send.
+
+use std::future::IntoFuture;
+
+use super::Producer;
+use crate::BoxFuture;
+use crate::error::Result;
+use crate::message::Message;
+use crate::topology::{Exchange, Target};
+use crate::transport::OutgoingProperties;
+
+pub(super) enum Body {
+    /// Encoded when sent, with the producer's fingerprint.
+    Message(Box<Message>),
+    /// Encoded already (a command from its parts), or forwarded as is.
+    Encoded(Result<Vec<u8>>),
+}
+
+/// A send being prepared; `.await` it to send. Options:
+/// [`key`](Publish::key), [`eks`](Publish::eks), [`persistent`](Publish::persistent),
+/// [`mandatory`](Publish::mandatory).
+#[must_use = "a send does nothing until it is awaited"]
+pub struct Publish<'a> {
+    pub(super) producer: &'a Producer,
+    pub(super) body: Body,
+    pub(super) target: Target,
+    pub(super) persistent: Option<bool>,
+    pub(super) mandatory: Option<bool>,
+}
+
+impl std::fmt::Debug for Publish<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publish")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Publish<'a> {
+    /// Sends to the producer's first exchange with this key instead
+    /// (Python's `_key`). Ignored when [`eks`](Publish::eks) is set.
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.target = self.target.with_key(key.into());
+        self
+    }
+
+    /// Sends to these (exchange, key) pairs instead of the defaults
+    /// (Python's `_eks`).
+    pub fn eks<K: Into<String>>(mut self, eks: impl IntoIterator<Item = (Exchange, K)>) -> Self {
+        self.target = Target::eks(eks);
+        self
+    }
+
+    /// Persistent (`true`) or transient delivery for this send.
+    pub fn persistent(mut self, persistent: bool) -> Self {
+        self.persistent = Some(persistent);
+        self
+    }
+
+    /// Mandatory publishing for this send (see
+    /// [`ProducerBuilder::mandatory`]).
+    pub fn mandatory(mut self, mandatory: bool) -> Self {
+        self.mandatory = Some(mandatory);
+        self
+    }
+
+    async fn run(self) -> Result<()> {
+        let producer = self.producer;
+        let body = match self.body {
+            Body::Message(message) => producer.encode(*message)?,
+            Body::Encoded(body) => body?,
+        };
+        let inner = &*producer.inner;
+        let pairs = inner.channel.destinations(self.target, &inner.eks).await?;
+        let props = OutgoingProperties {
+            content_type: Some(producer.content_type()),
+            persistent: self.persistent.unwrap_or(inner.persistent),
+            mandatory: self.mandatory.unwrap_or(inner.mandatory),
+            ..OutgoingProperties::default()
+        };
+        producer.publish_all(&pairs, &body, &props).await
+    }
+}
+
+impl<'a> IntoFuture for Publish<'a> {
+    type Output = Result<()>;
+    type IntoFuture = BoxFuture<'a, Result<()>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}

@@ -1,0 +1,193 @@
+//! [`Producer`]: sends messages to its default (exchange, key) pairs, or
+//! elsewhere on request, and makes RPC calls.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::publish::Body;
+use super::{ProducerBuilder, Publish};
+use crate::encoding::Encoder;
+use crate::error::Result;
+use crate::fingerprint::Fingerprint;
+use crate::message::{Category, IntoMessage, Message, MessageParts, WireFingerprint};
+use crate::rpc::{Origin, RpcCall, RpcState};
+use crate::topology::{Exchange, Target};
+use crate::transport::{Channel, Connection, OutgoingProperties};
+
+/// Sends messages to its default (exchange, key) pairs, or elsewhere on
+/// request. Cheap to clone; clones share one channel.
+///
+/// ```no_run
+/// use postage::prelude::*;
+///
+/// const ECHO: Exchange = Exchange::direct("echo-exchange");
+///
+/// # async fn run() -> postage::Result<()> {
+/// let connection = Connection::from_env().await?;
+/// let producer = Producer::builder()
+///     .ek(ECHO, "echo-rk")
+///     .fingerprint(Fingerprint::new("echo_send", "application"))
+///     .connect(&connection)
+///     .await?;
+///
+/// producer.command("echo", "A test message").await?;                       // every pair
+/// producer.command("echo", "to all").key("echo-fanout-rk").await?;         // first exchange, this key
+/// producer.send(MessageStatus::new("online")).persistent(true).await?;     // any message
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Producer {
+    pub(super) inner: Arc<Inner>,
+}
+
+/// What clones of a producer share.
+pub(super) struct Inner {
+    pub(super) connection: Connection,
+    pub(super) fingerprint: Fingerprint,
+    /// The fingerprint as written into messages, encoded once.
+    pub(super) wire_fingerprint: WireFingerprint,
+    pub(super) channel: Channel,
+    pub(super) eks: Vec<(Exchange, String)>,
+    pub(super) encoder: Arc<dyn Encoder>,
+    pub(super) confirms: bool,
+    pub(super) persistent: bool,
+    pub(super) mandatory: bool,
+    pub(super) rpc: RpcState,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field(
+                "eks",
+                &self
+                    .inner
+                    .eks
+                    .iter()
+                    .map(|(e, k)| (e.name(), k.as_str()))
+                    .collect::<Vec<_>>(),
+            )
+            .field("fingerprint", &self.inner.fingerprint)
+            .field("confirms", &self.inner.confirms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Producer {
+    /// Starts building a producer.
+    pub fn builder() -> ProducerBuilder {
+        ProducerBuilder::default()
+    }
+
+    /// The fingerprint put into every message.
+    pub fn fingerprint(&self) -> &Fingerprint {
+        &self.inner.fingerprint
+    }
+
+    /// The default (exchange, key) pairs.
+    pub fn eks(&self) -> &[(Exchange, String)] {
+        &self.inner.eks
+    }
+
+    /// The connection the producer uses.
+    pub fn connection(&self) -> &Connection {
+        &self.inner.connection
+    }
+
+    /// Sends any message (the producer's fingerprint replaces the
+    /// message's). Await the returned builder, after setting options.
+    pub fn send(&self, message: impl IntoMessage) -> Publish<'_> {
+        self.publish(Body::Message(Box::new(message.into_message())))
+    }
+
+    /// Sends a command (Python's `message_<name>(parameters)`), encoded
+    /// from its parts (no [`Message`] is built for it).
+    pub fn command(&self, name: &str, parameters: impl Into<Value>) -> Publish<'_> {
+        let parameters = parameters.into();
+        let parts = MessageParts::command(name, Category::Message, &parameters);
+        let body = self.encode_parts(&parts);
+        self.publish(Body::Encoded(body))
+    }
+
+    /// Forwards a raw body unchanged (no fingerprint, no re-encoding), with
+    /// the encoder's content type.
+    pub fn forward(&self, body: impl Into<Vec<u8>>) -> Publish<'_> {
+        self.publish(Body::Encoded(Ok(body.into())))
+    }
+
+    /// Calls an RPC command and waits for its reply (Python's
+    /// `rpc_<name>(parameters)`). See [`RpcCall`] for options.
+    pub fn rpc(&self, name: &str, parameters: impl Into<Value>) -> RpcCall<'_> {
+        RpcCall::command(self.origin(), name, parameters.into())
+    }
+
+    /// Calls with a prepared message (its category becomes `rpc`).
+    pub fn rpc_message(&self, message: impl IntoMessage) -> RpcCall<'_> {
+        RpcCall::new(self.origin(), message.into_message())
+    }
+
+    /// Closes the producer's channel. Other clones stop working too.
+    pub async fn close(&self) {
+        self.inner.channel.close().await;
+    }
+
+    /// What an RPC call needs of the producer, borrowed.
+    fn origin(&self) -> Origin<'_> {
+        let inner = &*self.inner;
+        Origin {
+            connection: &inner.connection,
+            channel: &inner.channel,
+            defaults: &inner.eks,
+            encoder: &inner.encoder,
+            fingerprint: &inner.wire_fingerprint,
+            persistent: inner.persistent,
+            state: &inner.rpc,
+        }
+    }
+
+    /// Encodes a message with the producer's fingerprint.
+    pub(super) fn encode(&self, message: Message) -> Result<Vec<u8>> {
+        Ok(self
+            .inner
+            .encoder
+            .encode_with_fingerprint(message, &self.inner.wire_fingerprint)?)
+    }
+
+    /// A send of `body` to the default pairs, with the producer's options.
+    fn publish(&self, body: Body) -> Publish<'_> {
+        Publish {
+            producer: self,
+            body,
+            target: Target::Default,
+            persistent: None,
+            mandatory: None,
+        }
+    }
+
+    fn encode_parts(&self, parts: &MessageParts<'_>) -> Result<Vec<u8>> {
+        Ok(self
+            .inner
+            .encoder
+            .encode_parts(parts, &self.inner.wire_fingerprint)?)
+    }
+
+    pub(super) fn content_type(&self) -> &str {
+        self.inner.encoder.content_type()
+    }
+
+    pub(super) async fn publish_all(
+        &self,
+        pairs: &[(Exchange, String)],
+        body: &[u8],
+        props: &OutgoingProperties<'_>,
+    ) -> Result<()> {
+        for (exchange, key) in pairs {
+            self.inner
+                .channel
+                .publish(exchange.name(), key, body, props)
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,118 @@
+//! Queue declarations as values.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+/// A queue declaration. Defaults match Python Postage: not durable, not
+/// exclusive, not auto-delete, no arguments.
+///
+/// ```
+/// use postage::Queue;
+///
+/// let jobs = Queue::new("jobs")
+///     .durable(true)
+///     .argument("x-queue-type", "quorum")
+///     .argument("x-dead-letter-exchange", "jobs-dlx");
+/// let private = Queue::new(format!("echo-queue-{}", std::process::id())).exclusive(true);
+/// let named_by_broker = Queue::server_named();
+/// # let _ = (jobs, private, named_by_broker);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Queue {
+    name: String,
+    durable: bool,
+    exclusive: bool,
+    auto_delete: bool,
+    arguments: BTreeMap<String, Value>,
+}
+
+impl Queue {
+    /// A queue called `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        Queue {
+            name: name.into(),
+            durable: false,
+            exclusive: false,
+            auto_delete: false,
+            arguments: BTreeMap::new(),
+        }
+    }
+
+    /// A queue the broker names (`amq.gen-...`): exclusive and auto-delete.
+    pub fn server_named() -> Self {
+        Queue::new("").exclusive(true).auto_delete(true)
+    }
+
+    /// Durable: survives a broker restart.
+    #[must_use]
+    pub fn durable(mut self, durable: bool) -> Self {
+        self.durable = durable;
+        self
+    }
+
+    /// Exclusive: private to this connection, deleted with it.
+    #[must_use]
+    pub fn exclusive(mut self, exclusive: bool) -> Self {
+        self.exclusive = exclusive;
+        self
+    }
+
+    /// Auto-delete: deleted when its last consumer goes.
+    #[must_use]
+    pub fn auto_delete(mut self, auto_delete: bool) -> Self {
+        self.auto_delete = auto_delete;
+        self
+    }
+
+    /// Adds a declaration argument (`x-dead-letter-exchange`,
+    /// `x-queue-type`, `x-message-ttl`, ...).
+    #[must_use]
+    pub fn argument(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.arguments.insert(key.into(), value.into());
+        self
+    }
+
+    /// The queue's name (empty for a server-named queue).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Is it durable?
+    pub fn is_durable(&self) -> bool {
+        self.durable
+    }
+
+    /// Is it exclusive?
+    pub fn is_exclusive(&self) -> bool {
+        self.exclusive
+    }
+
+    /// Is it auto-delete?
+    pub fn is_auto_delete(&self) -> bool {
+        self.auto_delete
+    }
+
+    /// Its declaration arguments.
+    pub fn arguments(&self) -> &BTreeMap<String, Value> {
+        &self.arguments
+    }
+}
+
+impl From<&str> for Queue {
+    fn from(name: &str) -> Self {
+        Queue::new(name)
+    }
+}
+
+impl From<String> for Queue {
+    fn from(name: String) -> Self {
+        Queue::new(name)
+    }
+}
+
+impl From<&String> for Queue {
+    fn from(name: &String) -> Self {
+        Queue::new(name.as_str())
+    }
+}

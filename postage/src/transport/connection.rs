@@ -1,0 +1,123 @@
+//! [`Connection`]: one broker connection shared by a component's producers
+//! and processors.
+
+use std::sync::Arc;
+
+use super::{Channel, Link, amqp};
+use crate::config::Config;
+use crate::error::Result;
+
+/// A connection to RabbitMQ, shared by the producers and processors of a
+/// component. Cheap to clone: clones share one AMQP connection.
+///
+/// Automatic recovery is on: after a dropped connection the connection is
+/// re-established and its exchanges, queues, bindings and consumers
+/// replayed.
+///
+/// ```no_run
+/// # async fn run() -> postage::Result<()> {
+/// let connection = postage::Connection::from_env().await?;
+/// // ... producers and processors ...
+/// connection.close().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Connection {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Backend,
+    config: Config,
+    link: Arc<Link>,
+}
+
+/// The broker behind a connection.
+enum Backend {
+    Amqp(amqp::Connection),
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("endpoint", &self.inner.config.to_string())
+            .field("connected", &self.is_connected())
+            .finish()
+    }
+}
+
+impl Connection {
+    /// Connects with settings read from the `POSTAGE_*` variables.
+    pub async fn from_env() -> Result<Self> {
+        Self::connect(Config::from_env()?).await
+    }
+
+    /// Connects with these settings.
+    pub async fn connect(config: Config) -> Result<Self> {
+        let link = Arc::new(Link::default());
+        let backend = Backend::Amqp(amqp::Connection::open(&config, &link).await?);
+        Ok(Connection {
+            inner: Arc::new(Inner {
+                backend,
+                config,
+                link,
+            }),
+        })
+    }
+
+    /// The settings this connection was made with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// How many times the connection was lost and recovered.
+    pub fn recoveries(&self) -> u64 {
+        self.inner.link.recoveries()
+    }
+
+    /// Did the recovery of a lost connection stall (see
+    /// [`Config::with_recovery_timeout`])? The component should then be
+    /// restarted.
+    pub fn recovery_stalled(&self) -> bool {
+        self.inner.link.stalled()
+    }
+
+    pub(crate) fn link(&self) -> Arc<Link> {
+        self.inner.link.clone()
+    }
+
+    /// Is the connection up (not closed, not recovering)?
+    pub fn is_connected(&self) -> bool {
+        match &self.inner.backend {
+            Backend::Amqp(connection) => connection.is_connected(),
+        }
+    }
+
+    /// Closes the connection (all its channels with it). Unacknowledged
+    /// deliveries go back to their queues.
+    pub async fn close(&self) -> Result<()> {
+        match &self.inner.backend {
+            Backend::Amqp(connection) => connection.close().await,
+        }
+    }
+
+    pub(crate) fn same_as(&self, other: &Connection) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Opens a channel; `confirms` switches publisher confirms on. While
+    /// the connection is being recovered, waits for it (within the
+    /// recovery timeout) instead of failing.
+    pub(crate) async fn open_channel(&self, confirms: bool) -> Result<Channel> {
+        let inner = &*self.inner;
+        let backend = match &inner.backend {
+            Backend::Amqp(connection) => {
+                let channel = connection
+                    .open_channel(confirms, &inner.config, &inner.link)
+                    .await?;
+                super::channel::Backend::Amqp(channel)
+            }
+        };
+        Ok(Channel::new(backend, inner.config.debug()))
+    }
+}

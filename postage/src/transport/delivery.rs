@@ -1,0 +1,121 @@
+//! What a broker delivers: `RawDelivery`s from a `RawConsumer`'s stream,
+//! or an `Interruption` of it.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_util::{Stream, StreamExt};
+
+use super::amqp;
+use crate::error::Result;
+
+/// A delivery as received, before decoding.
+pub(crate) enum RawDelivery {
+    Amqp(amqp::Delivery),
+}
+
+/// A broker consumer's stream of deliveries. Cheap to clone (a handle on
+/// the same consumer).
+#[derive(Clone)]
+pub(crate) enum RawConsumer {
+    Amqp(amqp::Consumer),
+}
+
+/// Why a consumer's stream was interrupted (usually a lost connection):
+/// hand it to [`Channel::resume_consumer`](super::Channel::resume_consumer).
+#[derive(Debug)]
+pub(crate) enum Interruption {
+    Amqp(amqp::Interruption),
+}
+
+impl std::fmt::Display for Interruption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Interruption::Amqp(interruption) => interruption.fmt(f),
+        }
+    }
+}
+
+impl Stream for RawConsumer {
+    type Item = Result<RawDelivery, Interruption>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.get_mut() {
+            RawConsumer::Amqp(consumer) => consumer.poll_next_unpin(cx).map(|next| {
+                next.map(|item| item.map(RawDelivery::Amqp).map_err(Interruption::Amqp))
+            }),
+        }
+    }
+}
+
+impl RawDelivery {
+    /// The body.
+    pub(crate) fn data(&self) -> &[u8] {
+        match self {
+            RawDelivery::Amqp(delivery) => delivery.data(),
+        }
+    }
+
+    /// The exchange it was published to.
+    pub(crate) fn exchange(&self) -> &str {
+        match self {
+            RawDelivery::Amqp(delivery) => delivery.exchange(),
+        }
+    }
+
+    /// Its routing key.
+    pub(crate) fn routing_key(&self) -> &str {
+        match self {
+            RawDelivery::Amqp(delivery) => delivery.routing_key(),
+        }
+    }
+
+    /// Was it delivered before?
+    pub(crate) fn redelivered(&self) -> bool {
+        match self {
+            RawDelivery::Amqp(delivery) => delivery.redelivered(),
+        }
+    }
+
+    /// The `reply_to` property.
+    pub(crate) fn reply_to(&self) -> Option<&str> {
+        match self {
+            RawDelivery::Amqp(delivery) => delivery.reply_to(),
+        }
+    }
+
+    /// The `correlation_id` property.
+    pub(crate) fn correlation_id(&self) -> Option<&str> {
+        match self {
+            RawDelivery::Amqp(delivery) => delivery.correlation_id(),
+        }
+    }
+
+    /// The `content_type` property.
+    pub(crate) fn content_type(&self) -> Option<&str> {
+        match self {
+            RawDelivery::Amqp(delivery) => delivery.content_type(),
+        }
+    }
+
+    /// The `x-delivery-count` header (quorum queues), if any.
+    pub(crate) fn delivery_count(&self) -> Option<u64> {
+        match self {
+            RawDelivery::Amqp(delivery) => delivery.delivery_count(),
+        }
+    }
+
+    /// Acknowledges it.
+    pub(crate) async fn ack(&self) -> Result<()> {
+        match self {
+            RawDelivery::Amqp(delivery) => delivery.ack().await,
+        }
+    }
+
+    /// Rejects it, requeued or not.
+    pub(crate) async fn reject(&self, requeue: bool) -> Result<()> {
+        match self {
+            RawDelivery::Amqp(delivery) => delivery.reject(requeue).await,
+        }
+    }
+}

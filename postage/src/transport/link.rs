@@ -1,0 +1,108 @@
+//! What a connection's backend says of its state: up, recovering, stalled,
+//! and how many times it came back. Read by channels, consumers and RPC
+//! calls, which wait on its notices instead of polling.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+/// The state of a connection, as its backend last saw it.
+#[derive(Debug, Default)]
+pub(crate) struct Link {
+    recovering: AtomicBool,
+    stalled: AtomicBool,
+    recoveries: AtomicU64,
+    /// Wakes whoever waits for the end of a recovery.
+    recovered: Notify,
+    /// Wakes whoever watches for a stalled recovery.
+    stall: Notify,
+}
+
+impl Link {
+    /// Is the connection being recovered?
+    pub(crate) fn recovering(&self) -> bool {
+        self.recovering.load(Ordering::Relaxed)
+    }
+
+    /// How many times the connection was lost and came back.
+    pub(crate) fn recoveries(&self) -> u64 {
+        self.recoveries.load(Ordering::Relaxed)
+    }
+
+    /// Did the recovery of a lost connection stall?
+    pub(crate) fn stalled(&self) -> bool {
+        self.stalled.load(Ordering::Relaxed)
+    }
+
+    /// Resolves when a recovery is found stalled after this call.
+    pub(crate) fn stall_notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.stall.notified()
+    }
+
+    /// Resolves when a recovery ends after this call.
+    pub(crate) fn recovered_notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.recovered.notified()
+    }
+
+    /// Returns when a recovery ends, or after 50 ms at most (a recovery
+    /// that ended just before the call is seen by the caller's next look at
+    /// the connection's state).
+    pub(crate) async fn recovered_or_tick(&self) {
+        tokio::select! {
+            () = self.recovered.notified() => {}
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+
+    /// Records whether the connection is up; true when that changes it
+    /// from up to down.
+    pub(super) fn went_down(&self, up: bool) -> bool {
+        let was_recovering = self.recovering.swap(!up, Ordering::Relaxed);
+        !up && !was_recovering
+    }
+
+    /// Records the end of a recovery (after [`went_down`](Link::went_down)
+    /// said the connection was up again) and wakes the waiters.
+    pub(super) fn came_back(&self) {
+        self.recoveries.fetch_add(1, Ordering::Relaxed);
+        self.stalled.store(false, Ordering::Relaxed);
+        self.recovered.notify_waiters();
+    }
+
+    /// Records that the recovery stalled and wakes the watchers.
+    pub(super) fn stall(&self) {
+        self.stalled.store(true, Ordering::Relaxed);
+        self.stall.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_recovery_is_counted_once_and_wakes_its_waiters() {
+        let link = Link::default();
+        assert!(!link.went_down(true));
+        assert!(link.went_down(false));
+        assert!(!link.went_down(false), "still down: no second loss");
+        assert!(link.recovering());
+        link.stall();
+        assert!(link.stalled());
+        let waiter = link.recovered_notified();
+        let stall = link.stall_notified();
+        // Back: the recovery ends, the stall is over.
+        assert!(!link.went_down(true));
+        link.came_back();
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .unwrap();
+        assert_eq!(link.recoveries(), 1);
+        assert!(!link.stalled() && !link.recovering());
+        link.stall();
+        tokio::time::timeout(Duration::from_secs(1), stall)
+            .await
+            .unwrap();
+    }
+}

@@ -1,0 +1,31 @@
+//! The seam between the runtime and a broker.
+//!
+//! Producers, consumers, RPC calls and processors speak to the broker only
+//! through the types of this module; each is an enum of backends, matched
+//! once per operation (no boxed future, no dynamic call per message):
+//!
+//! | type | what it does |
+//! |---|---|
+//! | [`Connection`] | connect, open channels, close; recovery notices through its `Link` |
+//! | `Channel` | declare exchanges and queues, bind, prefetch, consume, cancel, publish with or without confirms, wait for a consumer's recovery |
+//! | `RawConsumer` | a stream of `RawDelivery`s, or an `Interruption` |
+//! | `RawDelivery` | body, routing, properties, and ack / reject |
+//! | `OutgoingProperties` | the properties of a published message |
+//!
+//! The one backend today is AMQP (`amqp`: the only code of the crate
+//! that names the AMQP client library). A second backend (an in-memory broker for
+//! tests) adds a variant to each enum and nothing above this module
+//! changes.
+
+mod amqp;
+mod channel;
+mod connection;
+mod delivery;
+mod link;
+mod properties;
+
+pub(crate) use channel::Channel;
+pub use connection::Connection;
+pub(crate) use delivery::{Interruption, RawConsumer, RawDelivery};
+pub(crate) use link::Link;
+pub(crate) use properties::OutgoingProperties;
