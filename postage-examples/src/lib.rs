@@ -24,9 +24,18 @@ pub const ECHO_FANOUT_KEY: &str = "echo-fanout-rk";
 /// Logs to stderr: `RUST_LOG` if set, otherwise `debug` when
 /// `POSTAGE_DEBUG_MODE` is true and `warn` when not. Standard output stays
 /// for the component's own lines.
+///
+/// The AMQP client library's own lines are off unless `RUST_LOG` asks for
+/// them: Postage reports what they would say (a lost or recovered
+/// connection, a refused login) in its own log lines and errors, and a
+/// refused login would otherwise be logged twice.
 pub fn init_logging() {
     let debug = Config::from_env().is_ok_and(|c| c.debug());
-    let default = if debug { "debug" } else { "warn" };
+    let default = if debug {
+        "debug,lapin=off"
+    } else {
+        "warn,lapin=off"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()

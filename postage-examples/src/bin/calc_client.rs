@@ -26,9 +26,18 @@ impl CalcProducer {
     }
 }
 
-fn number(arg: Option<&String>) -> Result<f64, String> {
-    let arg = arg.ok_or("missing number")?;
-    arg.parse().map_err(|_| format!("{arg:?} is not a number"))
+/// A number argument; a missing or bad one is a usage error (status 2).
+fn number(arg: Option<&String>) -> f64 {
+    let Some(arg) = arg else {
+        usage("missing number");
+    };
+    arg.parse()
+        .unwrap_or_else(|_| usage(&format!("{arg:?} is not a number")))
+}
+
+fn usage(problem: &str) -> ! {
+    eprintln!("calc_client: {problem}\nusage: calc_client add|mul|div A B | sqrt X");
+    std::process::exit(2);
 }
 
 #[tokio::main]
@@ -40,18 +49,17 @@ async fn main() {
     }
 }
 
-async fn run() -> Result<(), Box<dyn std::error::Error>> {
+async fn run() -> Result<(), postage::Report> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(op) = args.first() else {
-        eprintln!("usage: calc_client add|mul|div A B | sqrt X");
-        std::process::exit(2);
+        usage("missing operation");
     };
     let connection = Connection::from_env().await?;
     let calc = CalcProducer.connect(&connection).await?;
     let call = if op == "sqrt" {
-        calc.rpc("sqrt", number(args.get(1))?)
+        calc.rpc("sqrt", number(args.get(1)))
     } else {
-        calc.rpc_binary(op, number(args.get(1))?, number(args.get(2))?)
+        calc.rpc_binary(op, number(args.get(1)), number(args.get(2)))
     };
     let reply = call.timeout(Duration::from_secs(5)).retries(1).await?;
     connection.close().await?;

@@ -70,7 +70,7 @@ impl StatusProducer {
 }
 
 #[tokio::main]
-async fn main() -> postage::Result<()> {
+async fn main() -> Result<(), postage::Report> {
     init_logging();
     let fingerprint = Fingerprint::new("calc_service", "service");
     let connection = Connection::from_env().await?;
@@ -95,5 +95,5 @@ async fn main() -> postage::Result<()> {
         }
         let _ = connection.close().await;
     }
-    result
+    Ok(result?)
 }

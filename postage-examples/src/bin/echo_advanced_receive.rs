@@ -30,7 +30,7 @@ impl EchoReceiver {
 }
 
 #[tokio::main]
-async fn main() -> postage::Result<()> {
+async fn main() -> Result<(), postage::Report> {
     init_logging();
     let fingerprint = Fingerprint::new("echo_receive", "controller");
     let private = format!(
@@ -53,5 +53,5 @@ async fn main() -> postage::Result<()> {
         .fingerprint(fingerprint)
         .connect(&connection)
         .await?;
-    serve(processor).await
+    Ok(serve(processor).await?)
 }

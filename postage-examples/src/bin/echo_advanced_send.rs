@@ -7,7 +7,7 @@
 use postage_examples::{ECHO_FANOUT_KEY, EchoProducer, init_logging};
 
 #[tokio::main]
-async fn main() -> postage::Result<()> {
+async fn main() -> Result<(), postage::Report> {
     init_logging();
     let text = std::env::args()
         .nth(1)
@@ -17,5 +17,6 @@ async fn main() -> postage::Result<()> {
     println!("sent: {text}");
     producer.message_echo(&text).key(ECHO_FANOUT_KEY).await?;
     println!("sent fanout: {text}");
-    connection.close().await
+    connection.close().await?;
+    Ok(())
 }

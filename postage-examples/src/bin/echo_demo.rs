@@ -49,7 +49,7 @@ impl EchoReceiver {
 }
 
 #[tokio::main]
-async fn main() -> postage::Result<()> {
+async fn main() -> Result<(), postage::Report> {
     init_logging();
     let connection = Connection::from_env().await?;
 

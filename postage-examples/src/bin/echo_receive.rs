@@ -17,7 +17,7 @@ impl EchoReceiver {
 }
 
 #[tokio::main]
-async fn main() -> postage::Result<()> {
+async fn main() -> Result<(), postage::Report> {
     init_logging();
     let connection = Connection::from_env().await?;
     let processor = Processor::builder(EchoReceiver)
@@ -25,5 +25,5 @@ async fn main() -> postage::Result<()> {
         .fingerprint(Fingerprint::new("echo_receive", "controller"))
         .connect(&connection)
         .await?;
-    serve(processor).await
+    Ok(serve(processor).await?)
 }

@@ -6,7 +6,7 @@
 use postage_examples::{EchoProducer, init_logging};
 
 #[tokio::main]
-async fn main() -> postage::Result<()> {
+async fn main() -> Result<(), postage::Report> {
     init_logging();
     let text = std::env::args()
         .nth(1)
@@ -14,5 +14,6 @@ async fn main() -> postage::Result<()> {
     let (connection, producer) = EchoProducer::connect_as("echo_send").await?;
     producer.message_echo(&text).await?;
     println!("sent: {text}");
-    connection.close().await
+    connection.close().await?;
+    Ok(())
 }

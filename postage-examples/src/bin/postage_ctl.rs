@@ -10,7 +10,7 @@ use postage::prelude::*;
 use postage_examples::init_logging;
 
 #[tokio::main]
-async fn main() -> postage::Result<()> {
+async fn main() -> Result<(), postage::Report> {
     init_logging();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = match args.first().map(String::as_str) {
@@ -36,5 +36,6 @@ async fn main() -> postage::Result<()> {
         .await?;
     producer.command(&command, serde_json::json!({})).await?;
     println!("sent: {command} to {exchange}/{key}");
-    connection.close().await
+    connection.close().await?;
+    Ok(())
 }

@@ -18,7 +18,7 @@ impl RpcEchoReceiver {
 }
 
 #[tokio::main]
-async fn main() -> postage::Result<()> {
+async fn main() -> Result<(), postage::Report> {
     init_logging();
     let connection = Connection::from_env().await?;
     let processor = Processor::builder(RpcEchoReceiver)
@@ -26,5 +26,5 @@ async fn main() -> postage::Result<()> {
         .fingerprint(Fingerprint::new("rpc_echo_receive", "controller"))
         .connect(&connection)
         .await?;
-    serve(processor).await
+    Ok(serve(processor).await?)
 }

@@ -8,7 +8,7 @@ use postage::prelude::*;
 use postage_examples::{EchoProducer, init_logging, text};
 
 #[tokio::main]
-async fn main() -> postage::Result<()> {
+async fn main() -> Result<(), postage::Report> {
     init_logging();
     let text_arg = std::env::args()
         .nth(1)
