@@ -1,0 +1,144 @@
+//! The command line: scenarios, implementations, counts and knobs, and the
+//! usage text.
+
+use crate::common::Res;
+
+const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scenario {
+    Publish,
+    PublishConfirm,
+    Consume,
+    Pipe,
+    RpcSeq,
+    RpcPar,
+    Soak,
+}
+
+impl Scenario {
+    const ALL: [Scenario; 6] = [
+        Scenario::Publish,
+        Scenario::PublishConfirm,
+        Scenario::Consume,
+        Scenario::Pipe,
+        Scenario::RpcSeq,
+        Scenario::RpcPar,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Scenario::Publish => "publish",
+            Scenario::PublishConfirm => "publish-confirm",
+            Scenario::Consume => "consume",
+            Scenario::Pipe => "pipe",
+            Scenario::RpcSeq => "rpc-seq",
+            Scenario::RpcPar => "rpc-par",
+            Scenario::Soak => "soak",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .chain([Scenario::Soak])
+            .find(|sc| sc.name() == s)
+    }
+
+    pub(crate) fn default_count(self) -> u64 {
+        match self {
+            Scenario::RpcSeq => 5_000,
+            Scenario::RpcPar => 20_000,
+            Scenario::Soak => 1_000_000,
+            _ => 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Impl {
+    Postage,
+    Lapin,
+}
+
+impl Impl {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Impl::Postage => "postage",
+            Impl::Lapin => "lapin",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Args {
+    pub(crate) scenarios: Vec<Scenario>,
+    pub(crate) count: Option<u64>,
+    pub(crate) impls: Vec<Impl>,
+    pub(crate) runs: usize,
+    pub(crate) prefetch: u16,
+    pub(crate) window: usize,
+    pub(crate) in_flight: usize,
+    pub(crate) json: bool,
+    /// Set up (and pre-fill) only: a baseline for instruction counts.
+    pub(crate) dry: bool,
+    pub(crate) url: String,
+}
+
+const USAGE: &str = "usage: postage-bench <publish|publish-confirm|consume|pipe|rpc-seq|rpc-par|soak|all> \
+[--count N] [--impl postage|lapin|both] [--runs R] [--prefetch P] [--window W] [--in-flight F] [--json] [--dry]";
+
+pub(crate) fn parse_args() -> Res<Args> {
+    let mut args = Args {
+        scenarios: Vec::new(),
+        count: None,
+        impls: vec![Impl::Postage, Impl::Lapin],
+        runs: 5,
+        prefetch: postage::consumer::DEFAULT_PREFETCH,
+        window: 1_000,
+        in_flight: 64,
+        json: false,
+        dry: false,
+        url: std::env::var("POSTAGE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| DEFAULT_URL.to_owned()),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--count" | "-n" => args.count = Some(value("--count")?.replace('_', "").parse()?),
+            "--runs" => args.runs = value("--runs")?.parse()?,
+            "--prefetch" => args.prefetch = value("--prefetch")?.parse()?,
+            "--window" => args.window = value("--window")?.parse()?,
+            "--in-flight" => args.in_flight = value("--in-flight")?.parse()?,
+            "--impl" => {
+                args.impls = match value("--impl")?.as_str() {
+                    "postage" => vec![Impl::Postage],
+                    "lapin" => vec![Impl::Lapin],
+                    "both" => vec![Impl::Postage, Impl::Lapin],
+                    other => return Err(format!("unknown impl {other:?}\n{USAGE}").into()),
+                }
+            }
+            "--json" => args.json = true,
+            "--dry" => args.dry = true,
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            "all" => args.scenarios.extend(Scenario::ALL),
+            other => match Scenario::parse(other) {
+                Some(scenario) => args.scenarios.push(scenario),
+                None => return Err(format!("unknown argument {other:?}\n{USAGE}").into()),
+            },
+        }
+    }
+    if args.scenarios.is_empty() {
+        return Err(USAGE.into());
+    }
+    args.runs = args.runs.max(1);
+    args.window = args.window.max(1);
+    args.in_flight = args.in_flight.max(1);
+    Ok(args)
+}

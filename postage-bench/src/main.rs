@@ -1,0 +1,63 @@
+//! `postage-bench <scenario> [--count N] [--impl postage|lapin|both]
+//! [--runs R] [--prefetch P] [--json]`: Postage side by side with
+//! hand-written lapin code doing the same work, against the broker at
+//! `POSTAGE_URL` (default `amqp://guest:guest@127.0.0.1:5672/%2f`).
+//!
+//! Scenarios: `publish`, `publish-confirm`, `consume`, `pipe`, `rpc-seq`,
+//! `rpc-par`, `soak` (a `pipe` of 1,000,000 messages watching RSS), and
+//! `all` (every scenario but `soak`).
+//!
+//! Each run prints one JSON line; at the end a table of medians and the
+//! postage/lapin ratios follows (with `--json`, one JSON summary line per
+//! scenario instead). See BENCHMARKS.md.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod args;
+mod common;
+mod fixture;
+mod lapin_side;
+mod measure;
+mod postage_side;
+mod report;
+mod scenario;
+
+use std::time::Duration;
+
+use crate::args::parse_args;
+use crate::common::Res;
+use crate::fixture::Admin;
+use crate::measure::measure;
+use crate::postage_side::postage_body;
+use crate::report::report;
+
+#[tokio::main]
+async fn main() -> Res<()> {
+    let args = parse_args()?;
+    let admin = Admin::connect(&args.url).await?;
+    eprintln!(
+        "postage-bench: body {} bytes, prefetch {}, confirm window {}, rpc in flight {}, {} run(s) per impl",
+        postage_body(0)?.len(),
+        args.prefetch,
+        args.window,
+        args.in_flight,
+        args.runs
+    );
+    let mut records = Vec::new();
+    for &scenario in &args.scenarios {
+        for run in 0..args.runs {
+            // Alternate which side goes first, to spread drift evenly.
+            let mut order = args.impls.clone();
+            if run % 2 == 1 {
+                order.reverse();
+            }
+            for imp in order {
+                let record = measure(&args, &admin, scenario, imp, run).await?;
+                println!("{}", record.to_json());
+                records.push(record);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    report(&args, &records);
+    Ok(())
+}

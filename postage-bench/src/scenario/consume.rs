@@ -1,0 +1,46 @@
+//! `consume`: read a pre-filled queue, handle and ack every command.
+
+use postage::prelude::*;
+
+use crate::common::{Counter, KEY, Res, fingerprint};
+use crate::lapin_side::{lapin_close, lapin_connect, lapin_consumer_loop};
+use crate::measure::{Snapshot, Timed};
+use crate::postage_side::postage_connect;
+use crate::scenario::Ctx;
+
+pub(crate) async fn postage_consume(ctx: &Ctx<'_>) -> Res<Timed> {
+    let connection = postage_connect(&ctx.args.url).await?;
+    let counter = Counter::new(ctx.n);
+    let start = Snapshot::now();
+    let processor = Processor::builder_arc(counter.clone())
+        .bind(ctx.fixture.exchange(), [(ctx.fixture.queue.as_str(), KEY)])
+        .prefetch(ctx.args.prefetch)
+        .fingerprint(fingerprint())
+        .connect(&connection)
+        .await?;
+    let control = processor.control();
+    let running = tokio::spawn(processor.run());
+    counter.done.notified().await;
+    let end = Snapshot::now();
+    control.quit();
+    running.await??;
+    connection.close().await?;
+    Ok(Timed::new(start, end))
+}
+
+pub(crate) async fn lapin_consume(ctx: &Ctx<'_>) -> Res<Timed> {
+    let connection = lapin_connect(&ctx.args.url).await?;
+    let counter = Counter::new(ctx.n);
+    let start = Snapshot::now();
+    let channel = connection.create_channel().await?;
+    lapin_consumer_loop(
+        channel,
+        ctx.fixture.queue.clone(),
+        ctx.args.prefetch,
+        counter.clone(),
+    )
+    .await?;
+    let end = Snapshot::now();
+    lapin_close(&connection).await;
+    Ok(Timed::new(start, end))
+}

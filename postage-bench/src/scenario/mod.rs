@@ -1,0 +1,42 @@
+//! The scenarios, one module each holding its Postage and its lapin side,
+//! and [`run_one`], which runs one side of one scenario.
+
+mod consume;
+mod pipe;
+mod publish;
+mod rpc;
+mod soak;
+
+use self::consume::{lapin_consume, postage_consume};
+use self::pipe::{lapin_pipe, postage_pipe};
+use self::publish::{lapin_publish, postage_publish};
+use self::rpc::{lapin_rpc, postage_rpc};
+use crate::args::{Args, Impl, Scenario};
+use crate::common::Res;
+use crate::fixture::Fixture;
+use crate::measure::Timed;
+
+pub(crate) struct Ctx<'a> {
+    pub(crate) args: &'a Args,
+    pub(crate) fixture: &'a Fixture,
+    pub(crate) n: u64,
+    /// The soak test's RSS watch, when on.
+    pub(crate) soak: bool,
+}
+
+pub(crate) async fn run_one(ctx: &Ctx<'_>, scenario: Scenario, imp: Impl) -> Res<Timed> {
+    match (scenario, imp) {
+        (Scenario::Publish, Impl::Postage) => postage_publish(ctx, false).await,
+        (Scenario::Publish, Impl::Lapin) => lapin_publish(ctx, false).await,
+        (Scenario::PublishConfirm, Impl::Postage) => postage_publish(ctx, true).await,
+        (Scenario::PublishConfirm, Impl::Lapin) => lapin_publish(ctx, true).await,
+        (Scenario::Consume, Impl::Postage) => postage_consume(ctx).await,
+        (Scenario::Consume, Impl::Lapin) => lapin_consume(ctx).await,
+        (Scenario::Pipe | Scenario::Soak, Impl::Postage) => postage_pipe(ctx).await,
+        (Scenario::Pipe | Scenario::Soak, Impl::Lapin) => lapin_pipe(ctx).await,
+        (Scenario::RpcSeq, Impl::Postage) => postage_rpc(ctx, false).await,
+        (Scenario::RpcSeq, Impl::Lapin) => lapin_rpc(ctx, false).await,
+        (Scenario::RpcPar, Impl::Postage) => postage_rpc(ctx, true).await,
+        (Scenario::RpcPar, Impl::Lapin) => lapin_rpc(ctx, true).await,
+    }
+}
