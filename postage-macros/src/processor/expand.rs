@@ -5,16 +5,17 @@
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 
-use super::parse::{Args, Entry, Processor, Shape};
+use super::ast::{Entry, Shape, Table};
+use super::attr::Args;
 
 /// `impl Handlers for EchoReceiver { fn handlers() -> ... { const TABLE ... } }`
-pub(crate) fn expand(args: &Args, processor: &Processor) -> TokenStream {
+pub(crate) fn expand(args: &Args, table: &Table<'_>) -> TokenStream {
     let krate = &args.krate;
-    let self_ty = &processor.self_ty;
-    let entries = processor
+    let self_ty = table.self_ty;
+    let entries = table
         .entries
         .iter()
-        .map(|entry| expand_entry(args, processor, entry));
+        .map(|entry| expand_entry(args, table, entry));
     quote! {
         impl #krate::Handlers for #self_ty {
             fn handlers() -> &'static [#krate::__private::Handler<Self>] {
@@ -26,20 +27,17 @@ pub(crate) fn expand(args: &Args, processor: &Processor) -> TokenStream {
 }
 
 /// `Handler::message("command", "echo", |this, content| ...).labeled("echo")`
-fn expand_entry(args: &Args, processor: &Processor, entry: &Entry) -> TokenStream {
+fn expand_entry(args: &Args, table: &Table<'_>, entry: &Entry<'_>) -> TokenStream {
     let krate = &args.krate;
-    let (kind, name) = (&entry.kind, &entry.name);
-    let label = entry.method.to_string();
-    let method = &entry.method;
-    let self_ty = &processor.self_ty;
+    let (kind, name) = (&entry.attr.kind, &entry.attr.name);
+    let method = &entry.handler.sig.ident;
+    let label = method.to_string();
+    let has_self = entry.handler.has_self();
+    let self_ty = table.self_ty;
     // `this.echo` or `<EchoReceiver>::echo`
-    let this = if entry.has_self {
-        quote!(this)
-    } else {
-        quote!(_)
-    };
+    let this = if has_self { quote!(this) } else { quote!(_) };
     let call = |ret: Span| {
-        if entry.has_self {
+        if has_self {
             quote_spanned!(ret=> this.#method)
         } else {
             quote_spanned!(ret=> <#self_ty>::#method)
@@ -48,14 +46,14 @@ fn expand_entry(args: &Args, processor: &Processor, entry: &Entry) -> TokenStrea
     // Helpers whose bound concerns the return type sit on it; those
     // concerning an argument sit on the argument's type.
     let at = |span: Span| krate.at(span);
-    let ret = entry.ret;
+    let ret = entry.handler.ret;
     let p_ret = at(ret);
     let f = call(ret);
     let boxed = |body: TokenStream| {
-        let p = at(entry.method.span());
-        quote_spanned!(entry.method.span()=> #p::__private::boxed(async move { #body }))
+        let p = at(method.span());
+        quote_spanned!(method.span()=> #p::__private::boxed(async move { #body }))
     };
-    let entry_fn = match &entry.shape {
+    let entry_fn = match entry.shape {
         Shape::Message { content: None } => {
             let body = boxed(quote_spanned!(ret=> #p_ret::__private::done(#f().await)));
             quote!(message(#kind, #name, |#this, _| #body))
@@ -116,11 +114,15 @@ fn expand_entry(args: &Args, processor: &Processor, entry: &Entry) -> TokenStrea
                 }
             }
         }
-        Shape::Context { rpc, ctx } => {
-            let category = if *rpc { quote!(Rpc) } else { quote!(Message) };
+        Shape::Context { ctx } => {
+            let category = if entry.attr.rpc() {
+                quote!(Rpc)
+            } else {
+                quote!(Message)
+            };
             let arg = quote_spanned!(*ctx=> ctx);
             let body = boxed(quote_spanned!(ret=> #p_ret::__private::done(#f(#arg).await)));
-            let body = if entry.has_self {
+            let body = if has_self {
                 quote!({
                     let this = ::std::sync::Arc::clone(&ctx.processor);
                     #body

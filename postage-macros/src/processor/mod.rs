@@ -1,17 +1,21 @@
-//! `#[processor]`: the dispatch table from handler methods.
+//! `#[processor]`: the dispatch table from handler methods, by stage:
+//! `attr` (the attributes' grammar), `ast` (the impl block's model),
+//! `check` (the rules), `expand` (the `Handlers` impl).
 
+mod ast;
+mod attr;
+mod check;
 mod expand;
-mod parse;
 
 use proc_macro2::TokenStream;
 use quote::ToTokens;
 
-use crate::ctxt::Ctxt;
+use crate::ctxt::{Ctxt, with_errors};
 
 /// Expands `#[processor(args)] item`: the item without its handler
 /// attributes, the `Handlers` impl, and every error found.
 pub(crate) fn processor(args: TokenStream, item: TokenStream) -> TokenStream {
-    let mut cx = Ctxt::default();
+    let cx = Ctxt::new();
     let mut item_impl = match syn::parse2::<syn::ItemImpl>(item.clone()) {
         Ok(item_impl) => item_impl,
         Err(_) => {
@@ -19,25 +23,21 @@ pub(crate) fn processor(args: TokenStream, item: TokenStream) -> TokenStream {
                 proc_macro2::Span::call_site(),
                 "#[processor] goes on an impl block: `#[processor] impl EchoReceiver { ... }`",
             );
-            let mut out = item;
-            out.extend(cx.into_compile_errors());
-            return out;
+            return with_errors(item, cx);
         }
     };
-    let args = parse::parse_args(&mut cx, args);
-    let model = parse::parse_impl(&mut cx, &mut item_impl);
+    let args = attr::Args::from_tokens(&cx, args);
+    let processor = ast::Processor::from_item(&mut item_impl);
+    let table = check::check(&cx, &processor).map(|table| expand::expand(&args, &table));
     let mut out = item_impl.into_token_stream();
-    if let Some(model) = model {
-        out.extend(expand::expand(&args, &model));
-    }
-    out.extend(cx.into_compile_errors());
-    out
+    out.extend(table);
+    with_errors(out, cx)
 }
 
 /// `#[handler]` and its kin outside a `#[processor]` impl block: the item
 /// unchanged, and an error on the attribute.
 pub(crate) fn standalone(attribute: &str, item: TokenStream) -> TokenStream {
-    let mut cx = Ctxt::default();
+    let cx = Ctxt::new();
     cx.error_at(
         proc_macro2::Span::call_site(),
         format!(
@@ -45,7 +45,5 @@ pub(crate) fn standalone(attribute: &str, item: TokenStream) -> TokenStream {
              put #[processor] on the impl block"
         ),
     );
-    let mut out = item;
-    out.extend(cx.into_compile_errors());
-    out
+    with_errors(item, cx)
 }

@@ -3,10 +3,11 @@
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 
-use super::parse::{Args, Kind, Producer, Sender};
+use super::ast::{Api, Kind, Sender};
+use super::attr::Args;
 
 /// The API struct, its senders, and the `ProducerSpec` impl.
-pub(crate) fn expand(args: &Args, producer: &Producer<'_>) -> TokenStream {
+pub(crate) fn expand(args: &Args, producer: &Api<'_>) -> TokenStream {
     let krate = &args.krate;
     let self_ty = producer.self_ty;
     let api = format_ident!("__Postage{}Api", producer.ident);

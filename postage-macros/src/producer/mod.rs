@@ -1,17 +1,21 @@
-//! `#[producer]`: typed senders from build methods.
+//! `#[producer]`: typed senders from build methods, by stage: `attr` (the
+//! attribute's grammar), `ast` (the impl block's model), `check` (the
+//! rules), `expand` (the API).
 
+mod ast;
+mod attr;
+mod check;
 mod expand;
-mod parse;
 
 use proc_macro2::TokenStream;
 use quote::ToTokens;
 
-use crate::ctxt::Ctxt;
+use crate::ctxt::{Ctxt, with_errors};
 
 /// Expands `#[producer(args)] item`: the item unchanged, the generated
 /// API, and every error found.
 pub(crate) fn producer(args: TokenStream, item: TokenStream) -> TokenStream {
-    let mut cx = Ctxt::default();
+    let cx = Ctxt::new();
     let item_impl = match syn::parse2::<syn::ItemImpl>(item.clone()) {
         Ok(item_impl) => item_impl,
         Err(_) => {
@@ -19,17 +23,13 @@ pub(crate) fn producer(args: TokenStream, item: TokenStream) -> TokenStream {
                 proc_macro2::Span::call_site(),
                 "#[producer] goes on an impl block: `#[producer(eks = [...])] impl EchoProducer { ... }`",
             );
-            let mut out = item;
-            out.extend(cx.into_compile_errors());
-            return out;
+            return with_errors(item, cx);
         }
     };
-    let args = parse::parse_args(&mut cx, args);
-    let model = parse::parse_impl(&mut cx, &item_impl);
+    let args = attr::Args::from_tokens(&cx, args);
+    let producer = ast::Producer::from_item(&item_impl);
+    let api = check::check(&cx, &producer).map(|api| expand::expand(&args, &api));
     let mut out = item_impl.to_token_stream();
-    if let Some(model) = model {
-        out.extend(expand::expand(&args, &model));
-    }
-    out.extend(cx.into_compile_errors());
-    out
+    out.extend(api);
+    with_errors(out, cx)
 }
