@@ -114,7 +114,10 @@
 //!   written `Reply`. Otherwise what it returns is the reply: a value is a
 //!   success result; for a return type written `Result<..>`, `Ok(v)` is a
 //!   success, `Err(e)` an error result with `e`'s text, and
-//!   `Err(RpcError::exception(name, text))` an exception result.
+//!   `Err(RpcError::exception(name, text))` an exception result. Both are
+//!   read from the signature as written, by the type's last path segment:
+//!   a type alias of `Result` is not a `Result` there (see
+//!   [`rpc_handler`](macro@rpc_handler)).
 //! - Several `message` handlers may share a (type, name); an RPC (type,
 //!   name) has one handler.
 //!
@@ -221,6 +224,45 @@ pub fn full_body_handler(_args: TokenStream, item: TokenStream) -> TokenStream {
 
 /// `#[rpc_handler("type", "name")]`: an RPC handler that replies through a
 /// `Reply` or returns its reply. Only inside a `#[processor]` impl block.
+///
+/// Which it is comes from the signature as written, by the last path
+/// segment of a type: the reply form when the last argument's type is
+/// `Reply` (`Reply`, `postage::Reply`); a `Result` handler when the return
+/// type is `Result` (`Result<T, E>`, `std::result::Result<T, E>`,
+/// `postage::Result<T>`); otherwise the returned value is the reply.
+///
+/// # Type aliases of `Result`
+///
+/// The macro cannot see through a type alias. With
+/// `type Answer = Result<i64, RpcError>;`, a handler `-> Answer` is not a
+/// `Result` handler: the whole `Result` is the value to reply with, which
+/// must implement `postage::IntoReply` (`serde::Serialize`):
+///
+/// - when `T` and `E` are both `Serialize` (`Result<i64, String>`), it
+///   compiles, and every call gets a *success* result whose value is
+///   serde's form of the `Result`: `{"Ok": 3}`, or `{"Err": "text"}`; an
+///   `Err` is not an error result;
+/// - otherwise (`RpcError`, or most error types) it does not compile: the
+///   error is on the return type, "the trait bound `RpcError: Serialize`
+///   is not satisfied", followed by "required for `Result<i64, RpcError>`
+///   to implement `IntoReply`".
+///
+/// An alias whose name merely ends in `Result` is no different
+/// (`MyResult<T>`'s last segment is `MyResult`). Write the `Result` in the
+/// signature, `-> Result<i64, RpcError>` or
+/// `-> std::result::Result<i64, RpcError>`, or name the alias `Result`
+/// (`mod calc { pub type Result<T> = std::result::Result<T, RpcError>; }`,
+/// then `-> calc::Result<i64>`), as `postage::Result<T>` is.
+///
+/// ```ignore
+/// type Answer = Result<i64, RpcError>;
+///
+/// #[rpc_handler("command", "div")]
+/// async fn div(&self, Params((a, b)): Params<(i64, i64)>) -> Answer { .. }  // RpcError: Serialize not satisfied
+///
+/// #[rpc_handler("command", "div")]
+/// async fn div(&self, Params((a, b)): Params<(i64, i64)>) -> Result<i64, RpcError> { .. }  // fine
+/// ```
 #[proc_macro_attribute]
 pub fn rpc_handler(_args: TokenStream, item: TokenStream) -> TokenStream {
     processor::standalone("rpc_handler", item.into()).into()

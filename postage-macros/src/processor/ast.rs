@@ -202,7 +202,19 @@ impl Handler {
 }
 
 /// Whether a handler's return type is a `Result`, read syntactically: a
-/// path whose last segment is `Result`.
+/// path whose last segment is `Result` (`Result<T, E>`,
+/// `std::result::Result<T, E>`, and aliases named `Result`, such as
+/// `postage::Result<T>`). Other aliases are not seen through: with
+/// `type Answer = Result<i64, RpcError>;`, `-> Answer` is a value, replied
+/// with through `reply_value` (`T: IntoReply`, i.e. `Serialize`), not
+/// `reply_result`. serde implements `Serialize` for `Result`, so when `T`
+/// and `E` are both `Serialize` (`Result<i64, String>`) it compiles and
+/// every call gets a success result whose value is `{"Ok": ..}` or
+/// `{"Err": ..}`; otherwise (`RpcError`, most error types) it fails to
+/// compile on the return type, `RpcError: Serialize` not satisfied
+/// (`tests/ui/processor/fail/result_alias.rs`). `MyResult<T>` is no
+/// different: its last segment is `MyResult`. The `rpc_handler` docs in
+/// `lib.rs` say the same to users.
 fn returns_result(output: &ReturnType) -> bool {
     matches!(output, ReturnType::Type(_, ty) if last_segment_is(ty, "Result"))
 }
@@ -212,5 +224,28 @@ fn last_segment_is(ty: &Type, ident: &str) -> bool {
     match ty {
         Type::Path(path) => path.path.segments.last().is_some_and(|s| s.ident == ident),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)]
+mod tests {
+    use super::returns_result;
+
+    fn result(signature: &str) -> bool {
+        let sig: syn::Signature = syn::parse_str(signature).expect("a signature");
+        returns_result(&sig.output)
+    }
+
+    #[test]
+    fn result_is_read_by_last_path_segment() {
+        assert!(result("fn f() -> Result<i64, RpcError>"));
+        assert!(result("fn f() -> std::result::Result<i64, RpcError>"));
+        assert!(result("fn f() -> postage::Result<()>"));
+        // aliases are not seen through: these are values to reply with
+        assert!(!result("fn f() -> Answer"));
+        assert!(!result("fn f() -> MyResult<i64>"));
+        assert!(!result("fn f() -> i64"));
+        assert!(!result("fn f()"));
     }
 }

@@ -44,7 +44,9 @@ fn expand_entry(args: &Args, table: &Table<'_>, entry: &Entry<'_>) -> TokenStrea
         }
     };
     // Helpers whose bound concerns the return type sit on it; those
-    // concerning an argument sit on the argument's type.
+    // concerning an argument sit on the argument's type. The call of the
+    // method is spanned by the return type too, also after decoding the
+    // content, so that a failed bound on its value points there.
     let at = |span: Span| krate.at(span);
     let ret = entry.handler.ret;
     let p_ret = at(ret);
@@ -81,9 +83,12 @@ fn expand_entry(args: &Args, table: &Table<'_>, entry: &Entry<'_>) -> TokenStrea
                     let p = at(*ty);
                     let decode =
                         quote_spanned!(*ty=> #p::__private::rpc_params(content, reply).await?);
+                    let call = quote_spanned! {ret=>
+                        #p_ret::__private::done(#f(content, #reply_arg).await)
+                    };
                     let body = boxed(quote! {
                         let (content, reply) = #decode;
-                        #p_ret::__private::done(#f(content, #reply_arg).await)
+                        #call
                     });
                     quote!(rpc(#kind, #name, |#this, content, reply| #body))
                 }
@@ -106,9 +111,10 @@ fn expand_entry(args: &Args, table: &Table<'_>, entry: &Entry<'_>) -> TokenStrea
                     let p = at(*ty);
                     let decode =
                         quote_spanned!(*ty=> #p::__private::rpc_params(content, reply).await?);
+                    let call = quote_spanned!(ret=> #reply(reply, #f(content).await).await);
                     let body = boxed(quote! {
                         let (content, reply) = #decode;
-                        #reply(reply, #f(content).await).await
+                        #call
                     });
                     quote!(rpc(#kind, #name, |#this, content, reply| #body))
                 }
