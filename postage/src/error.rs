@@ -235,15 +235,22 @@ impl Error {
     }
 }
 
-/// An error and its causes, written `error: cause: cause's cause`.
+/// An error and its causes, written `error: cause: cause's cause`. A
+/// cause whose text its error already ends with (some libraries repeat
+/// their source in their own message) is not written again.
 pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
 
 impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
+        let mut said = self.0.to_string();
+        f.write_str(&said)?;
         let mut cause = self.0.source();
         while let Some(error) = cause {
-            write!(f, ": {error}")?;
+            let text = error.to_string();
+            if !said.ends_with(&text) {
+                write!(f, ": {text}")?;
+            }
+            said = text;
             cause = error.source();
         }
         Ok(())
@@ -321,6 +328,18 @@ mod tests {
         assert_eq!(
             decode.report().to_string(),
             "the body is not valid JSON: EOF while parsing an object at line 1 column 1"
+        );
+        // A cause its error already quotes is not repeated.
+        #[derive(Debug, thiserror::Error)]
+        #[error("login failed: {0}")]
+        struct Quoting(#[source] std::io::Error);
+        let quoting = Error::Connect {
+            endpoint: "amqp://guest@h:5672/%2f".into(),
+            source: Box::new(Quoting(std::io::Error::other("refused"))),
+        };
+        assert_eq!(
+            quoting.report().to_string(),
+            "cannot connect to RabbitMQ at amqp://guest@h:5672/%2f: login failed: refused"
         );
     }
 

@@ -209,7 +209,10 @@ fn bad_bodies_are_typed_errors() {
 #[test]
 fn outcome_of_non_result_is_an_error() {
     let message: Message = MessageCommand::new("x", json!({})).into();
-    assert!(matches!(message.outcome(), Err(ContentError::NotAResult(_))));
+    assert!(matches!(
+        message.outcome(),
+        Err(ContentError::NotAResult(_))
+    ));
     assert!(message.is_ok(), "non-results are true, as in Python");
 }
 
