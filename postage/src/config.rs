@@ -2,8 +2,8 @@
 //!
 //! | variable | meaning | default |
 //! |---|---|---|
-//! | `POSTAGE_URL` | full `amqp://` or `amqps://` URL; what it states wins over the variables below | unset |
-//! | `POSTAGE_HOST` | broker host | `localhost` |
+//! | `POSTAGE_URL` | full `amqp://` or `amqps://` URL, with one host or several (`amqp://user:pass@h1:5672,h2:5673,h3/vhost`); what it states wins over the variables below | unset |
+//! | `POSTAGE_HOST` | broker host, or several separated by commas (each may carry its `:port`) | `localhost` |
 //! | `POSTAGE_PORT` | broker port | `5672` (`5671` for `amqps`) |
 //! | `POSTAGE_VHOST` | virtual host | `/` |
 //! | `POSTAGE_USER` | user name | `guest` |
@@ -73,8 +73,9 @@ impl fmt::Debug for Secret {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Config {
     tls: bool,
-    host: String,
-    port: Option<u16>,
+    /// Never empty.
+    addresses: Vec<Address>,
+    order: AddressOrder,
     vhost: String,
     user: String,
     password: Secret,
@@ -84,6 +85,27 @@ pub struct Config {
     connection_name: Option<String>,
     connect_timeout: std::time::Duration,
     recovery_timeout: std::time::Duration,
+}
+
+/// One broker address; the port is the scheme's default when unset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Address {
+    host: String,
+    port: Option<u16>,
+}
+
+/// In which order a connection tries the broker addresses, at first and
+/// at every recovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AddressOrder {
+    /// A fresh random order each time (the RabbitMQ Java client's
+    /// choice): the components of a cluster spread over its nodes, and
+    /// after a node is lost they do not all crowd the next one.
+    #[default]
+    Shuffled,
+    /// The order given: the first address that answers is used, the others
+    /// are fallbacks.
+    InOrder,
 }
 
 /// How long [`Config::connect_timeout`] is unless set.
@@ -97,8 +119,11 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             tls: false,
-            host: "localhost".into(),
-            port: None,
+            addresses: vec![Address {
+                host: "localhost".into(),
+                port: None,
+            }],
+            order: AddressOrder::default(),
             vhost: "/".into(),
             user: "guest".into(),
             password: Secret("guest".into()),
@@ -116,8 +141,8 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("tls", &self.tls)
-            .field("host", &self.host)
-            .field("port", &self.port())
+            .field("addresses", &self.addresses().collect::<Vec<_>>())
+            .field("order", &self.order)
             .field("vhost", &self.vhost)
             .field("user", &self.user)
             .field("password", &self.password)
@@ -132,21 +157,18 @@ impl fmt::Debug for Config {
 }
 
 impl fmt::Display for Config {
-    /// The URL without the password: `amqp://user@host:port/vhost`.
+    /// The URL without the password: `amqp://user@host:port/vhost`, or
+    /// `amqp://user@h1:5672,h2:5673/vhost` with several addresses.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let scheme = if self.tls { "amqps" } else { "amqp" };
-        let vhost = percent_encode(&self.vhost);
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        write!(
-            f,
-            "{scheme}://{}@{host}:{}/{vhost}",
-            percent_encode(&self.user),
-            self.port()
-        )
+        write!(f, "{scheme}://{}@", percent_encode(&self.user))?;
+        for (i, (host, port)) in self.addresses().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{}", Endpoint(host, port))?;
+        }
+        write!(f, "/{}", percent_encode(&self.vhost))
     }
 }
 
@@ -163,11 +185,14 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
         let mut config = Config::default();
-        if let Some(host) = get("POSTAGE_HOST") {
-            config.host = host;
+        if let Some(hosts) = get("POSTAGE_HOST") {
+            config.addresses = parse_addresses("POSTAGE_HOST", &hosts)?;
         }
         if let Some(port) = get("POSTAGE_PORT") {
-            config.port = Some(parse_port("POSTAGE_PORT", &port)?);
+            let port = parse_port("POSTAGE_PORT", &port)?;
+            for address in &mut config.addresses {
+                address.port.get_or_insert(port);
+            }
         }
         if let Some(vhost) = get("POSTAGE_VHOST") {
             config.vhost = vhost;
@@ -201,14 +226,21 @@ impl Config {
     }
 
     /// Parses an `amqp://` or `amqps://` URL:
-    /// `amqp[s]://[user[:password]@]host[:port][/vhost]`, with `%`-escapes
-    /// (`/%2f` is the vhost `/`). Parts the URL leaves out keep their defaults.
+    /// `amqp[s]://[user[:password]@]host[:port][,host[:port]...][/vhost]`,
+    /// with `%`-escapes (`/%2f` is the vhost `/`). Parts the URL leaves out
+    /// keep their defaults. Several hosts are the nodes of one cluster,
+    /// tried in turn (see [`AddressOrder`]).
     ///
     /// ```
     /// let config = postage::Config::from_url("amqps://app:pw@mq.example.com/prod").unwrap();
     /// assert!(config.tls());
     /// assert_eq!(config.port(), 5671);
     /// assert_eq!(config.vhost(), "prod");
+    ///
+    /// let cluster = postage::Config::from_url("amqp://app:pw@h1,h2:5673,[::1]:5674/%2f").unwrap();
+    /// let addresses: Vec<_> = cluster.addresses().collect();
+    /// assert_eq!(addresses, [("h1", 5672), ("h2", 5673), ("::1", 5674)]);
+    /// assert_eq!(cluster.to_string(), "amqp://app@h1:5672,h2:5673,[::1]:5674/%2F");
     /// ```
     pub fn from_url(url: &str) -> Result<Self, ConfigError> {
         let mut config = Config::default();
@@ -256,24 +288,19 @@ impl Config {
                 );
             }
         }
-        let (host, port) = if let Some(bracketed) = hostport.strip_prefix('[') {
-            let (host, after) = bracketed
-                .split_once(']')
-                .ok_or_else(|| err("unclosed '[' in host".into()))?;
-            (host, after.strip_prefix(':'))
+        if hostport.contains(',') {
+            self.addresses = parse_addresses(source_name, hostport)?;
         } else {
-            match hostport.rsplit_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (hostport, None),
-            }
-        };
-        if !host.is_empty() {
-            self.host = host.to_owned();
-        }
-        if let Some(port) = port.filter(|p| !p.is_empty()) {
-            self.port = Some(parse_port(&format!("{source_name} port"), port)?);
-        } else {
-            self.port = None;
+            let address = parse_address(source_name, hostport)?;
+            let host = if address.host.is_empty() {
+                self.addresses[0].host.clone()
+            } else {
+                address.host
+            };
+            self.addresses = vec![Address {
+                host,
+                port: address.port,
+            }];
         }
         if let Some(path) = path.filter(|p| !p.is_empty()) {
             self.vhost = percent_decode(path).map_err(|e| err(format!("vhost: {e}")))?;
@@ -281,18 +308,76 @@ impl Config {
         Ok(())
     }
 
-    /// Sets the host.
+    /// Sets the host (one address: any others are dropped).
     #[must_use]
     pub fn with_host(mut self, host: impl Into<String>) -> Self {
-        self.host = host.into();
+        self.addresses.truncate(1);
+        self.addresses[0].host = host.into();
         self
     }
 
-    /// Sets the port (default 5672, or 5671 with TLS).
+    /// Sets the port (default 5672, or 5671 with TLS) of every address.
     #[must_use]
     pub fn with_port(mut self, port: u16) -> Self {
-        self.port = Some(port);
+        for address in &mut self.addresses {
+            address.port = Some(port);
+        }
         self
+    }
+
+    /// Sets the broker addresses: the nodes of a cluster, as (host, port)
+    /// pairs. An empty list leaves the addresses as they were.
+    ///
+    /// ```
+    /// use postage::{AddressOrder, Config};
+    ///
+    /// let config = Config::default()
+    ///     .with_addresses([("rabbit-1", 5672), ("rabbit-2", 5672), ("rabbit-3", 5672)])
+    ///     .with_address_order(AddressOrder::InOrder);
+    /// assert_eq!(config.addresses().count(), 3);
+    /// assert_eq!(config.host(), "rabbit-1");
+    /// ```
+    #[must_use]
+    pub fn with_addresses<H: Into<String>>(
+        mut self,
+        addresses: impl IntoIterator<Item = (H, u16)>,
+    ) -> Self {
+        let addresses: Vec<Address> = addresses
+            .into_iter()
+            .map(|(host, port)| Address {
+                host: host.into(),
+                port: Some(port),
+            })
+            .collect();
+        if !addresses.is_empty() {
+            self.addresses = addresses;
+        }
+        self
+    }
+
+    /// In which order the addresses are tried (default
+    /// [`AddressOrder::Shuffled`]).
+    #[must_use]
+    pub fn with_address_order(mut self, order: AddressOrder) -> Self {
+        self.order = order;
+        self
+    }
+
+    /// The broker addresses, as (host, port), in the order given.
+    pub fn addresses(&self) -> impl Iterator<Item = (&str, u16)> + '_ {
+        let default = self.default_port();
+        self.addresses
+            .iter()
+            .map(move |a| (a.host.as_str(), a.port.unwrap_or(default)))
+    }
+
+    /// In which order the addresses are tried.
+    pub fn address_order(&self) -> AddressOrder {
+        self.order
+    }
+
+    fn default_port(&self) -> u16 {
+        if self.tls { 5671 } else { 5672 }
     }
 
     /// Sets the virtual host.
@@ -387,14 +472,14 @@ impl Config {
         self.tls
     }
 
-    /// The broker host.
+    /// The (first) broker host.
     pub fn host(&self) -> &str {
-        &self.host
+        &self.addresses[0].host
     }
 
-    /// The broker port.
+    /// The (first) broker port.
     pub fn port(&self) -> u16 {
-        self.port.unwrap_or(if self.tls { 5671 } else { 5672 })
+        self.addresses[0].port.unwrap_or(self.default_port())
     }
 
     /// The virtual host.
@@ -435,6 +520,66 @@ impl Config {
                 .unwrap_or_else(|| "postage".into())
         })
     }
+}
+
+/// `host:port` as a URL writes it (`[::1]:5672` for an IPv6 host).
+pub(crate) struct Endpoint<'a>(pub(crate) &'a str, pub(crate) u16);
+
+impl fmt::Display for Endpoint<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.contains(':') {
+            write!(f, "[{}]:{}", self.0, self.1)
+        } else {
+            write!(f, "{}:{}", self.0, self.1)
+        }
+    }
+}
+
+/// One `host[:port]` (or `[v6]:port`); an empty host is left empty.
+fn parse_address(name: &str, text: &str) -> Result<Address, ConfigError> {
+    let text = text.trim();
+    let (host, port) = if let Some(bracketed) = text.strip_prefix('[') {
+        let (host, after) = bracketed
+            .split_once(']')
+            .ok_or_else(|| ConfigError::new(name, format!("unclosed '[' in host {text:?}")))?;
+        if !after.is_empty() && !after.starts_with(':') {
+            return Err(ConfigError::new(
+                name,
+                format!("{text:?}: expected ':port' after ']'"),
+            ));
+        }
+        (host, after.strip_prefix(':'))
+    } else {
+        match text.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        }
+    };
+    let port = match port.filter(|p| !p.is_empty()) {
+        Some(port) => Some(parse_port(&format!("{name} port of {text:?}"), port)?),
+        None => None,
+    };
+    Ok(Address {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+/// A comma-separated list of `host[:port]`; every entry must name a host.
+fn parse_addresses(name: &str, text: &str) -> Result<Vec<Address>, ConfigError> {
+    text.split(',')
+        .enumerate()
+        .map(|(i, entry)| {
+            let address = parse_address(name, entry)?;
+            if address.host.is_empty() {
+                return Err(ConfigError::new(
+                    name,
+                    format!("address {} of {text:?} names no host", i + 1),
+                ));
+            }
+            Ok(address)
+        })
+        .collect()
 }
 
 fn parse_port(name: &str, value: &str) -> Result<u16, ConfigError> {
