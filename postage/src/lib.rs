@@ -164,7 +164,7 @@ pub mod typed {
     pub use crate::producer::{ApiParam, MessageApi, ProducerApi, ProducerSpec};
 }
 
-pub use config::{Config, ConfigError};
+pub use config::{AddressOrder, Config, ConfigError};
 pub use consumer::{Consumer, Delivery, Health};
 pub use encoding::{DecodeError, EncodeError, Encoder, JsonEncoder};
 pub use error::{Error, Report, Result};

@@ -83,8 +83,8 @@ pub(crate) struct QueueStream {
     pub(super) raw: RawConsumer,
     pub(super) queue: Arc<str>,
     /// Waiting for the connection to recover after an error; resolves to
-    /// whether the queue's consumer is back.
-    pub(super) recovering: Option<Pin<Box<dyn Future<Output = bool> + Send>>>,
+    /// the queue's consumer once it is back.
+    pub(super) recovering: Option<Pin<Box<dyn Future<Output = Option<RawConsumer>> + Send>>>,
     pub(super) ended: bool,
 }
 
@@ -107,7 +107,10 @@ impl Stream for QueueStream {
             if let Some(recovering) = &mut this.recovering {
                 let back = std::task::ready!(recovering.as_mut().poll(cx));
                 this.recovering = None;
-                this.ended = !back;
+                match back {
+                    Some(raw) => this.raw = raw,
+                    None => this.ended = true,
+                }
             }
             if this.ended {
                 return Poll::Ready(None);
@@ -117,11 +120,11 @@ impl Stream for QueueStream {
                     return Poll::Ready(Some(this.shared.delivery(delivery, &this.queue)));
                 }
                 Some(Err(error)) => {
-                    let (shared, queue) = (this.shared.clone(), this.queue.clone());
-                    this.recovering =
-                        Some(Box::pin(
-                            async move { shared.ride_out(&queue, error).await },
-                        ));
+                    let (shared, queue, raw) =
+                        (this.shared.clone(), this.queue.clone(), this.raw.clone());
+                    this.recovering = Some(Box::pin(async move {
+                        shared.ride_out(&queue, &raw, error).await
+                    }));
                 }
                 None => {
                     this.shared.cancelled(&this.queue);
@@ -149,15 +152,20 @@ impl Shared {
         self.state().tx.is_none()
     }
 
-    /// Waits for the connection to recover after `interruption`; false (and
-    /// health `Failed`, unless stopped) when the consumer cannot be
-    /// restored.
-    async fn ride_out(&self, queue: &str, interruption: Interruption) -> bool {
+    /// Waits for the connection to recover after `interruption` and gives
+    /// the queue's consumer back; `None` (and health `Failed`, unless
+    /// stopped) when the consumer cannot be restored.
+    async fn ride_out(
+        &self,
+        queue: &str,
+        raw: &RawConsumer,
+        interruption: Interruption,
+    ) -> Option<RawConsumer> {
         self.health.send_replace(Health::Recovering);
-        match self.channel.resume_consumer(queue, interruption).await {
-            Ok(()) => {
+        match self.channel.resume_consumer(queue, raw, interruption).await {
+            Ok(raw) => {
                 self.health.send_replace(Health::Consuming);
-                true
+                Some(raw)
             }
             Err(error) => {
                 if !self.stopped() {
@@ -166,7 +174,7 @@ impl Shared {
                     self.health
                         .send_replace(Health::Failed(format!("queue {queue}: {error}")));
                 }
-                false
+                None
             }
         }
     }

@@ -34,9 +34,16 @@ impl Reader {
         let delivery = match self.consumer.next().await {
             Some(Ok(delivery)) => delivery,
             Some(Err(error)) => {
-                if let Err(error) = self.channel.resume_consumer(DIRECT_REPLY_TO, error).await {
-                    tracing::error!(error = %error.report(), "RPC reply consumer lost; the next call opens a new one");
-                    self.ended.store(true, Ordering::Relaxed);
+                match self
+                    .channel
+                    .resume_consumer(DIRECT_REPLY_TO, &self.consumer, error)
+                    .await
+                {
+                    Ok(consumer) => self.consumer = consumer,
+                    Err(error) => {
+                        tracing::debug!(error = %error.report(), "RPC reply consumer lost; the next call opens a new one");
+                        self.ended.store(true, Ordering::Relaxed);
+                    }
                 }
                 return;
             }

@@ -141,17 +141,25 @@ impl Channel {
         }
     }
 
-    /// Waits until the channel of the consumer of `queue` has recovered
-    /// after `interruption`; an error when it cannot be.
+    /// Waits until the channel of `consumer` (of `queue`) has recovered
+    /// after `interruption`, and gives the consumer that replaces it; an
+    /// error when the consumer ended for another reason (cancelled by the
+    /// broker, its channel closed) or cannot be restored.
     pub(crate) async fn resume_consumer(
         &self,
         queue: &str,
+        consumer: &RawConsumer,
         interruption: Interruption,
-    ) -> Result<()> {
-        match (&self.backend, interruption) {
-            (Backend::Amqp(channel), Interruption::Amqp(interruption)) => {
-                channel.resume_consumer(queue, interruption).await
-            }
+    ) -> Result<RawConsumer> {
+        match (&self.backend, consumer, interruption) {
+            (
+                Backend::Amqp(channel),
+                RawConsumer::Amqp(consumer),
+                Interruption::Amqp(interruption),
+            ) => channel
+                .resume_consumer(queue, consumer, interruption)
+                .await
+                .map(RawConsumer::Amqp),
         }
     }
 

@@ -10,9 +10,12 @@ use crate::error::Result;
 /// A connection to RabbitMQ, shared by the producers and processors of a
 /// component. Cheap to clone: clones share one AMQP connection.
 ///
-/// Automatic recovery is on: after a dropped connection the connection is
-/// re-established and its exchanges, queues, bindings and consumers
-/// replayed.
+/// Postage recovers it: a lost connection is replaced by a new one to the
+/// first of the configured addresses that answers (see
+/// [`Config::with_addresses`]), what was declared through it (exchanges,
+/// queues, bindings) is declared again, every channel is opened again
+/// with its prefetch and consumers, and a send whose confirmation was lost
+/// is sent again.
 ///
 /// ```no_run
 /// # async fn run() -> postage::Result<()> {
@@ -86,6 +89,14 @@ impl Connection {
         self.inner.link.clone()
     }
 
+    /// The broker address the connection is on now (`host:port`): after a
+    /// recovery, possibly another node of the cluster.
+    pub fn endpoint(&self) -> String {
+        match &self.inner.backend {
+            Backend::Amqp(connection) => connection.endpoint(),
+        }
+    }
+
     /// Is the connection up (not closed, not recovering)?
     pub fn is_connected(&self) -> bool {
         match &self.inner.backend {
@@ -112,10 +123,7 @@ impl Connection {
         let inner = &*self.inner;
         let backend = match &inner.backend {
             Backend::Amqp(connection) => {
-                let channel = connection
-                    .open_channel(confirms, &inner.config, &inner.link)
-                    .await?;
-                super::channel::Backend::Amqp(channel)
+                super::channel::Backend::Amqp(connection.open_channel(confirms).await?)
             }
         };
         Ok(Channel::new(backend, inner.config.debug()))

@@ -11,6 +11,7 @@
 //! | `RawConsumer` | a stream of `RawDelivery`s, or an `Interruption` |
 //! | `RawDelivery` | body, routing, properties, and ack / reject |
 //! | `OutgoingProperties` | the properties of a published message |
+//! | `Record` | what a connection declared, declared again after a reconnection |
 //!
 //! The one backend today is AMQP (`amqp`: the only code of the crate
 //! that names the AMQP client library). A second backend (an in-memory broker for
@@ -23,6 +24,7 @@ mod connection;
 mod delivery;
 mod link;
 mod properties;
+mod record;
 
 pub(crate) use channel::Channel;
 pub use connection::Connection;

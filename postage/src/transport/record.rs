@@ -35,7 +35,11 @@ impl Record {
         if exchange.is_passive() || exchange.is_default() {
             return;
         }
-        match self.exchanges.iter_mut().find(|e| e.name() == exchange.name()) {
+        match self
+            .exchanges
+            .iter_mut()
+            .find(|e| e.name() == exchange.name())
+        {
             Some(known) => *known = exchange.clone(),
             None => self.exchanges.push(exchange.clone()),
         }

@@ -1,35 +1,59 @@
-//! A lapin channel: declarations, consumers, and publishing that rides out
-//! a lost connection.
+//! A channel Postage opens again when its connection is replaced:
+//! declarations, consumers, and publishing through a lost connection.
 
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use lapin::options::{
     BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Confirmation};
 
-use super::convert::{amqp_error, field_table};
-use super::delivery::{Consumer, Interruption};
-use crate::config::Config;
+use super::convert::amqp_error;
+use super::declare;
+use super::delivery::{Consumer, Interruption, Slot};
+use super::session::{Shared, open_lapin_channel};
 use crate::error::{Error, Result};
-use crate::topology::{Exchange, ExchangeKind, Queue};
-use crate::transport::{Link, OutgoingProperties};
+use crate::topology::{Exchange, Queue};
+use crate::transport::OutgoingProperties;
 
-/// How many times a publish interrupted by a lost connection is retried
-/// after recovery.
-const PUBLISH_RETRIES: u32 = 5;
+/// How many times an operation interrupted by a lost connection is tried
+/// again once the connection is back.
+const RETRIES: u32 = 5;
 
-/// A lapin channel. Cheap to clone.
+/// A channel. Cheap to clone: clones are the same channel.
 #[derive(Clone)]
-pub(crate) struct Channel {
-    inner: lapin::Channel,
-    recovery_timeout: Duration,
-    link: Arc<Link>,
-    /// Publisher confirms on?
+pub(crate) struct Channel(Arc<ChannelShared>);
+
+/// What the clones of a channel share, and what recovery reopens.
+pub(crate) struct ChannelShared {
+    connection: Arc<Shared>,
+    current: Mutex<Current>,
     confirms: bool,
+    prefetch: Mutex<Option<u16>>,
+    /// The consumers to start again on a new channel.
+    slots: Mutex<Vec<Arc<Slot>>>,
+    closed: AtomicBool,
+}
+
+/// The lapin channel now, and the connection's recovery count when it was
+/// opened.
+struct Current {
+    lapin: lapin::Channel,
+    generation: u64,
+}
+
+impl From<Arc<ChannelShared>> for Channel {
+    fn from(shared: Arc<ChannelShared>) -> Self {
+        Channel(shared)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn basic_properties(props: &OutgoingProperties<'_>) -> BasicProperties {
@@ -52,108 +76,273 @@ fn basic_properties(props: &OutgoingProperties<'_>) -> BasicProperties {
     properties
 }
 
-impl Channel {
+impl ChannelShared {
     pub(super) fn new(
-        inner: lapin::Channel,
-        config: &Config,
-        link: Arc<Link>,
+        connection: Arc<Shared>,
+        lapin: lapin::Channel,
+        generation: u64,
         confirms: bool,
-    ) -> Self {
-        Channel {
-            inner,
-            recovery_timeout: config.recovery_timeout(),
-            link,
+    ) -> Arc<Self> {
+        Arc::new(ChannelShared {
+            connection,
+            current: Mutex::new(Current { lapin, generation }),
             confirms,
+            prefetch: Mutex::new(None),
+            slots: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    fn current(&self) -> (lapin::Channel, u64) {
+        let current = lock(&self.current);
+        (current.lapin.clone(), current.generation)
+    }
+
+    pub(super) fn generation(&self) -> u64 {
+        lock(&self.current).generation
+    }
+
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    /// Was the connection lost (or is it being recovered) since the
+    /// channel of `generation` was opened? A failure then is the loss's;
+    /// otherwise the broker refused the operation.
+    fn lost_since(&self, generation: u64) -> bool {
+        let link = &self.connection.link;
+        link.recovering() || link.recoveries() > generation || !self.connection.is_up()
+    }
+
+    /// Waits until the channel of `generation` has been replaced by one on
+    /// a new connection, within the recovery timeout.
+    pub(super) async fn reopened_after(&self, generation: u64) -> Result<(), &'static str> {
+        let link = &self.connection.link;
+        let deadline = tokio::time::Instant::now() + self.connection.config.recovery_timeout();
+        self.connection.lost.notify_one();
+        loop {
+            let recovered = link.recovered_notified();
+            if self.is_closed() || self.connection.closed() {
+                return Err("the channel was closed");
+            }
+            if self.generation() > generation {
+                return Ok(());
+            }
+            tokio::select! {
+                () = recovered => {}
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    return Err("the connection did not recover within the recovery timeout");
+                }
+            }
         }
     }
 
+    /// Runs `operation` on the channel; when a lost connection interrupts
+    /// it, runs it again on the channel that replaces this one. Gives the
+    /// generation of the channel it succeeded on with its value.
+    async fn with_channel<T, F, Fut>(
+        &self,
+        what: impl Fn() -> String,
+        operation: F,
+    ) -> Result<(T, u64)>
+    where
+        F: Fn(lapin::Channel) -> Fut,
+        Fut: Future<Output = lapin::Result<T>>,
+    {
+        let mut tries = 0;
+        loop {
+            let (channel, generation) = self.current();
+            match operation(channel).await {
+                Ok(value) => return Ok((value, generation)),
+                Err(error) if tries < RETRIES && self.lost_since(generation) => {
+                    tries += 1;
+                    if let Err(reason) = self.reopened_after(generation).await {
+                        return Err(lost(what(), error, reason));
+                    }
+                }
+                Err(error) => return Err(amqp_error(what(), error)),
+            }
+        }
+    }
+
+    /// Opens this channel again on a new connection, `lapin`: confirms,
+    /// prefetch and consumers as they were (consumers of a renamed queue
+    /// on its new name). Part of the replacement of the connection, before
+    /// `generation` (the new recovery count) is announced.
+    pub(super) async fn reopen(
+        &self,
+        lapin: &lapin::Connection,
+        generation: u64,
+        renames: &[(String, String)],
+    ) -> lapin::Result<()> {
+        let channel = open_lapin_channel(lapin, self.confirms).await?;
+        let prefetch = *lock(&self.prefetch);
+        if let Some(prefetch) = prefetch {
+            channel
+                .basic_qos(prefetch, BasicQosOptions::default())
+                .await?;
+        }
+        // Consumers registered while this runs are started too: the
+        // channel is swapped under the consumers' lock once none is left
+        // (see `Channel::consume`).
+        loop {
+            let pending: Vec<Arc<Slot>> = lock(&self.slots)
+                .iter()
+                .filter(|slot| slot.generation() < generation)
+                .cloned()
+                .collect();
+            if pending.is_empty() {
+                let slots = lock(&self.slots);
+                if slots.iter().any(|slot| slot.generation() < generation) {
+                    continue;
+                }
+                *lock(&self.current) = Current {
+                    lapin: channel,
+                    generation,
+                };
+                drop(slots);
+                break;
+            }
+            for slot in pending {
+                slot.rename(renames);
+                let consumer = channel
+                    .basic_consume(
+                        slot.queue().as_str().into(),
+                        "".into(),
+                        BasicConsumeOptions {
+                            no_ack: slot.no_ack(),
+                            ..BasicConsumeOptions::default()
+                        },
+                        FieldTable::default(),
+                    )
+                    .await?;
+                slot.replace(consumer, generation);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The error of an operation a lost connection interrupted for good.
+fn lost(operation: String, error: lapin::Error, reason: &str) -> Error {
+    Error::Amqp {
+        operation,
+        reply_code: None,
+        source: format!("{error}; {reason}").into(),
+    }
+}
+
+impl Channel {
     pub(crate) async fn declare_exchange(&self, exchange: &Exchange) -> Result<()> {
-        let kind = match exchange.kind() {
-            ExchangeKind::Direct => lapin::ExchangeKind::Direct,
-            ExchangeKind::Fanout => lapin::ExchangeKind::Fanout,
-            ExchangeKind::Topic => lapin::ExchangeKind::Topic,
-            ExchangeKind::Headers => lapin::ExchangeKind::Headers,
-        };
-        let options = ExchangeDeclareOptions {
-            passive: exchange.is_passive(),
-            durable: exchange.is_durable(),
-            auto_delete: exchange.is_auto_delete(),
-            internal: false,
-            nowait: false,
-        };
-        self.inner
-            .exchange_declare(
-                exchange.name().into(),
-                kind,
-                options,
-                field_table(exchange.arguments()),
-            )
-            .await
-            .map_err(|e| amqp_error(format!("exchange.declare {:?}", exchange.name()), e))
+        let what = || format!("exchange.declare {:?}", exchange.name());
+        self.0
+            .with_channel(what, |channel| async move {
+                declare::exchange(&channel, exchange).await
+            })
+            .await?;
+        self.0.connection.state().record.exchange(exchange);
+        Ok(())
     }
 
     pub(crate) async fn declare_queue(&self, queue: &Queue) -> Result<String> {
-        let options = QueueDeclareOptions {
-            passive: false,
-            durable: queue.is_durable(),
-            exclusive: queue.is_exclusive(),
-            auto_delete: queue.is_auto_delete(),
-            nowait: false,
-        };
-        let declared = self
-            .inner
-            .queue_declare(queue.name().into(), options, field_table(queue.arguments()))
-            .await
-            .map_err(|e| amqp_error(format!("queue.declare {:?}", queue.name()), e))?;
-        Ok(declared.name().to_string())
+        let what = || format!("queue.declare {:?}", queue.name());
+        let (name, _) = self
+            .0
+            .with_channel(what, |channel| async move {
+                declare::queue(&channel, queue, queue.name()).await
+            })
+            .await?;
+        self.0.connection.state().record.queue(queue, &name);
+        Ok(name)
     }
 
     pub(crate) async fn bind(&self, queue: &str, exchange: &str, key: &str) -> Result<()> {
-        self.inner
-            .queue_bind(
-                queue.into(),
-                exchange.into(),
-                key.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| {
-                amqp_error(
-                    format!("queue.bind {queue:?} to {exchange:?} with key {key:?}"),
-                    e,
-                )
+        let what = || format!("queue.bind {queue:?} to {exchange:?} with key {key:?}");
+        self.0
+            .with_channel(what, |channel| async move {
+                declare::bind(&channel, queue, exchange, key).await
             })
+            .await?;
+        self.0
+            .connection
+            .state()
+            .record
+            .binding(queue, exchange, key);
+        Ok(())
     }
 
     pub(crate) async fn qos(&self, prefetch: u16) -> Result<()> {
-        self.inner
-            .basic_qos(prefetch, BasicQosOptions::default())
-            .await
-            .map_err(|e| amqp_error("basic.qos", e))
+        self.0
+            .with_channel(
+                || "basic.qos".to_owned(),
+                |channel| async move {
+                    channel
+                        .basic_qos(prefetch, BasicQosOptions::default())
+                        .await
+                },
+            )
+            .await?;
+        *lock(&self.0.prefetch) = Some(prefetch);
+        Ok(())
     }
 
     pub(crate) async fn consume(&self, queue: &str, no_ack: bool) -> Result<Consumer> {
-        self.inner
-            .basic_consume(
-                queue.into(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map(Consumer)
-            .map_err(|e| amqp_error(format!("basic.consume {queue:?}"), e))
+        let what = || format!("basic.consume {queue:?}");
+        loop {
+            let (started, generation) = self
+                .0
+                .with_channel(what, |channel| async move {
+                    channel
+                        .basic_consume(
+                            queue.into(),
+                            "".into(),
+                            BasicConsumeOptions {
+                                no_ack,
+                                ..BasicConsumeOptions::default()
+                            },
+                            FieldTable::default(),
+                        )
+                        .await
+                })
+                .await?;
+            // Registered under the consumers' lock, on which a recovery
+            // swaps the channel: either the recovery sees this consumer and
+            // starts it on the new channel, or the channel was swapped
+            // already and the consumer is started again there.
+            let mut slots = lock(&self.0.slots);
+            if self.0.generation() != generation {
+                continue;
+            }
+            let slot = Slot::new(queue, no_ack, started.clone(), generation);
+            slots.push(slot.clone());
+            return Ok(Consumer::new(slot, started, generation));
+        }
     }
 
     pub(crate) async fn cancel(&self, consumer: &Consumer) -> Result<()> {
-        self.inner
-            .basic_cancel(consumer.0.tag(), BasicCancelOptions::default())
+        let slot = consumer.slot();
+        slot.cancel();
+        let queue = slot.queue();
+        let others = {
+            let mut slots = lock(&self.0.slots);
+            slots.retain(|s| !Arc::ptr_eq(s, slot));
+            slots.iter().any(|s| *s.queue() == *queue)
+        };
+        if !others {
+            self.0.connection.state().record.consumers_gone(&queue);
+        }
+        let (channel, generation) = self.0.current();
+        let tag = slot.tag();
+        match channel
+            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
             .await
-            .map_err(|e| amqp_error("basic.cancel", e))
+        {
+            Ok(()) => Ok(()),
+            // Gone with the connection: nothing left to cancel.
+            Err(_) if self.0.lost_since(generation) => Ok(()),
+            Err(e) => Err(amqp_error("basic.cancel", e)),
+        }
     }
 
     /// See [`transport::Channel::publish`](crate::transport::Channel::publish).
@@ -164,16 +353,20 @@ impl Channel {
         body: &[u8],
         props: &OutgoingProperties<'_>,
     ) -> Result<()> {
+        let shared = &*self.0;
+        let link = &shared.connection.link;
+        let recovery_timeout = shared.connection.config.recovery_timeout();
         let options = BasicPublishOptions {
             // Without confirms lapin keeps a returned message to itself,
             // never reported: mandatory is only asked for with confirms.
-            mandatory: props.mandatory && self.confirms,
+            mandatory: props.mandatory && shared.confirms,
             immediate: false,
         };
         let mut retries = 0;
         loop {
+            let (channel, generation) = shared.current();
             let attempt = async {
-                self.inner
+                channel
                     .basic_publish(
                         exchange.into(),
                         key.into(),
@@ -184,27 +377,23 @@ impl Channel {
                     .await?
                     .await
             };
-            let outcome = if self.confirms {
-                // A confirmation lost with the connection never resolves: the
-                // attempt ends when the connection comes back, or at the
-                // recovery timeout when it does not. Created before the
-                // attempt starts, so that no recovery is missed; an attempt
-                // made while the connection still counts as recovering (just
-                // after `wait_for_recovery`) does not race the end of that
-                // same recovery.
-                let recovered = self.link.recovered_notified();
-                let race_recovery = !self.link.recovering();
+            let outcome = if shared.confirms {
+                // A confirmation lost with the connection may never come:
+                // the attempt ends when the connection is replaced, or at
+                // the recovery timeout. Armed before the attempt, so that
+                // no replacement is missed.
+                let recovered = link.recovered_notified();
                 tokio::select! {
-                    outcome = tokio::time::timeout(self.recovery_timeout, attempt) => match outcome {
+                    outcome = tokio::time::timeout(recovery_timeout, attempt) => match outcome {
                         Ok(outcome) => outcome,
                         Err(_) => return Err(Error::Unconfirmed {
                             exchange: exchange.to_owned(),
                             key: key.to_owned(),
-                            timeout: self.recovery_timeout,
+                            timeout: recovery_timeout,
                         }),
                     },
-                    () = recovered, if race_recovery => {
-                        if retries == PUBLISH_RETRIES {
+                    () = recovered, if shared.generation() == link.recoveries() => {
+                        if retries == RETRIES {
                             return Err(Error::PublishInterrupted {
                                 exchange: exchange.to_owned(),
                                 key: key.to_owned(),
@@ -212,7 +401,7 @@ impl Channel {
                             });
                         }
                         retries += 1;
-                        tracing::warn!(exchange, key, "the connection recovered before the publisher confirmation came; publishing again");
+                        tracing::warn!(exchange, key, "the connection was replaced before the publisher confirmation came; publishing again");
                         continue;
                     }
                 }
@@ -223,90 +412,63 @@ impl Channel {
             };
             let error = match outcome {
                 Ok(confirmation) => return confirmed(confirmation, exchange, key),
-                Err(error) if retries < PUBLISH_RETRIES => error,
+                Err(error) if retries < RETRIES && shared.lost_since(generation) => error,
                 Err(error) => {
                     return Err(amqp_error(format!("basic.publish to {exchange:?}"), error));
                 }
             };
             retries += 1;
             tracing::warn!(exchange, key, %error, "publish interrupted; waiting for the connection to recover");
-            self.wait_for_recovery(error)
-                .await
-                .map_err(|e| amqp_error(format!("basic.publish to {exchange:?}"), e))?;
+            if let Err(reason) = shared.reopened_after(generation).await {
+                return Err(lost(
+                    format!("basic.publish to {exchange:?}"),
+                    error,
+                    reason,
+                ));
+            }
         }
     }
 
-    /// Waits until lapin has recovered the channel of the consumer of
-    /// `queue` after `interruption`, logging the interruption and the
-    /// recovery; an error when recovery is impossible.
+    /// Waits until `consumer`'s channel has been opened again after
+    /// `interruption`, and gives the consumer that replaces it; an error
+    /// when the consumer ended for another reason or cannot be restored.
     pub(crate) async fn resume_consumer(
         &self,
         queue: &str,
+        consumer: &Consumer,
         interruption: Interruption,
-    ) -> Result<()> {
-        let error = interruption.0;
-        tracing::warn!(queue, %error, "consumer interrupted; waiting for recovery");
-        self.wait_for_recovery(error)
-            .await
-            .map_err(|e| amqp_error(format!("basic.consume {queue:?}"), e))?;
+    ) -> Result<Consumer> {
+        let what = format!("basic.consume {queue:?}");
+        let generation = consumer.generation();
+        if consumer.slot().is_cancelled() {
+            return Err(interruption.into_error(what, "the consumer was cancelled"));
+        }
+        if !self.0.lost_since(generation) {
+            return Err(interruption.into_error(what, "the channel was closed"));
+        }
+        tracing::warn!(queue, %interruption, "consumer interrupted; waiting for recovery");
+        if let Err(reason) = self.0.reopened_after(generation).await {
+            return Err(interruption.into_error(what, reason));
+        }
+        let resumed = consumer.resumed();
+        if resumed.generation() <= generation {
+            return Err(interruption.into_error(what, "the consumer was not started again"));
+        }
         tracing::info!(queue, "consumer recovered");
-        Ok(())
-    }
-
-    /// Waits until lapin has recovered the channel after `error`; gives
-    /// the error back when recovery is impossible.
-    /// Waits at most the recovery timeout.
-    async fn wait_for_recovery(&self, error: lapin::Error) -> Result<(), lapin::Error> {
-        let wait = async {
-            match self.inner.wait_for_recovery(error.clone()).await {
-                // Frames that were still waiting to be written when the
-                // socket died are rejected with the bare I/O error, without
-                // the notifier lapin gives errors of a channel it is
-                // recovering: the connection is lost all the same, and
-                // comes back by itself.
-                Err(lost)
-                    if matches!(
-                        lost.kind(),
-                        lapin::ErrorKind::IOError(_) | lapin::ErrorKind::MissingHeartbeatError
-                    ) =>
-                {
-                    self.back_after_loss().await;
-                    Ok(())
-                }
-                other => other,
-            }
-        };
-        match tokio::time::timeout(self.recovery_timeout, wait).await {
-            Ok(result) => result,
-            Err(_) => Err(error),
-        }
-    }
-
-    /// Returns once the connection has recovered, or this channel has been
-    /// seen down and up again (whichever is noticed first).
-    async fn back_after_loss(&self) {
-        let mut seen_down = false;
-        loop {
-            let recovered = self.link.recovered_notified();
-            if !self.inner.status().connected() {
-                seen_down = true;
-            } else if seen_down {
-                return;
-            }
-            tokio::select! {
-                () = recovered => return,
-                () = tokio::time::sleep(Duration::from_millis(50)) => {}
-            }
-        }
+        Ok(resumed)
     }
 
     pub(crate) fn is_open(&self) -> bool {
-        self.inner.status().connected()
+        !self.0.is_closed()
+            && !self.0.connection.link.recovering()
+            && self.0.current().0.status().connected()
     }
 
     pub(crate) async fn close(&self) {
-        if self.inner.status().connected()
-            && let Err(e) = self.inner.close(200, "OK".into()).await
+        self.0.closed.store(true, Ordering::Relaxed);
+        let (channel, _) = self.0.current();
+        if channel.status().connected()
+            && let Err(e) = channel.close(200, "OK".into()).await
         {
             tracing::debug!(error = %e, "channel close");
         }

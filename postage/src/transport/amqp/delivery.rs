@@ -1,28 +1,151 @@
-//! Deliveries and consumers as lapin gives them.
+//! Deliveries, and consumers that survive the replacement of their
+//! channel: each consumer's slot holds the lapin consumer of the channel
+//! now, replaced when the channel is opened again.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
 use futures_util::{Stream, StreamExt};
 use lapin::options::{BasicAckOptions, BasicRejectOptions};
 
 use super::convert::{amqp_error, count};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A delivery as lapin received it.
 pub(crate) struct Delivery(lapin::message::Delivery);
 
-/// A lapin consumer's stream of deliveries. Cheap to clone (a handle).
+/// One consumer of a channel, across the channel's replacements.
+pub(crate) struct Slot {
+    queue: Mutex<String>,
+    no_ack: bool,
+    current: Mutex<(lapin::Consumer, u64)>,
+    cancelled: AtomicBool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Slot {
+    pub(super) fn new(
+        queue: &str,
+        no_ack: bool,
+        consumer: lapin::Consumer,
+        generation: u64,
+    ) -> Arc<Self> {
+        Arc::new(Slot {
+            queue: Mutex::new(queue.to_owned()),
+            no_ack,
+            current: Mutex::new((consumer, generation)),
+            cancelled: AtomicBool::new(false),
+        })
+    }
+
+    /// The queue consumed (its name now, for a renamed server-named queue).
+    pub(super) fn queue(&self) -> String {
+        lock(&self.queue).clone()
+    }
+
+    pub(super) fn no_ack(&self) -> bool {
+        self.no_ack
+    }
+
+    /// The generation of the channel the consumer runs on now.
+    pub(super) fn generation(&self) -> u64 {
+        lock(&self.current).1
+    }
+
+    /// The consumer tag now.
+    pub(super) fn tag(&self) -> String {
+        lock(&self.current).0.tag().to_string()
+    }
+
+    pub(super) fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    pub(super) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// Follows a renamed queue.
+    pub(super) fn rename(&self, renames: &[(String, String)]) {
+        let mut queue = lock(&self.queue);
+        if let Some((_, new)) = renames.iter().find(|(old, _)| *old == *queue) {
+            new.clone_into(&mut queue);
+        }
+    }
+
+    /// The consumer started on the channel of `generation`.
+    pub(super) fn replace(&self, consumer: lapin::Consumer, generation: u64) {
+        *lock(&self.current) = (consumer, generation);
+    }
+}
+
+/// A consumer's stream of deliveries, from the lapin consumer of one
+/// generation of its channel. Cheap to clone (a handle).
 #[derive(Clone)]
-pub(crate) struct Consumer(pub(super) lapin::Consumer);
+pub(crate) struct Consumer {
+    slot: Arc<Slot>,
+    inner: lapin::Consumer,
+    generation: u64,
+}
+
+impl Consumer {
+    pub(super) fn new(slot: Arc<Slot>, inner: lapin::Consumer, generation: u64) -> Self {
+        Consumer {
+            slot,
+            inner,
+            generation,
+        }
+    }
+
+    pub(super) fn slot(&self) -> &Arc<Slot> {
+        &self.slot
+    }
+
+    pub(super) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The same consumer on its channel now.
+    pub(super) fn resumed(&self) -> Consumer {
+        let (inner, generation) = lock(&self.slot.current).clone();
+        Consumer {
+            slot: self.slot.clone(),
+            inner,
+            generation,
+        }
+    }
+}
 
 /// Why a consumer's stream was interrupted (usually a lost connection).
 #[derive(Debug)]
-pub(crate) struct Interruption(pub(super) lapin::Error);
+pub(crate) struct Interruption(Option<lapin::Error>);
+
+impl Interruption {
+    /// The error of a consumer that cannot be resumed after this.
+    pub(super) fn into_error(self, operation: String, reason: &str) -> Error {
+        let source = match self.0 {
+            Some(error) => format!("{error}; {reason}"),
+            None => reason.to_owned(),
+        };
+        Error::Amqp {
+            operation,
+            reply_code: None,
+            source: source.into(),
+        }
+    }
+}
 
 impl std::fmt::Display for Interruption {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+        match &self.0 {
+            Some(error) => error.fmt(f),
+            None => f.write_str("the consumer's channel closed"),
+        }
     }
 }
 
@@ -30,9 +153,15 @@ impl Stream for Consumer {
     type Item = Result<Delivery, Interruption>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.0
-            .poll_next_unpin(cx)
-            .map(|next| next.map(|item| item.map(Delivery).map_err(Interruption)))
+        match std::task::ready!(self.inner.poll_next_unpin(cx)) {
+            Some(Ok(delivery)) => Poll::Ready(Some(Ok(Delivery(delivery)))),
+            Some(Err(error)) => Poll::Ready(Some(Err(Interruption(Some(error))))),
+            // Cancelled on request, or by the broker (its queue deleted),
+            // or its channel replaced: the last is an interruption, which
+            // the channel tells apart (`resume_consumer`).
+            None if self.slot.is_cancelled() => Poll::Ready(None),
+            None => Poll::Ready(Some(Err(Interruption(None)))),
+        }
     }
 }
 

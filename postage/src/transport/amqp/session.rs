@@ -1,0 +1,220 @@
+//! The connection Postage keeps up: one lapin connection at a time,
+//! replaced by the recovery task when it is lost, with the record of what
+//! was declared through it and the channels opened on it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::ConfirmSelectOptions;
+use tokio::sync::Notify;
+
+use super::channel::{Channel, ChannelShared};
+use super::convert::amqp_error;
+use super::{connect, recovery};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::transport::Link;
+use crate::transport::record::Record;
+
+/// A connection to RabbitMQ that Postage recovers itself.
+pub(crate) struct Connection {
+    shared: Arc<Shared>,
+}
+
+/// What the connection's handles, its channels and its recovery task
+/// share.
+pub(super) struct Shared {
+    pub(super) config: Config,
+    pub(super) link: Arc<Link>,
+    state: Mutex<State>,
+    /// Wakes the recovery task: someone saw the connection fail.
+    pub(super) lost: Arc<Notify>,
+    closed: AtomicBool,
+}
+
+pub(super) struct State {
+    pub(super) lapin: Arc<lapin::Connection>,
+    /// The address the connection is on, `host:port`.
+    pub(super) endpoint: String,
+    /// The channels opened on it, to open again on a new connection.
+    pub(super) channels: Vec<Weak<ChannelShared>>,
+    /// What was declared through it.
+    pub(super) record: Record,
+}
+
+impl Connection {
+    /// Connects to the first address that answers, and starts the task
+    /// that recovers the connection when it is lost.
+    pub(crate) async fn open(config: &Config, link: &Arc<Link>) -> Result<Self> {
+        let (lapin, endpoint) = connect::open(config).await?;
+        tracing::info!(%endpoint, "connected to RabbitMQ");
+        let lapin = Arc::new(lapin);
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            link: link.clone(),
+            state: Mutex::new(State {
+                lapin: lapin.clone(),
+                endpoint,
+                channels: Vec::new(),
+                record: Record::default(),
+            }),
+            lost: Arc::new(Notify::new()),
+            closed: AtomicBool::new(false),
+        });
+        shared.watch(&lapin);
+        tokio::spawn(recovery::run(Arc::downgrade(&shared), shared.lost.clone()));
+        Ok(Connection { shared })
+    }
+
+    /// Is the connection up (not closed, not being recovered)?
+    pub(crate) fn is_connected(&self) -> bool {
+        !self.shared.link.recovering() && self.shared.is_up()
+    }
+
+    /// The address the connection is on now, `host:port`.
+    pub(crate) fn endpoint(&self) -> String {
+        self.shared.state().endpoint.clone()
+    }
+
+    /// Closes the connection (all its channels with it); it is not
+    /// recovered after that.
+    pub(crate) async fn close(&self) -> Result<()> {
+        self.shared.closed.store(true, Ordering::Relaxed);
+        self.shared.lost.notify_one();
+        let lapin = self.shared.lapin();
+        if !lapin.status().connected() {
+            return Ok(());
+        }
+        match lapin.close(200, "OK".into()).await {
+            Ok(()) => Ok(()),
+            Err(_) if !lapin.status().connected() => Ok(()),
+            Err(e) => Err(amqp_error("connection.close", e)),
+        }
+    }
+
+    /// Opens a channel; `confirms` switches publisher confirms on. While
+    /// the connection is being recovered, waits for it (within the
+    /// recovery timeout).
+    pub(crate) async fn open_channel(&self, confirms: bool) -> Result<Channel> {
+        let shared = &self.shared;
+        let deadline = tokio::time::Instant::now() + shared.config.recovery_timeout();
+        loop {
+            if shared.closed() {
+                return Err(Error::Amqp {
+                    operation: "channel.open".into(),
+                    reply_code: None,
+                    source: "the connection is closed".into(),
+                });
+            }
+            if !shared.link.recovering() {
+                let generation = shared.link.recoveries();
+                let lapin = shared.lapin();
+                match open_lapin_channel(&lapin, confirms).await {
+                    Ok(channel) => {
+                        let channel =
+                            ChannelShared::new(shared.clone(), channel, generation, confirms);
+                        shared.state().channels.push(Arc::downgrade(&channel));
+                        return Ok(Channel::from(channel));
+                    }
+                    Err(error) if shared.is_up() || tokio::time::Instant::now() >= deadline => {
+                        return Err(amqp_error("channel.open", error));
+                    }
+                    Err(_) => shared.lost.notify_one(),
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Amqp {
+                    operation: "channel.open".into(),
+                    reply_code: None,
+                    source: format!(
+                        "the connection did not recover within {:?}",
+                        shared.config.recovery_timeout()
+                    )
+                    .into(),
+                });
+            }
+            shared.link.recovered_or_tick().await;
+        }
+    }
+}
+
+/// A lapin channel, with publisher confirms when asked for.
+pub(super) async fn open_lapin_channel(
+    lapin: &lapin::Connection,
+    confirms: bool,
+) -> lapin::Result<lapin::Channel> {
+    let channel = lapin.create_channel().await?;
+    if confirms {
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+    }
+    Ok(channel)
+}
+
+impl Shared {
+    pub(super) fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The lapin connection now.
+    pub(super) fn lapin(&self) -> Arc<lapin::Connection> {
+        self.state().lapin.clone()
+    }
+
+    /// Is the lapin connection up?
+    pub(super) fn is_up(&self) -> bool {
+        self.state().lapin.status().connected()
+    }
+
+    /// Was the connection closed on request?
+    pub(super) fn closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    /// Watches a lapin connection's events: an error wakes the recovery
+    /// task; blocking by the broker is logged. Ends with the connection,
+    /// or once the connection was replaced.
+    pub(super) fn watch(self: &Arc<Self>, lapin: &Arc<lapin::Connection>) {
+        let events = lapin.events_listener();
+        let watched = Arc::downgrade(lapin);
+        let shared = Arc::downgrade(self);
+        let lost = self.lost.clone();
+        tokio::spawn(async move {
+            let mut events = std::pin::pin!(events);
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    event = events.next() => match event {
+                        Some(lapin::Event::Error(error)) => {
+                            tracing::debug!(%error, "connection error");
+                            lost.notify_one();
+                        }
+                        Some(lapin::Event::ConnectionBlocked(reason)) => {
+                            tracing::warn!(%reason, "the broker blocked the connection");
+                        }
+                        Some(lapin::Event::ConnectionUnblocked) => {
+                            tracing::info!("the broker unblocked the connection");
+                        }
+                        Some(_) => {}
+                        None => {
+                            lost.notify_one();
+                            return;
+                        }
+                    },
+                    _ = tick.tick() => {}
+                }
+                // Replaced, or everybody gone: nothing left to watch.
+                let current = match shared.upgrade() {
+                    Some(shared) => Arc::downgrade(&shared.lapin()),
+                    None => return,
+                };
+                if !Weak::ptr_eq(&current, &watched) {
+                    return;
+                }
+            }
+        });
+    }
+}
