@@ -127,6 +127,14 @@ impl PrivateNode {
     /// `CARGO_TARGET_TMPDIR`), with a TLS listener when `tls` is given,
     /// and waits until it accepts connections.
     pub fn start(base: &str, tls: Option<&TlsFiles>) -> Self {
+        let node = Self::prepare(base, tls, None);
+        node.boot();
+        node
+    }
+
+    /// A node ready to boot, its Erlang cookie in `home` when given (nodes
+    /// that share one `home` can form a cluster).
+    fn prepare(base: &str, tls: Option<&TlsFiles>, home: Option<&Path>) -> Self {
         let name = format!(
             "postage-fault-{}-{}",
             std::process::id(),
@@ -164,8 +172,9 @@ impl PrivateNode {
         write("rabbitmq-env.conf", "");
         let d = |sub: &str| dir.join(sub).to_string_lossy().into_owned();
         let node = format!("{name}@localhost");
+        let home = home.map_or_else(|| d(""), |home| home.to_string_lossy().into_owned());
         let env = vec![
-            ("HOME".to_owned(), d("")),
+            ("HOME".to_owned(), home),
             ("RABBITMQ_NODENAME".to_owned(), node.clone()),
             ("RABBITMQ_NODE_PORT".to_owned(), port.to_string()),
             ("RABBITMQ_DIST_PORT".to_owned(), dist_port.to_string()),
@@ -180,15 +189,18 @@ impl PrivateNode {
             ("RABBITMQ_CONF_ENV_FILE".to_owned(), d("rabbitmq-env.conf")),
             ("ERL_EPMD_ADDRESS".to_owned(), "127.0.0.1".to_owned()),
         ];
-        let node = PrivateNode {
+        PrivateNode {
             name: node,
             dir,
             port,
             tls_port,
             env,
-        };
-        node.boot();
-        node
+        }
+    }
+
+    /// The node's Erlang name, `name@localhost`.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The AMQP port.
@@ -213,6 +225,17 @@ impl PrivateNode {
         command
     }
 
+    /// Runs `rabbitmqctl` against this node; panics when it fails.
+    pub fn rabbitmqctl(&self, args: &[&str]) -> String {
+        let output = self.ctl(args);
+        assert!(
+            output.status.success(),
+            "rabbitmqctl {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     fn ctl(&self, args: &[&str]) -> std::process::Output {
         self.command("rabbitmqctl")
             .args(["-n", &self.name])
@@ -221,7 +244,8 @@ impl PrivateNode {
             .unwrap_or_else(|e| panic!("cannot run rabbitmqctl: {e}"))
     }
 
-    fn listening(&self) -> bool {
+    /// Does the node accept TCP connections on its AMQP port?
+    pub fn listening(&self) -> bool {
         std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
     }
 
@@ -310,5 +334,94 @@ impl Drop for PrivateNode {
             let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Private nodes joined into one RabbitMQ cluster: they share an Erlang
+/// cookie (one `HOME`), and every node after the first joins the first.
+/// Dropping it stops every node.
+#[derive(Debug)]
+pub struct Cluster {
+    nodes: Vec<PrivateNode>,
+    home: PathBuf,
+}
+
+impl Cluster {
+    /// Starts `size` nodes under `base` and joins them.
+    pub fn start(base: &str, size: usize) -> Self {
+        let home = Path::new(base).join(crate::unique("cluster-home"));
+        std::fs::create_dir_all(&home).unwrap_or_else(|e| panic!("cannot create {home:?}: {e}"));
+        let cookie = home.join(".erlang.cookie");
+        std::fs::write(
+            &cookie,
+            crate::unique("cookie").replace('-', "").to_uppercase(),
+        )
+        .unwrap_or_else(|e| panic!("cannot write the cookie: {e}"));
+        let _ = Command::new("chmod").arg("400").arg(&cookie).status();
+        let nodes: Vec<PrivateNode> = (0..size)
+            .map(|_| PrivateNode::prepare(base, None, Some(&home)))
+            .collect();
+        let cluster = Cluster { nodes, home };
+        // Booted in parallel: each waits for its own start.
+        std::thread::scope(|scope| {
+            for node in &cluster.nodes {
+                scope.spawn(|| node.boot());
+            }
+        });
+        let first = cluster.nodes[0].name.clone();
+        for node in &cluster.nodes[1..] {
+            node.rabbitmqctl(&["stop_app"]);
+            node.rabbitmqctl(&["join_cluster", &first]);
+            node.rabbitmqctl(&["start_app"]);
+            node.rabbitmqctl(&["await_startup", "--timeout", "60"]);
+        }
+        cluster
+    }
+
+    /// The nodes.
+    pub fn nodes(&self) -> &[PrivateNode] {
+        &self.nodes
+    }
+
+    /// `amqp://guest:guest@127.0.0.1:P1,127.0.0.1:P2,.../%2f`.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port()))
+            .collect();
+        format!("amqp://guest:guest@{}/%2f", hosts.join(","))
+    }
+
+    /// The node listening on `port`.
+    pub fn node_on(&self, port: u16) -> Option<&PrivateNode> {
+        self.nodes.iter().find(|node| node.port() == port)
+    }
+
+    /// The node that leads the quorum queue `queue`, asked of a running
+    /// node.
+    pub fn leader_of(&self, queue: &str) -> Option<&PrivateNode> {
+        let asked = self.nodes.iter().find(|node| node.listening())?;
+        let listing = asked.rabbitmqctl(&[
+            "list_queues",
+            "name",
+            "leader",
+            "--quiet",
+            "--no-table-headers",
+        ]);
+        let leader = listing
+            .lines()
+            .filter_map(|line| line.split_once('\t'))
+            .find(|(name, _)| *name == queue)
+            .map(|(_, leader)| leader.trim().to_owned())?;
+        self.nodes.iter().find(|node| node.name == leader)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Nodes stop in their own Drop; the shared home goes last.
+        self.nodes.clear();
+        let _ = std::fs::remove_dir_all(&self.home);
     }
 }

@@ -187,6 +187,76 @@ async fn dropped_connections_recover_producers_processors_and_rpc() {
     connection.close().await.unwrap();
 }
 
+/// The threads of this process whose name starts with `prefix`.
+fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|tasks| {
+            tasks
+                .filter_map(Result::ok)
+                .filter(|task| {
+                    std::fs::read_to_string(task.path().join("comm"))
+                        .is_ok_and(|name| name.starts_with(prefix))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaced_connections_leave_no_thread_or_task_behind() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let node = PrivateNode::start(base(), None);
+    // A replaced connection's heartbeat task ends at its next beat: a
+    // short heartbeat makes that soon.
+    init_tracing();
+    let connection = Connection::connect(Config::from_url(&node.url()).unwrap().with_heartbeat(1))
+        .await
+        .unwrap();
+    let fixture = processor(&connection, false).await;
+    let producer = Producer::builder()
+        .ek(fixture.exchange.clone(), fixture.queue.as_str())
+        .connect(&connection)
+        .await
+        .unwrap();
+    producer
+        .rpc("slow_echo", json!(["warm up", 0]))
+        .await
+        .unwrap();
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let (threads, tasks) = (threads_named("lapin"), metrics.num_alive_tasks());
+    const DROPS: u64 = 5;
+    for drop in 1..=DROPS {
+        node.close_all_connections();
+        wait_for("the recovery", 30, || connection.recoveries() >= drop).await;
+        producer.command("count", drop).await.unwrap();
+        let reply = producer
+            .rpc("slow_echo", json!(["after", 0]))
+            .await
+            .unwrap();
+        assert_eq!(reply.outcome().unwrap().into_value().unwrap(), "after");
+    }
+    wait_for("every message", 20, || {
+        fixture.counter.unique_ids() == DROPS as usize
+    })
+    .await;
+    // Watchers of replaced connections end within a second, their
+    // heartbeat tasks at the next beat.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (threads_after, tasks_after) = (threads_named("lapin"), metrics.num_alive_tasks());
+    println!(
+        "after {DROPS} replaced connections: lapin threads {threads} -> {threads_after}, \
+         tasks {tasks} -> {tasks_after}"
+    );
+    assert_eq!(
+        threads_after, threads,
+        "a replaced connection's I/O thread ended"
+    );
+    assert_eq!(tasks_after, tasks, "a replaced connection's tasks ended");
+    fixture.control.quit();
+    assert_eq!(fixture.running.await.unwrap().unwrap(), Stop::Quit);
+    connection.close().await.unwrap();
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Restart {
     Clean,

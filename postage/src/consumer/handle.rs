@@ -12,7 +12,7 @@ use super::{ConsumerBuilder, Delivery};
 use crate::encoding::Encoder;
 use crate::error::{Error, Result};
 use crate::topology::{Exchange, Queue};
-use crate::transport::{Channel, Link, RawConsumer};
+use crate::transport::{Channel, ConsumerId, Link};
 
 /// Whether a consumer is receiving.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +42,7 @@ pub(super) struct State {
     /// `None` once stopped.
     pub(super) tx: Option<mpsc::UnboundedSender<QueueStream>>,
     pub(super) consumed: HashSet<String>,
-    pub(super) consumers: Vec<RawConsumer>,
+    pub(super) consumers: Vec<ConsumerId>,
 }
 
 impl Shared {
@@ -203,7 +203,7 @@ impl ConsumerHandle {
                 return Err(e);
             }
         };
-        self.shared.state().consumers.push(raw.clone());
+        self.shared.state().consumers.push(raw.id());
         tracing::debug!(queue = %name, exchange = exchange.name(), key, "consuming");
         // Only a dropped consumer no longer receives: nothing to do then.
         let _ = tx.send(queue_stream(

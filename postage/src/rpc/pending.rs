@@ -127,7 +127,7 @@ impl PendingReply {
                     next = consumer.next() => Some(next),
                     () = sleep => None,
                 };
-                if let Err(e) = channel.cancel(&consumer).await {
+                if let Err(e) = channel.cancel(&consumer.id()).await {
                     tracing::debug!(error = %e, "cancel reply queue consumer");
                 }
                 match result {

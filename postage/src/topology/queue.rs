@@ -39,6 +39,51 @@ impl Queue {
         }
     }
 
+    /// A quorum queue: durable, replicated over the nodes of a RabbitMQ
+    /// cluster (`x-queue-type: quorum`), and it counts deliveries
+    /// (`x-delivery-count`). The choice for a work queue that several
+    /// components share in a cluster: it survives the loss of a minority
+    /// of the nodes with no confirmed message lost. Not exclusive, not
+    /// auto-delete (quorum queues can be neither).
+    ///
+    /// ```
+    /// use postage::Queue;
+    ///
+    /// let jobs = Queue::quorum("jobs")
+    ///     .delivery_limit(5)
+    ///     .dead_letter_exchange("jobs-dlx");
+    /// assert!(jobs.is_durable());
+    /// assert_eq!(jobs.arguments()["x-queue-type"], "quorum");
+    /// assert_eq!(jobs.arguments()["x-delivery-limit"], 5);
+    /// assert_eq!(jobs.arguments()["x-dead-letter-exchange"], "jobs-dlx");
+    /// ```
+    pub fn quorum(name: impl Into<String>) -> Self {
+        Queue::new(name)
+            .durable(true)
+            .argument("x-queue-type", "quorum")
+    }
+
+    /// How many times a message may be delivered before the broker drops
+    /// or dead-letters it (`x-delivery-limit`, quorum queues).
+    #[must_use]
+    pub fn delivery_limit(self, deliveries: u32) -> Self {
+        self.argument("x-delivery-limit", deliveries)
+    }
+
+    /// Where rejected, expired or over-delivered messages go
+    /// (`x-dead-letter-exchange`).
+    #[must_use]
+    pub fn dead_letter_exchange(self, exchange: impl Into<String>) -> Self {
+        self.argument("x-dead-letter-exchange", exchange.into())
+    }
+
+    /// The routing key dead-lettered messages get
+    /// (`x-dead-letter-routing-key`; default: their own).
+    #[must_use]
+    pub fn dead_letter_routing_key(self, key: impl Into<String>) -> Self {
+        self.argument("x-dead-letter-routing-key", key.into())
+    }
+
     /// A queue the broker names (`amq.gen-...`): exclusive and auto-delete.
     pub fn server_named() -> Self {
         Queue::new("").exclusive(true).auto_delete(true)

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::{Interruption, OutgoingProperties, RawConsumer, amqp};
+use super::{ConsumerId, Interruption, OutgoingProperties, RawConsumer, amqp};
 use crate::error::{Error, Result};
 use crate::topology::{Exchange, Queue, Target};
 
@@ -114,9 +114,9 @@ impl Channel {
     }
 
     /// Cancels a consumer.
-    pub(crate) async fn cancel(&self, consumer: &RawConsumer) -> Result<()> {
+    pub(crate) async fn cancel(&self, consumer: &ConsumerId) -> Result<()> {
         match (&self.backend, consumer) {
-            (Backend::Amqp(channel), RawConsumer::Amqp(consumer)) => channel.cancel(consumer).await,
+            (Backend::Amqp(channel), ConsumerId::Amqp(consumer)) => channel.cancel(consumer).await,
         }
     }
 

@@ -21,6 +21,22 @@ pub(crate) enum RawConsumer {
     Amqp(amqp::Consumer),
 }
 
+/// Names a consumer to cancel it, without holding on to its stream (nor
+/// to the channel it ran on before a recovery).
+#[derive(Clone)]
+pub(crate) enum ConsumerId {
+    Amqp(amqp::ConsumerId),
+}
+
+impl RawConsumer {
+    /// What [`Channel::cancel`](super::Channel::cancel) takes.
+    pub(crate) fn id(&self) -> ConsumerId {
+        match self {
+            RawConsumer::Amqp(consumer) => ConsumerId::Amqp(consumer.id()),
+        }
+    }
+}
+
 /// Why a consumer's stream was interrupted (usually a lost connection):
 /// hand it to [`Channel::resume_consumer`](super::Channel::resume_consumer).
 #[derive(Debug)]

@@ -28,6 +28,6 @@ mod record;
 
 pub(crate) use channel::Channel;
 pub use connection::Connection;
-pub(crate) use delivery::{Interruption, RawConsumer, RawDelivery};
+pub(crate) use delivery::{ConsumerId, Interruption, RawConsumer, RawDelivery};
 pub(crate) use link::Link;
 pub(crate) use properties::OutgoingProperties;

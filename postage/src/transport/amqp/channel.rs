@@ -14,7 +14,7 @@ use lapin::{BasicProperties, Confirmation};
 
 use super::convert::amqp_error;
 use super::declare;
-use super::delivery::{Consumer, Interruption, Slot};
+use super::delivery::{Consumer, ConsumerId, Interruption, Slot};
 use super::session::{Shared, open_lapin_channel};
 use crate::error::{Error, Result};
 use crate::topology::{Exchange, Queue};
@@ -320,8 +320,8 @@ impl Channel {
         }
     }
 
-    pub(crate) async fn cancel(&self, consumer: &Consumer) -> Result<()> {
-        let slot = consumer.slot();
+    pub(crate) async fn cancel(&self, consumer: &ConsumerId) -> Result<()> {
+        let slot = &consumer.0;
         slot.cancel();
         let queue = slot.queue();
         let others = {

@@ -106,6 +106,10 @@ impl Consumer {
         &self.slot
     }
 
+    pub(crate) fn id(&self) -> ConsumerId {
+        ConsumerId(self.slot.clone())
+    }
+
     pub(super) fn generation(&self) -> u64 {
         self.generation
     }
@@ -120,6 +124,10 @@ impl Consumer {
         }
     }
 }
+
+/// A consumer's name for cancelling it: its slot, not its stream.
+#[derive(Clone)]
+pub(crate) struct ConsumerId(pub(super) Arc<Slot>);
 
 /// Why a consumer's stream was interrupted (usually a lost connection).
 #[derive(Debug)]

@@ -26,5 +26,5 @@ mod recovery;
 mod session;
 
 pub(crate) use channel::Channel;
-pub(crate) use delivery::{Consumer, Delivery, Interruption};
+pub(crate) use delivery::{Consumer, ConsumerId, Delivery, Interruption};
 pub(crate) use session::Connection;

@@ -1,0 +1,382 @@
+//! Many broker addresses: a three-node RabbitMQ cluster of private nodes
+//! (never the shared broker) that loses the node a processor is on, then
+//! the leader of its quorum queue; and addresses that refuse connections
+//! or never speak AMQP, skipped within the connect timeout.
+//!
+//! Each test prints its figures (`cargo test --test cluster -- --nocapture`).
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stdout)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use postage::prelude::*;
+use postage::{AddressOrder, Stop};
+use postage_tests::node::{Cluster, PrivateNode};
+use postage_tests::{init_tracing, unique};
+use serde_json::json;
+
+/// The nodes are heavy for a 2-core machine: one test at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn base() -> &'static str {
+    env!("CARGO_TARGET_TMPDIR")
+}
+
+/// Counts every id it receives, and when it last received one.
+struct Counter {
+    seen: Mutex<HashMap<u64, u32>>,
+    last: Mutex<Option<Instant>>,
+}
+
+impl Counter {
+    fn handled_since(&self, at: Instant) -> bool {
+        self.last.lock().unwrap().is_some_and(|last| last > at)
+    }
+
+    fn unique_ids(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    fn duplicates(&self) -> u64 {
+        self.seen
+            .lock()
+            .unwrap()
+            .values()
+            .map(|&n| u64::from(n - 1))
+            .sum()
+    }
+
+    fn has(&self, id: u64) -> bool {
+        self.seen.lock().unwrap().contains_key(&id)
+    }
+}
+
+#[processor]
+impl Counter {
+    #[handler("command", "count")]
+    async fn count(&self, Params(id): Params<u64>) {
+        *self.seen.lock().unwrap().entry(id).or_insert(0) += 1;
+        *self.last.lock().unwrap() = Some(Instant::now());
+    }
+
+    #[rpc_handler("command", "echo")]
+    async fn echo(&self, Params(text): Params<String>) -> String {
+        text
+    }
+}
+
+async fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
+
+fn port_of(endpoint: &str) -> u16 {
+    endpoint
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {endpoint:?}"))
+}
+
+/// Kills (SIGKILL) the node on `port`, off the runtime's threads.
+async fn kill_node(cluster: &Arc<Cluster>, port: u16) -> Instant {
+    let cluster = cluster.clone();
+    tokio::task::spawn_blocking(move || {
+        let node = cluster.node_on(port).unwrap();
+        node.kill();
+        Instant::now()
+    })
+    .await
+    .unwrap()
+}
+
+/// Boots the node on `port` again: it rejoins the cluster.
+async fn boot(cluster: &Arc<Cluster>, port: u16) {
+    let cluster = cluster.clone();
+    tokio::task::spawn_blocking(move || cluster.node_on(port).unwrap().boot())
+        .await
+        .unwrap();
+}
+
+#[derive(Default)]
+struct Calls {
+    ok: AtomicUsize,
+    timed_out: AtomicUsize,
+    failed: AtomicUsize,
+    longest: Mutex<Duration>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_that_loses_the_processors_node_then_the_queue_leader_loses_no_confirmed_message()
+{
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let started = Instant::now();
+    init_tracing();
+    let cluster = Arc::new(
+        tokio::task::spawn_blocking(|| Cluster::start(base(), 3))
+            .await
+            .unwrap(),
+    );
+    let formed = started.elapsed();
+    let config = Config::from_url(&cluster.url()).unwrap();
+    let processor_connection = Connection::connect(config.clone()).await.unwrap();
+    let sender_connection = Connection::connect(config).await.unwrap();
+
+    let exchange = Exchange::new(unique("cluster"), ExchangeKind::Direct);
+    let queue = unique("cluster-jobs");
+    let counter = Arc::new(Counter {
+        seen: Mutex::new(HashMap::new()),
+        last: Mutex::new(None),
+    });
+    let processor = Processor::builder_arc(counter.clone())
+        .bind(
+            exchange.clone(),
+            [(Queue::quorum(queue.as_str()), queue.as_str())],
+        )
+        .prefetch(100)
+        .connect(&processor_connection)
+        .await
+        .unwrap();
+    let control = processor.control();
+    let running = tokio::spawn(processor.run());
+    let producer = Producer::builder()
+        .ek(exchange.clone(), queue.as_str())
+        .persistent(true)
+        .rpc_timeout(Duration::from_secs(3))
+        .rpc_retries(1)
+        .connect(&sender_connection)
+        .await
+        .unwrap();
+
+    // Senders of confirmed persistent messages, until told to stop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let confirmed = Arc::new(Mutex::new(Vec::new()));
+    let failed_sends = Arc::new(AtomicUsize::new(0));
+    let mut senders = Vec::new();
+    const SENDERS: u64 = 4;
+    for first in 0..SENDERS {
+        let (producer, stop, confirmed, failed) = (
+            producer.clone(),
+            stop.clone(),
+            confirmed.clone(),
+            failed_sends.clone(),
+        );
+        senders.push(tokio::spawn(async move {
+            let mut id = first;
+            while !stop.load(Ordering::Relaxed) {
+                match producer.command("count", id).await {
+                    Ok(()) => confirmed.lock().unwrap().push(id),
+                    Err(error) => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(error = %error.report(), id, "send failed");
+                    }
+                }
+                id += SENDERS;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }));
+    }
+    // RPC calls in a loop: each answered, or failed with a timeout
+    // within its attempts; none hangs.
+    let calls = Arc::new(Calls::default());
+    let caller = {
+        let (producer, stop, calls) = (producer.clone(), stop.clone(), calls.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let call = Instant::now();
+                let bound = Duration::from_secs(3 * 2 + 2);
+                match tokio::time::timeout(bound, producer.rpc("echo", "ping")).await {
+                    Err(_) => panic!("an RPC call hung past {bound:?}"),
+                    Ok(Ok(reply)) => {
+                        assert_eq!(reply.outcome().unwrap().into_value().unwrap(), "ping");
+                        calls.ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Err(error)) if error.is_timeout() => {
+                        calls.timed_out.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Err(error)) => {
+                        tracing::warn!(error = %error.report(), "RPC call failed");
+                        calls.failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                let took = call.elapsed();
+                {
+                    let mut longest = calls.longest.lock().unwrap();
+                    *longest = (*longest).max(took);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    wait_for("the first 300 messages", 60, || counter.unique_ids() >= 300).await;
+
+    // 1. The node the processor's connection is on.
+    let processor_node = port_of(&processor_connection.endpoint());
+    let killed_at = kill_node(&cluster, processor_node).await;
+    let resumed_after_node = wait_for("the processor to resume", 30, || {
+        counter.handled_since(killed_at)
+    })
+    .await;
+    let moved_to = processor_connection.endpoint();
+    assert_ne!(
+        port_of(&moved_to),
+        processor_node,
+        "the processor moved to another node"
+    );
+    boot(&cluster, processor_node).await;
+
+    // 2. The leader of the quorum queue.
+    let leader = cluster
+        .leader_of(&queue)
+        .expect("the quorum queue has a leader")
+        .port();
+    let killed_at = kill_node(&cluster, leader).await;
+    let resumed_after_leader = wait_for("the processor to resume after the leader", 30, || {
+        counter.handled_since(killed_at)
+    })
+    .await;
+    boot(&cluster, leader).await;
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    caller.await.unwrap();
+    let confirmed = std::mem::take(&mut *confirmed.lock().unwrap());
+    wait_for("every confirmed message", 60, || {
+        confirmed.iter().all(|id| counter.has(*id))
+    })
+    .await;
+    let lost = confirmed.iter().filter(|id| !counter.has(**id)).count();
+    println!(
+        "cluster of 3 formed in {formed:?}; processor on {processor_node}, moved to {moved_to} \
+         {resumed_after_node:?} after its node was killed; queue leader on {leader} killed, \
+         processor resumed after {resumed_after_leader:?}; confirmed {}, failed sends {}, \
+         received {} unique, {} duplicates, lost {lost}; RPC calls: {} answered, {} timed out, \
+         {} failed otherwise, longest {:?}; {:?} in all",
+        confirmed.len(),
+        failed_sends.load(Ordering::Relaxed),
+        counter.unique_ids(),
+        counter.duplicates(),
+        calls.ok.load(Ordering::Relaxed),
+        calls.timed_out.load(Ordering::Relaxed),
+        calls.failed.load(Ordering::Relaxed),
+        calls.longest.lock().unwrap(),
+        started.elapsed(),
+    );
+    assert_eq!(lost, 0, "every confirmed message arrives");
+    assert!(
+        resumed_after_node < Duration::from_secs(10),
+        "{resumed_after_node:?}"
+    );
+    assert!(
+        resumed_after_leader < Duration::from_secs(10),
+        "{resumed_after_leader:?}"
+    );
+    assert!(calls.ok.load(Ordering::Relaxed) > 0);
+    control.quit();
+    assert_eq!(running.await.unwrap().unwrap(), Stop::Quit);
+    let _ = processor_connection.close().await;
+    let _ = sender_connection.close().await;
+}
+
+/// Accepts TCP connections and never says a word.
+async fn silent_listener() -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (port, task)
+}
+
+fn refused_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addresses_that_refuse_or_never_speak_amqp_are_skipped_within_the_connect_timeout() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    init_tracing();
+    let node = PrivateNode::start(base(), None);
+    let (silent, listener) = silent_listener().await;
+    let refused = refused_port();
+    let connect_timeout = Duration::from_secs(2);
+    let config = Config::from_url(&node.url())
+        .unwrap()
+        .with_addresses([
+            ("127.0.0.1", refused),
+            ("127.0.0.1", silent),
+            ("127.0.0.1", node.port()),
+        ])
+        .with_address_order(AddressOrder::InOrder)
+        .with_connect_timeout(connect_timeout);
+
+    let started = Instant::now();
+    let connection = Connection::connect(config.clone()).await.unwrap();
+    let first = started.elapsed();
+    assert_eq!(connection.endpoint(), format!("127.0.0.1:{}", node.port()));
+    // The refused address costs nothing, the silent one its timeout.
+    assert!(first < connect_timeout * 2, "connected after {first:?}");
+
+    // A recovery skips them the same way.
+    let exchange = Exchange::new(unique("skip"), ExchangeKind::Direct).auto_delete(true);
+    let mut consumer = Consumer::builder()
+        .bind(exchange.clone(), [(Queue::server_named(), "k")])
+        .connect(&connection)
+        .await
+        .unwrap();
+    let producer = Producer::builder()
+        .ek(exchange, "k")
+        .connect(&connection)
+        .await
+        .unwrap();
+    let dropped = Instant::now();
+    node.close_all_connections();
+    wait_for("the recovery", 30, || connection.recoveries() >= 1).await;
+    let recovered = dropped.elapsed();
+    // The server-named queue was declared again (a new name) and bound.
+    producer.command("after", "the drop").await.unwrap();
+    let delivery = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        .await
+        .expect("a delivery after the recovery")
+        .unwrap();
+    assert_eq!(
+        delivery.message().unwrap().content.parameters(),
+        Some(&json!("the drop"))
+    );
+    delivery.ack().await.unwrap();
+
+    // Every address refuses: a clear error naming the last one tried.
+    let nothing = Config::default()
+        .with_addresses([("127.0.0.1", refused_port()), ("127.0.0.1", refused_port())])
+        .with_connect_timeout(connect_timeout);
+    let error = Connection::connect(nothing).await.unwrap_err();
+    assert!(
+        matches!(error, postage::Error::Unreachable { .. }),
+        "{}",
+        error.report()
+    );
+    println!(
+        "addresses skipped: connected after {first:?} (connect timeout {connect_timeout:?}), \
+         recovered after {recovered:?}; with nothing listening: {}",
+        error.report()
+    );
+    connection.close().await.unwrap();
+    listener.abort();
+}
