@@ -556,7 +556,12 @@ fn parse_address(name: &str, text: &str) -> Result<Address, ConfigError> {
         }
     };
     let port = match port.filter(|p| !p.is_empty()) {
-        Some(port) => Some(parse_port(&format!("{name} port of {text:?}"), port)?),
+        Some(port) => Some(parse_port(name, port).map_err(|_| {
+            ConfigError::new(
+                name,
+                format!("the port of {text:?} is not a port number (1 to 65535)"),
+            )
+        })?),
         None => None,
     };
     Ok(Address {

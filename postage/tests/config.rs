@@ -149,3 +149,64 @@ fn settable_in_code() {
     assert_eq!(config.to_string(), "amqps://u@h:1/v");
     assert!(config.debug());
 }
+
+#[test]
+fn several_addresses_from_the_url_or_the_host_variable() {
+    let config = Config::from_url("amqp://svc:pw@h1:5672,h2:5673,h3,[::1]:5674/prod").unwrap();
+    let addresses: Vec<_> = config.addresses().collect();
+    assert_eq!(
+        addresses,
+        [("h1", 5672), ("h2", 5673), ("h3", 5672), ("::1", 5674)]
+    );
+    assert_eq!(config.host(), "h1");
+    assert_eq!(
+        config.to_string(),
+        "amqp://svc@h1:5672,h2:5673,h3:5672,[::1]:5674/prod"
+    );
+    assert!(!format!("{config:?}").contains("pw"));
+    // The printed form reads back to the same addresses.
+    let again = Config::from_url(&config.to_string()).unwrap();
+    assert_eq!(again.addresses().collect::<Vec<_>>(), addresses);
+    // TLS: the default port of each address is 5671.
+    let tls = Config::from_url("amqps://h1,h2:6000/").unwrap();
+    assert_eq!(tls.addresses().collect::<Vec<_>>(), [("h1", 5671), ("h2", 6000)]);
+
+    let vars = from(&[("POSTAGE_HOST", "r1,r2:5680"), ("POSTAGE_PORT", "5679")]).unwrap();
+    assert_eq!(
+        vars.addresses().collect::<Vec<_>>(),
+        [("r1", 5679), ("r2", 5680)]
+    );
+    assert_eq!(vars.address_order(), postage::AddressOrder::Shuffled);
+}
+
+#[test]
+fn a_bad_entry_of_an_address_list_is_named() {
+    for (url, names) in [
+        ("amqp://h1,h2:x/", "\"h2:x\""),
+        ("amqp://h1,,h3/", "address 2"),
+        ("amqp://h1,[::1/", "\"[::1\""),
+        ("amqp://h1,h2:0/", "\"h2:0\""),
+        ("amqp://h1,h2:70000/", "\"h2:70000\""),
+    ] {
+        let error = Config::from_url(url).unwrap_err();
+        assert!(error.to_string().contains(names), "{url}: {error}");
+        assert_eq!(error.variable(), "URL", "{url}");
+    }
+    let error = from(&[("POSTAGE_HOST", "ok, ")]).unwrap_err();
+    assert_eq!(error.variable(), "POSTAGE_HOST");
+    assert!(error.to_string().contains("address 2"), "{error}");
+}
+
+#[test]
+fn addresses_set_in_code() {
+    let config = Config::default()
+        .with_addresses([("a", 1), ("b", 2)])
+        .with_address_order(postage::AddressOrder::InOrder);
+    assert_eq!(config.addresses().collect::<Vec<_>>(), [("a", 1), ("b", 2)]);
+    // One host again: the list is replaced.
+    let single = config.clone().with_host("c");
+    assert_eq!(single.addresses().collect::<Vec<_>>(), [("c", 1)]);
+    // An empty list changes nothing.
+    let same = config.clone().with_addresses(Vec::<(String, u16)>::new());
+    assert_eq!(same, config);
+}
