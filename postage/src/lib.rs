@@ -190,10 +190,10 @@ pub use transport::Connection;
 /// The names most components need: `use postage::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Category, Config, Connection, Consumer, Content, Context, Control, Exchange, ExchangeKind,
-        Fingerprint, GenericMessage, Handlers, IntoMessage, Message, MessageCommand, MessageResult,
-        MessageResultError, MessageResultException, MessageStatus, Outcome, Processor, Producer,
-        Queue, Reply, ReplyStrategy, RpcCommand, Scheduler,
+        AddressOrder, Category, Config, Connection, Consumer, Content, Context, Control, Exchange,
+        ExchangeKind, Fingerprint, GenericMessage, Handlers, IntoMessage, Message, MessageCommand,
+        MessageResult, MessageResultError, MessageResultException, MessageStatus, Outcome,
+        Processor, Producer, Queue, Reply, ReplyStrategy, RpcCommand, Scheduler,
     };
     pub use crate::{Params, ProducerApi, ProducerSpec, RpcError};
     pub use postage_macros::{

@@ -169,7 +169,10 @@ fn several_addresses_from_the_url_or_the_host_variable() {
     assert_eq!(again.addresses().collect::<Vec<_>>(), addresses);
     // TLS: the default port of each address is 5671.
     let tls = Config::from_url("amqps://h1,h2:6000/").unwrap();
-    assert_eq!(tls.addresses().collect::<Vec<_>>(), [("h1", 5671), ("h2", 6000)]);
+    assert_eq!(
+        tls.addresses().collect::<Vec<_>>(),
+        [("h1", 5671), ("h2", 6000)]
+    );
 
     let vars = from(&[("POSTAGE_HOST", "r1,r2:5680"), ("POSTAGE_PORT", "5679")]).unwrap();
     assert_eq!(
