@@ -339,10 +339,27 @@ async fn confirmed_messages_survive(restart: Restart) {
         .map(|(_, at)| *at)
         .min()
         .map(|at| at.duration_since(up_at));
-    wait_for("every confirmed message", 180, || {
-        confirmed.iter().all(|(id, _)| counter.has(*id))
-    })
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !confirmed.iter().all(|(id, _)| counter.has(*id)) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for every confirmed message: {} of {} missing; consumer {:?}, \
+             {} recoveries, on {}; the node says:\n{}",
+            confirmed.iter().filter(|(id, _)| !counter.has(*id)).count(),
+            confirmed.len(),
+            fixture.consumer.health(),
+            connection.recoveries(),
+            connection.endpoint(),
+            node.rabbitmqctl(&[
+                "list_queues",
+                "name",
+                "messages_ready",
+                "messages_unacknowledged",
+                "consumers"
+            ]),
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let lost = confirmed.iter().filter(|(id, _)| !counter.has(*id)).count();
     let failed = failed.load(Ordering::Relaxed);
     println!(

@@ -17,6 +17,8 @@ pub(crate) struct Link {
     recovered: Notify,
     /// Wakes whoever watches for a stalled recovery.
     stall: Notify,
+    /// Wakes whoever waits on something a lost connection never finishes.
+    down: Notify,
 }
 
 impl Link {
@@ -45,6 +47,11 @@ impl Link {
         self.recovered.notified()
     }
 
+    /// Resolves when the connection is found lost after this call.
+    pub(crate) fn down_notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.down.notified()
+    }
+
     /// Returns when a recovery ends, or after 50 ms at most (a recovery
     /// that ended just before the call is seen by the caller's next look at
     /// the connection's state).
@@ -59,7 +66,11 @@ impl Link {
     /// from up to down.
     pub(super) fn went_down(&self, up: bool) -> bool {
         let was_recovering = self.recovering.swap(!up, Ordering::Relaxed);
-        !up && !was_recovering
+        let lost = !up && !was_recovering;
+        if lost {
+            self.down.notify_waiters();
+        }
+        lost
     }
 
     /// Records the end of a recovery (after [`went_down`](Link::went_down)
@@ -84,8 +95,12 @@ mod tests {
     #[tokio::test]
     async fn a_recovery_is_counted_once_and_wakes_its_waiters() {
         let link = Link::default();
+        let down = link.down_notified();
         assert!(!link.went_down(true));
         assert!(link.went_down(false));
+        tokio::time::timeout(Duration::from_secs(1), down)
+            .await
+            .unwrap();
         assert!(!link.went_down(false), "still down: no second loss");
         assert!(link.recovering());
         link.stall();

@@ -42,7 +42,7 @@ pub(crate) struct ChannelShared {
 /// The lapin channel now, and the connection's recovery count when it was
 /// opened.
 struct Current {
-    lapin: lapin::Channel,
+    lapin: Arc<lapin::Channel>,
     generation: u64,
 }
 
@@ -85,7 +85,10 @@ impl ChannelShared {
     ) -> Arc<Self> {
         Arc::new(ChannelShared {
             connection,
-            current: Mutex::new(Current { lapin, generation }),
+            current: Mutex::new(Current {
+                lapin: Arc::new(lapin),
+                generation,
+            }),
             confirms,
             prefetch: Mutex::new(None),
             slots: Mutex::new(Vec::new()),
@@ -93,7 +96,7 @@ impl ChannelShared {
         })
     }
 
-    fn current(&self) -> (lapin::Channel, u64) {
+    fn current(&self) -> (Arc<lapin::Channel>, u64) {
         let current = lock(&self.current);
         (current.lapin.clone(), current.generation)
     }
@@ -107,15 +110,17 @@ impl ChannelShared {
     }
 
     /// Was the connection lost (or is it being recovered) since the
-    /// channel of `generation` was opened? A failure then is the loss's;
-    /// otherwise the broker refused the operation.
+    /// channel of `generation` (the epoch of its connection) was opened? A
+    /// failure then is the loss's; otherwise the broker refused the
+    /// operation.
     fn lost_since(&self, generation: u64) -> bool {
-        let link = &self.connection.link;
-        link.recovering() || link.recoveries() > generation || !self.connection.is_up()
+        self.connection.link.recovering()
+            || self.connection.epoch() != generation
+            || !self.connection.is_up()
     }
 
     /// Waits until the channel of `generation` has been replaced by one on
-    /// a new connection, within the recovery timeout.
+    /// the connection that replaced its own, within the recovery timeout.
     pub(super) async fn reopened_after(&self, generation: u64) -> Result<(), &'static str> {
         let link = &self.connection.link;
         let deadline = tokio::time::Instant::now() + self.connection.config.recovery_timeout();
@@ -125,7 +130,8 @@ impl ChannelShared {
             if self.is_closed() || self.connection.closed() {
                 return Err("the channel was closed");
             }
-            if self.generation() > generation {
+            let now = self.generation();
+            if now > generation && now == self.connection.epoch() {
                 return Ok(());
             }
             tokio::select! {
@@ -138,6 +144,23 @@ impl ChannelShared {
         }
     }
 
+    /// Runs `work` on the channel of `generation` until it ends or the
+    /// connection is found lost (lapin never answers on a lost connection).
+    async fn until_lost<T>(
+        &self,
+        generation: u64,
+        work: impl Future<Output = lapin::Result<T>>,
+    ) -> lapin::Result<T> {
+        let down = self.connection.link.down_notified();
+        if self.lost_since(generation) {
+            return Err(lost_connection());
+        }
+        tokio::select! {
+            done = work => done,
+            () = down => Err(lost_connection()),
+        }
+    }
+
     /// Runs `operation` on the channel; when a lost connection interrupts
     /// it, runs it again on the channel that replaces this one. Gives the
     /// generation of the channel it succeeded on with its value.
@@ -147,13 +170,13 @@ impl ChannelShared {
         operation: F,
     ) -> Result<(T, u64)>
     where
-        F: Fn(lapin::Channel) -> Fut,
+        F: Fn(Arc<lapin::Channel>) -> Fut,
         Fut: Future<Output = lapin::Result<T>>,
     {
         let mut tries = 0;
         loop {
             let (channel, generation) = self.current();
-            match operation(channel).await {
+            match self.until_lost(generation, operation(channel)).await {
                 Ok(value) => return Ok((value, generation)),
                 Err(error) if tries < RETRIES && self.lost_since(generation) => {
                     tries += 1;
@@ -168,8 +191,8 @@ impl ChannelShared {
 
     /// Opens this channel again on a new connection, `lapin`: confirms,
     /// prefetch and consumers as they were (consumers of a renamed queue
-    /// on its new name). Part of the replacement of the connection, before
-    /// `generation` (the new recovery count) is announced.
+    /// on its new name). Part of an attempt to replace the connection,
+    /// whose epoch is `generation`.
     pub(super) async fn reopen(
         &self,
         lapin: &lapin::Connection,
@@ -198,7 +221,7 @@ impl ChannelShared {
                     continue;
                 }
                 *lock(&self.current) = Current {
-                    lapin: channel,
+                    lapin: Arc::new(channel),
                     generation,
                 };
                 drop(slots);
@@ -222,6 +245,11 @@ impl ChannelShared {
         }
         Ok(())
     }
+}
+
+/// What an operation on a lost connection fails with.
+fn lost_connection() -> lapin::Error {
+    lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed).into()
 }
 
 /// The error of an operation a lost connection interrupted for good.
@@ -316,7 +344,12 @@ impl Channel {
             }
             let slot = Slot::new(queue, no_ack, started.clone(), generation);
             slots.push(slot.clone());
-            return Ok(Consumer::new(slot, started, generation));
+            return Ok(Consumer::new(
+                slot,
+                started,
+                generation,
+                self.0.connection.clone(),
+            ));
         }
     }
 
@@ -392,7 +425,7 @@ impl Channel {
                             timeout: recovery_timeout,
                         }),
                     },
-                    () = recovered, if shared.generation() == link.recoveries() => {
+                    () = recovered, if generation == shared.connection.epoch() => {
                         if retries == RETRIES {
                             return Err(Error::PublishInterrupted {
                                 exchange: exchange.to_owned(),
@@ -407,8 +440,8 @@ impl Channel {
                 }
             } else {
                 // Without confirms the attempt ends once the frames are
-                // written or rejected: nothing to lose, no time limit to arm.
-                attempt.await
+                // written or rejected, or the connection is found lost.
+                shared.until_lost(generation, attempt).await
             };
             let error = match outcome {
                 Ok(confirmation) => return confirmed(confirmation, exchange, key),
@@ -466,9 +499,12 @@ impl Channel {
 
     pub(crate) async fn close(&self) {
         self.0.closed.store(true, Ordering::Relaxed);
-        let (channel, _) = self.0.current();
+        let (channel, generation) = self.0.current();
         if channel.status().connected()
-            && let Err(e) = channel.close(200, "OK".into()).await
+            && let Err(e) = self
+                .0
+                .until_lost(generation, channel.close(200, "OK".into()))
+                .await
         {
             tracing::debug!(error = %e, "channel close");
         }

@@ -2,6 +2,7 @@
 //! channel: each consumer's slot holds the lapin consumer of the channel
 //! now, replaced when the channel is opened again.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -11,10 +12,16 @@ use futures_util::{Stream, StreamExt};
 use lapin::options::{BasicAckOptions, BasicRejectOptions};
 
 use super::convert::{amqp_error, count};
+use super::session::Shared;
 use crate::error::{Error, Result};
 
-/// A delivery as lapin received it.
-pub(crate) struct Delivery(lapin::message::Delivery);
+/// A delivery as lapin received it, with the epoch of the connection it
+/// came on: it can be settled only on that connection.
+pub(crate) struct Delivery {
+    inner: lapin::message::Delivery,
+    epoch: u64,
+    connection: Arc<Shared>,
+}
 
 /// One consumer of a channel, across the channel's replacements.
 pub(crate) struct Slot {
@@ -91,14 +98,21 @@ pub(crate) struct Consumer {
     slot: Arc<Slot>,
     inner: lapin::Consumer,
     generation: u64,
+    connection: Arc<Shared>,
 }
 
 impl Consumer {
-    pub(super) fn new(slot: Arc<Slot>, inner: lapin::Consumer, generation: u64) -> Self {
+    pub(super) fn new(
+        slot: Arc<Slot>,
+        inner: lapin::Consumer,
+        generation: u64,
+        connection: Arc<Shared>,
+    ) -> Self {
         Consumer {
             slot,
             inner,
             generation,
+            connection,
         }
     }
 
@@ -121,6 +135,7 @@ impl Consumer {
             slot: self.slot.clone(),
             inner,
             generation,
+            connection: self.connection.clone(),
         }
     }
 }
@@ -162,7 +177,11 @@ impl Stream for Consumer {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match std::task::ready!(self.inner.poll_next_unpin(cx)) {
-            Some(Ok(delivery)) => Poll::Ready(Some(Ok(Delivery(delivery)))),
+            Some(Ok(delivery)) => Poll::Ready(Some(Ok(Delivery {
+                inner: delivery,
+                epoch: self.generation,
+                connection: self.connection.clone(),
+            }))),
             Some(Err(error)) => Poll::Ready(Some(Err(Interruption(Some(error))))),
             // Cancelled on request, or by the broker (its queue deleted),
             // or its channel replaced: the last is an interruption, which
@@ -175,27 +194,31 @@ impl Stream for Consumer {
 
 impl Delivery {
     pub(crate) fn data(&self) -> &[u8] {
-        &self.0.data
+        &self.inner.data
     }
 
     pub(crate) fn exchange(&self) -> &str {
-        self.0.exchange.as_str()
+        self.inner.exchange.as_str()
     }
 
     pub(crate) fn routing_key(&self) -> &str {
-        self.0.routing_key.as_str()
+        self.inner.routing_key.as_str()
     }
 
     pub(crate) fn redelivered(&self) -> bool {
-        self.0.redelivered
+        self.inner.redelivered
     }
 
     pub(crate) fn reply_to(&self) -> Option<&str> {
-        self.0.properties.reply_to().as_ref().map(|s| s.as_str())
+        self.inner
+            .properties
+            .reply_to()
+            .as_ref()
+            .map(|s| s.as_str())
     }
 
     pub(crate) fn correlation_id(&self) -> Option<&str> {
-        self.0
+        self.inner
             .properties
             .correlation_id()
             .as_ref()
@@ -203,7 +226,7 @@ impl Delivery {
     }
 
     pub(crate) fn content_type(&self) -> Option<&str> {
-        self.0
+        self.inner
             .properties
             .content_type()
             .as_ref()
@@ -211,23 +234,48 @@ impl Delivery {
     }
 
     pub(crate) fn delivery_count(&self) -> Option<u64> {
-        let headers = self.0.properties.headers().as_ref()?;
+        let headers = self.inner.properties.headers().as_ref()?;
         count(headers.inner().get("x-delivery-count")?)
     }
 
     pub(crate) async fn ack(&self) -> Result<()> {
-        self.0
-            .ack(BasicAckOptions::default())
+        self.settle("basic.ack", self.inner.ack(BasicAckOptions::default()))
             .await
-            .map(|_| ())
-            .map_err(|e| amqp_error("basic.ack", e))
     }
 
     pub(crate) async fn reject(&self, requeue: bool) -> Result<()> {
-        self.0
-            .reject(BasicRejectOptions { requeue })
-            .await
-            .map(|_| ())
-            .map_err(|e| amqp_error("basic.reject", e))
+        self.settle(
+            "basic.reject",
+            self.inner.reject(BasicRejectOptions { requeue }),
+        )
+        .await
+    }
+
+    /// Acknowledges or rejects on the connection the delivery came on. Once
+    /// that connection is lost, nothing can settle it (the broker delivers
+    /// it again), and lapin would never answer: an error at once.
+    async fn settle(
+        &self,
+        operation: &'static str,
+        settling: impl Future<Output = lapin::Result<bool>>,
+    ) -> Result<()> {
+        let link = &self.connection.link;
+        let down = link.down_notified();
+        let gone = || {
+            link.recovering() || self.connection.epoch() != self.epoch || !self.connection.is_up()
+        };
+        let lost = || Error::Amqp {
+            operation: operation.to_owned(),
+            reply_code: None,
+            source: "the connection the delivery came on was lost; the broker delivers it again"
+                .into(),
+        };
+        if gone() {
+            return Err(lost());
+        }
+        tokio::select! {
+            settled = settling => settled.map(drop).map_err(|e| amqp_error(operation, e)),
+            () = down => Err(lost()),
+        }
     }
 }

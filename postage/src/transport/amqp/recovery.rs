@@ -127,7 +127,7 @@ async fn attempt(shared: &Arc<Shared>) -> Result<String> {
     let (lapin, endpoint) = connect::open(&shared.config).await?;
     let lapin = Arc::new(lapin);
     let renames = redeclare(shared, &lapin).await?;
-    let generation = shared.link.recoveries() + 1;
+    let epoch = shared.next_epoch();
     let channels: Vec<_> = {
         let mut state = shared.state();
         state.channels.retain(|channel| channel.strong_count() > 0);
@@ -138,15 +138,11 @@ async fn attempt(shared: &Arc<Shared>) -> Result<String> {
             continue;
         }
         channel
-            .reopen(&lapin, generation, &renames)
+            .reopen(&lapin, epoch, &renames)
             .await
             .map_err(|e| amqp_error("channel.open (recovery)", e))?;
     }
-    {
-        let mut state = shared.state();
-        state.lapin = lapin.clone();
-        state.endpoint.clone_from(&endpoint);
-    }
+    shared.replace(lapin.clone(), &endpoint, epoch);
     shared.watch(&lapin);
     Ok(endpoint)
 }

@@ -2,7 +2,7 @@
 //! replaced by the recovery task when it is lost, with the record of what
 //! was declared through it and the channels opened on it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
@@ -32,6 +32,12 @@ pub(super) struct Shared {
     /// Wakes the recovery task: someone saw the connection fail.
     pub(super) lost: Arc<Notify>,
     closed: AtomicBool,
+    /// The epoch of the current lapin connection. Every attempt to
+    /// replace it draws a new one (`attempts`), and the channels opened on
+    /// a connection carry its epoch, so that a channel reopened by an
+    /// attempt that then failed is known to be dead too.
+    epoch: AtomicU64,
+    attempts: AtomicU64,
 }
 
 pub(super) struct State {
@@ -62,6 +68,8 @@ impl Connection {
             }),
             lost: Arc::new(Notify::new()),
             closed: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
+            attempts: AtomicU64::new(0),
         });
         shared.watch(&lapin);
         tokio::spawn(recovery::run(Arc::downgrade(&shared), shared.lost.clone()));
@@ -87,7 +95,14 @@ impl Connection {
         if !lapin.status().connected() {
             return Ok(());
         }
-        match lapin.close(200, "OK".into()).await {
+        let down = self.shared.link.down_notified();
+        let closing = lapin.close(200, "OK".into());
+        // A connection lost while closing never answers: it is closed.
+        let closed = tokio::select! {
+            closed = closing => closed,
+            () = down => Ok(()),
+        };
+        match closed {
             Ok(()) => Ok(()),
             Err(_) if !lapin.status().connected() => Ok(()),
             Err(e) => Err(amqp_error("connection.close", e)),
@@ -109,7 +124,7 @@ impl Connection {
                 });
             }
             if !shared.link.recovering() {
-                let generation = shared.link.recoveries();
+                let generation = shared.epoch();
                 let lapin = shared.lapin();
                 match open_lapin_channel(&lapin, confirms).await {
                     Ok(channel) => {
@@ -167,6 +182,24 @@ impl Shared {
     /// Is the lapin connection up?
     pub(super) fn is_up(&self) -> bool {
         self.state().lapin.status().connected()
+    }
+
+    /// The epoch of the current lapin connection.
+    pub(super) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// A new epoch, for an attempt to replace the connection.
+    pub(super) fn next_epoch(&self) -> u64 {
+        self.attempts.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Makes `lapin`, opened in `epoch`, the current connection.
+    pub(super) fn replace(&self, lapin: Arc<lapin::Connection>, endpoint: &str, epoch: u64) {
+        let mut state = self.state();
+        state.lapin = lapin;
+        endpoint.clone_into(&mut state.endpoint);
+        self.epoch.store(epoch, Ordering::Release);
     }
 
     /// Was the connection closed on request?
