@@ -151,8 +151,11 @@ impl ChannelShared {
         generation: u64,
         work: impl Future<Output = lapin::Result<T>>,
     ) -> lapin::Result<T> {
-        let down = self.connection.link.down_notified();
-        if self.lost_since(generation) {
+        let link = &self.connection.link;
+        let down = link.down_notified();
+        // Cheap, per publish without confirms: a loss not noticed yet is
+        // caught by `down` below.
+        if link.recovering() || self.connection.epoch() != generation {
             return Err(lost_connection());
         }
         tokio::select! {

@@ -261,9 +261,9 @@ impl Delivery {
     ) -> Result<()> {
         let link = &self.connection.link;
         let down = link.down_notified();
-        let gone = || {
-            link.recovering() || self.connection.epoch() != self.epoch || !self.connection.is_up()
-        };
+        // Cheap, per acknowledgement: a loss not noticed yet is caught by
+        // `down` below.
+        let gone = || link.recovering() || self.connection.epoch() != self.epoch;
         let lost = || Error::Amqp {
             operation: operation.to_owned(),
             reply_code: None,
