@@ -63,7 +63,7 @@ impl Config {
     /// `amqp[s]://[user[:password]@]host[:port][,host[:port]...][/vhost]`,
     /// with `%`-escapes (`/%2f` is the vhost `/`). Parts the URL leaves out
     /// keep their defaults. Several hosts are the nodes of one cluster,
-    /// tried in turn (see [`AddressOrder`]).
+    /// tried in turn (see [`AddressOrder`](crate::AddressOrder)).
     ///
     /// ```
     /// let config = postage::Config::from_url("amqps://app:pw@mq.example.com/prod").unwrap();

@@ -21,7 +21,7 @@ pub const DEFAULT_PREFETCH: u16 = 16;
 
 /// The largest body a consumer decodes unless
 /// [`ConsumerBuilder::max_body_size`] says otherwise: 16 MiB. A larger one
-/// is a [`DecodeError::TooLarge`].
+/// is a [`DecodeError::TooLarge`](crate::DecodeError::TooLarge).
 pub const DEFAULT_MAX_BODY_SIZE: usize = 16 * 1024 * 1024;
 
 /// Builds a [`Consumer`].
@@ -80,7 +80,7 @@ impl ConsumerBuilder {
     }
 
     /// The largest body decoded (default [`DEFAULT_MAX_BODY_SIZE`]); a
-    /// larger one is delivered as [`DecodeError::TooLarge`] without being
+    /// larger one is delivered as [`DecodeError::TooLarge`](crate::DecodeError::TooLarge) without being
     /// parsed.
     #[must_use]
     pub fn max_body_size(mut self, bytes: usize) -> Self {

@@ -28,7 +28,7 @@ pub trait Encoder: Debug + Send + Sync + 'static {
 
     /// Encodes `message` with `fingerprint` in place of its own: what a
     /// producer or a reply sends. The default sets the field and calls
-    /// [`encode`](Encoder::encode); [`JsonEncoder`] writes the borrowed
+    /// [`encode`](Encoder::encode); [`JsonEncoder`](crate::JsonEncoder) writes the borrowed
     /// fingerprint directly (the JSON text it keeps when it was built from a
     /// [`Fingerprint`](crate::Fingerprint)), and saves a map copy per
     /// message.
@@ -46,7 +46,7 @@ pub trait Encoder: Debug + Send + Sync + 'static {
     /// replies send. The default builds the
     /// [`Message`] and calls
     /// [`encode_with_fingerprint`](Encoder::encode_with_fingerprint);
-    /// [`JsonEncoder`] writes the parts directly.
+    /// [`JsonEncoder`](crate::JsonEncoder) writes the parts directly.
     fn encode_parts(
         &self,
         parts: &MessageParts<'_>,

@@ -58,8 +58,8 @@ impl<'a> MessageParts<'a> {
         }
     }
 
-    /// The result saying `outcome`, as [`MessageResult`],
-    /// [`MessageResultError`] and [`MessageResultException`] build it.
+    /// The result saying `outcome`, as [`MessageResult`](crate::MessageResult),
+    /// [`MessageResultError`](crate::MessageResultError) and [`MessageResultException`](crate::MessageResultException) build it.
     pub fn result(outcome: &'a Outcome) -> Self {
         MessageParts {
             kind: "result",

@@ -193,7 +193,7 @@ impl<P> Handler<P> {
 }
 
 /// A type whose methods handle messages: the dispatch table a
-/// [`Processor`] reads. `#[processor]` implements it.
+/// [`Processor`](crate::Processor) reads. `#[processor]` implements it.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` has no Postage handlers",
     label = "not a processor",

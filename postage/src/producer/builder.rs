@@ -90,7 +90,7 @@ impl ProducerBuilder {
 
     /// Mandatory publishing (default off): with confirms, a message no
     /// queue receives is returned and the send fails with
-    /// [`Error::Unroutable`]; without confirms the flag is not sent, since
+    /// [`Error::Unroutable`](crate::Error::Unroutable); without confirms the flag is not sent, since
     /// nothing would report the returned message. RPC requests are always
     /// mandatory, so with [`rpc_confirms`](Self::rpc_confirms) an
     /// unroutable request fails at once.
@@ -116,7 +116,7 @@ impl ProducerBuilder {
 
     /// Publisher confirms on RPC requests sent over direct reply-to
     /// (default off: the reply confirms the request). On, a request that no
-    /// queue takes fails at once with [`Error::Unroutable`] instead of
+    /// queue takes fails at once with [`Error::Unroutable`](crate::Error::Unroutable) instead of
     /// timing out, and each call waits for one more broker round trip.
     #[must_use]
     pub fn rpc_confirms(mut self, confirms: bool) -> Self {

@@ -58,7 +58,7 @@ impl<'a> Publish<'a> {
     }
 
     /// Mandatory publishing for this send (see
-    /// [`ProducerBuilder::mandatory`]).
+    /// [`ProducerBuilder::mandatory`](crate::ProducerBuilder::mandatory)).
     pub fn mandatory(mut self, mandatory: bool) -> Self {
         self.mandatory = Some(mandatory);
         self

@@ -6,13 +6,13 @@
 //! the timeout (a request nobody took in time is dropped by the broker, not
 //! run late), then waits for the reply. Each retry is a fresh send with a
 //! fresh correlation id. When every attempt times out the call fails with
-//! [`Error::RpcTimeout`]; Python Postage returns an exception result named
-//! `TimeoutError` instead, which [`Error::to_result_message`] produces.
+//! [`Error::RpcTimeout`](crate::Error::RpcTimeout); Python Postage returns an exception result named
+//! `TimeoutError` instead, which [`Error::to_result_message`](crate::Error::to_result_message) produces.
 //!
 //! Over direct reply-to the reply is what confirms a request, so requests
 //! go out without publisher confirms unless the producer asks for them
 //! ([`ProducerBuilder::rpc_confirms`](crate::ProducerBuilder::rpc_confirms)):
-//! then a request no queue takes fails at once with [`Error::Unroutable`]
+//! then a request no queue takes fails at once with [`Error::Unroutable`](crate::Error::Unroutable)
 //! instead of at its timeout, at the cost of one more broker round trip
 //! per call. Requests with a queue per call use the producer's channel and
 //! its [`confirms`](crate::ProducerBuilder::confirms) setting.

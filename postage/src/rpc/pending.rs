@@ -32,7 +32,7 @@ pub(super) enum Wait {
 }
 
 /// A sent RPC request whose reply has not been awaited yet (from
-/// [`RpcCall::queue_only`]). Await it for the reply, within the call's
+/// [`RpcCall::queue_only`](super::RpcCall::queue_only)). Await it for the reply, within the call's
 /// timeout.
 #[must_use = "the reply is lost unless the handle is awaited"]
 pub struct PendingReply {

@@ -4,7 +4,7 @@
 use tokio::sync::watch;
 
 /// A future that resolves when the scheduler shuts down; handed to tasks
-/// started with [`Scheduler::spawn_with_shutdown`].
+/// started with [`Scheduler::spawn_with_shutdown`](crate::Scheduler::spawn_with_shutdown).
 #[derive(Debug, Clone)]
 pub struct Shutdown {
     pub(super) rx: watch::Receiver<bool>,
@@ -23,7 +23,7 @@ impl Shutdown {
     }
 }
 
-/// Starts a graceful shutdown of a running [`Scheduler`] from anywhere.
+/// Starts a graceful shutdown of a running [`Scheduler`](crate::Scheduler) from anywhere.
 #[derive(Debug, Clone)]
 pub struct ShutdownHandle {
     pub(super) tx: watch::Sender<bool>,
