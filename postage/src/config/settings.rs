@@ -228,10 +228,11 @@ impl Config {
         self
     }
 
-    /// How long the first connection (TCP, TLS and AMQP handshakes) may
-    /// take before [`Connection::connect`](crate::Connection::connect)
-    /// gives up (default [`DEFAULT_CONNECT_TIMEOUT`]). Recovery of an
-    /// established connection is not bounded by it.
+    /// How long connecting to one address (TCP, TLS and AMQP handshakes)
+    /// may take before the next address is tried (default
+    /// [`DEFAULT_CONNECT_TIMEOUT`]), at first and at every attempt to
+    /// recover a lost connection. [`Connection::connect`](crate::Connection::connect)
+    /// fails once every address has been tried.
     #[must_use]
     pub fn with_connect_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.connect_timeout = timeout;
@@ -239,12 +240,14 @@ impl Config {
     }
 
     /// How long a lost connection may take to come back (default
-    /// [`DEFAULT_RECOVERY_TIMEOUT`]). A send waiting for it fails after
-    /// that long, and when, past that time, the broker has been accepting
-    /// connections again for 10 s but the connection has still not
-    /// recovered, the recovery is declared stalled: consumers
-    /// report [`Health::Failed`](crate::Health::Failed) and an error is
-    /// logged, so a supervisor can restart the component.
+    /// [`DEFAULT_RECOVERY_TIMEOUT`]). A send or a consumer waiting for it
+    /// fails after that long (the recovery itself goes on), and when, past
+    /// that time, a broker of the list has been accepting TCP connections
+    /// for 10 s but the connection has still not recovered (a login
+    /// refused, a handshake that never ends, a declaration refused), the
+    /// recovery is declared stalled: consumers report
+    /// [`Health::Failed`](crate::Health::Failed) and an error is logged, so
+    /// a supervisor can restart the component.
     #[must_use]
     pub fn with_recovery_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.recovery_timeout = timeout;
