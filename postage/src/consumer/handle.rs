@@ -224,7 +224,7 @@ impl ConsumerHandle {
         };
         for raw in &consumers {
             if let Err(e) = self.shared.channel.cancel(raw).await {
-                tracing::debug!(error = %e, "cancel consumer");
+                tracing::debug!(error = %e.report(), "cancel consumer");
             }
         }
         self.shared.health.send_replace(Health::Stopped);

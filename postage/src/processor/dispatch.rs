@@ -16,6 +16,7 @@ use super::routes::{RouteTable, Routes};
 use super::{Context, Control, Handler, Handlers, Reply, Stop};
 use crate::consumer::Delivery;
 use crate::encoding::{DecodeError, Encoder};
+use crate::error::Chain;
 use crate::fingerprint::Fingerprint;
 use crate::message::{Category, Message, Outcome, WireFingerprint};
 use crate::transport::Channel;
@@ -43,7 +44,7 @@ impl<P: Handlers> Core<P> {
                     queue = delivery.queue(),
                     routing_key = delivery.routing_key(),
                     sender = %sender_of_undecodable(delivery.body(), &reason),
-                    %reason,
+                    reason = %Chain(&reason),
                     "rejecting a message that cannot be decoded"
                 );
                 finish(&delivery, false).await;

@@ -128,7 +128,7 @@ impl PendingReply {
                     () = sleep => None,
                 };
                 if let Err(e) = channel.cancel(&consumer.id()).await {
-                    tracing::debug!(error = %e, "cancel reply queue consumer");
+                    tracing::debug!(error = %e.report(), "cancel reply queue consumer");
                 }
                 match result {
                     Some(Some(Ok(delivery))) => Ok(encoder.decode(delivery.data())?),

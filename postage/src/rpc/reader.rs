@@ -9,6 +9,7 @@ use futures_util::StreamExt;
 use super::DIRECT_REPLY_TO;
 use super::state::Waiters;
 use crate::encoding::Encoder;
+use crate::error::Chain;
 use crate::transport::{Channel, RawConsumer};
 
 /// The direct reply-to consumer. No task of its own: a waiting call takes
@@ -56,7 +57,7 @@ impl Reader {
         let message = match self.encoder.decode(delivery.data()) {
             Ok(message) => message,
             Err(reason) => {
-                tracing::warn!(%reason, "undecodable RPC reply dropped");
+                tracing::warn!(reason = %Chain(&reason), "undecodable RPC reply dropped");
                 return;
             }
         };

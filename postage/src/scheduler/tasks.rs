@@ -164,7 +164,7 @@ impl Scheduler {
                     }
                     Some(Ok(Ok(_))) => {}
                     Some(Ok(Err(error))) => {
-                        tracing::error!(%error, "task ended with an error");
+                        tracing::error!(error = %error.report(), "task ended with an error");
                         first_error.get_or_insert(error);
                     }
                     Some(Err(join_error)) => {
@@ -183,7 +183,7 @@ impl Scheduler {
         }
         for connection in &self.connections {
             if let Err(error) = connection.close().await {
-                tracing::debug!(%error, "closing connection");
+                tracing::debug!(error = %error.report(), "closing connection");
             }
         }
         if restart {
