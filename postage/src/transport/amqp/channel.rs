@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
 use lapin::options::{
@@ -31,7 +31,9 @@ pub(crate) struct Channel(Arc<ChannelShared>);
 /// What the clones of a channel share, and what recovery reopens.
 pub(crate) struct ChannelShared {
     connection: Arc<Shared>,
-    current: Mutex<Current>,
+    /// Read by every publish from any task: a read lock, which readers do
+    /// not contend for.
+    current: RwLock<Current>,
     confirms: bool,
     prefetch: Mutex<Option<u16>>,
     /// The consumers to start again on a new channel.
@@ -85,7 +87,7 @@ impl ChannelShared {
     ) -> Arc<Self> {
         Arc::new(ChannelShared {
             connection,
-            current: Mutex::new(Current {
+            current: RwLock::new(Current {
                 lapin: Arc::new(lapin),
                 generation,
             }),
@@ -97,12 +99,15 @@ impl ChannelShared {
     }
 
     fn current(&self) -> (Arc<lapin::Channel>, u64) {
-        let current = lock(&self.current);
+        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
         (current.lapin.clone(), current.generation)
     }
 
     pub(super) fn generation(&self) -> u64 {
-        lock(&self.current).generation
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .generation
     }
 
     pub(super) fn is_closed(&self) -> bool {
@@ -223,7 +228,7 @@ impl ChannelShared {
                 if slots.iter().any(|slot| slot.generation() < generation) {
                     continue;
                 }
-                *lock(&self.current) = Current {
+                *self.current.write().unwrap_or_else(PoisonError::into_inner) = Current {
                     lapin: Arc::new(channel),
                     generation,
                 };
@@ -443,8 +448,10 @@ impl Channel {
                 }
             } else {
                 // Without confirms the attempt ends once the frames are
-                // written or rejected, or the connection is found lost.
-                shared.until_lost(generation, attempt).await
+                // written or rejected (lapin refuses a publish on a channel
+                // that is down at once, and fails the frames it could not
+                // write when its connection dies).
+                attempt.await
             };
             let error = match outcome {
                 Ok(confirmation) => return confirmed(confirmation, exchange, key),

@@ -274,6 +274,7 @@ impl Delivery {
             return Err(lost());
         }
         tokio::select! {
+            biased;
             settled = settling => settled.map(drop).map_err(|e| amqp_error(operation, e)),
             () = down => Err(lost()),
         }
