@@ -160,14 +160,16 @@ async fn a_cluster_that_loses_the_processors_node_then_the_queue_leader_loses_no
     let stop = Arc::new(AtomicBool::new(false));
     let confirmed = Arc::new(Mutex::new(Vec::new()));
     let failed_sends = Arc::new(AtomicUsize::new(0));
+    let failures: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let mut senders = Vec::new();
     const SENDERS: u64 = 4;
     for first in 0..SENDERS {
-        let (producer, stop, confirmed, failed) = (
+        let (producer, stop, confirmed, failed, failures) = (
             producer.clone(),
             stop.clone(),
             confirmed.clone(),
             failed_sends.clone(),
+            failures.clone(),
         );
         senders.push(tokio::spawn(async move {
             let mut id = first;
@@ -176,6 +178,8 @@ async fn a_cluster_that_loses_the_processors_node_then_the_queue_leader_loses_no
                     Ok(()) => confirmed.lock().unwrap().push(id),
                     Err(error) => {
                         failed.fetch_add(1, Ordering::Relaxed);
+                        let kind = error.to_string();
+                        *failures.lock().unwrap().entry(kind).or_insert(0) += 1;
                         tracing::warn!(error = %error.report(), id, "send failed");
                     }
                 }
@@ -262,7 +266,7 @@ async fn a_cluster_that_loses_the_processors_node_then_the_queue_leader_loses_no
          {resumed_after_node:?} after its node was killed; queue leader on {leader} killed, \
          processor resumed after {resumed_after_leader:?}; confirmed {}, failed sends {}, \
          received {} unique, {} duplicates, lost {lost}; RPC calls: {} answered, {} timed out, \
-         {} failed otherwise, longest {:?}; {:?} in all",
+         {} failed otherwise, longest {:?}; {:?} in all; failed sends by error: {:?}",
         confirmed.len(),
         failed_sends.load(Ordering::Relaxed),
         counter.unique_ids(),
@@ -272,6 +276,7 @@ async fn a_cluster_that_loses_the_processors_node_then_the_queue_leader_loses_no
         calls.failed.load(Ordering::Relaxed),
         calls.longest.lock().unwrap(),
         started.elapsed(),
+        failures.lock().unwrap(),
     );
     assert_eq!(lost, 0, "every confirmed message arrives");
     assert!(

@@ -24,6 +24,11 @@ use crate::transport::OutgoingProperties;
 /// again once the connection is back.
 const RETRIES: u32 = 5;
 
+/// How long a failure that may be a connection's loss waits for the loss
+/// to be noticed (the connection's failure can reach an operation before
+/// the connection's own state says so).
+const LOSS_NOTICE: Duration = Duration::from_secs(2);
+
 /// A channel. Cheap to clone: clones are the same channel.
 #[derive(Clone)]
 pub(crate) struct Channel(Arc<ChannelShared>);
@@ -124,6 +129,26 @@ impl ChannelShared {
             || !self.connection.is_up()
     }
 
+    /// Is a failure of work on the channel of `generation` the loss of its
+    /// connection? A refusal by the broker (a soft error) is not; other
+    /// failures can come a moment before the connection is seen lost, so
+    /// the connection is given that moment.
+    async fn failed_by_loss(&self, generation: u64, error: Option<&lapin::Error>) -> bool {
+        if self.lost_since(generation) {
+            return true;
+        }
+        if let Some(lapin::ErrorKind::ProtocolError(refusal)) = error.map(lapin::Error::kind)
+            && matches!(refusal.kind(), lapin::protocol::AMQPErrorKind::Soft(_))
+        {
+            return false;
+        }
+        let link = &self.connection.link;
+        let down = link.down_notified();
+        self.connection.lost.notify_one();
+        let _ = tokio::time::timeout(LOSS_NOTICE, down).await;
+        self.lost_since(generation)
+    }
+
     /// Waits until the channel of `generation` has been replaced by one on
     /// the connection that replaced its own, within the recovery timeout.
     pub(super) async fn reopened_after(&self, generation: u64) -> Result<(), &'static str> {
@@ -184,15 +209,16 @@ impl ChannelShared {
         let mut tries = 0;
         loop {
             let (channel, generation) = self.current();
-            match self.until_lost(generation, operation(channel)).await {
+            let error = match self.until_lost(generation, operation(channel)).await {
                 Ok(value) => return Ok((value, generation)),
-                Err(error) if tries < RETRIES && self.lost_since(generation) => {
-                    tries += 1;
-                    if let Err(reason) = self.reopened_after(generation).await {
-                        return Err(lost(what(), error, reason));
-                    }
-                }
-                Err(error) => return Err(amqp_error(what(), error)),
+                Err(error) => error,
+            };
+            if tries == RETRIES || !self.failed_by_loss(generation, Some(&error)).await {
+                return Err(amqp_error(what(), error));
+            }
+            tries += 1;
+            if let Err(reason) = self.reopened_after(generation).await {
+                return Err(lost(what(), error, reason));
             }
         }
     }
@@ -455,11 +481,11 @@ impl Channel {
             };
             let error = match outcome {
                 Ok(confirmation) => return confirmed(confirmation, exchange, key),
-                Err(error) if retries < RETRIES && shared.lost_since(generation) => error,
-                Err(error) => {
-                    return Err(amqp_error(format!("basic.publish to {exchange:?}"), error));
-                }
+                Err(error) => error,
             };
+            if retries == RETRIES || !shared.failed_by_loss(generation, Some(&error)).await {
+                return Err(amqp_error(format!("basic.publish to {exchange:?}"), error));
+            }
             retries += 1;
             tracing::warn!(exchange, key, %error, "publish interrupted; waiting for the connection to recover");
             if let Err(reason) = shared.reopened_after(generation).await {
@@ -486,8 +512,13 @@ impl Channel {
         if consumer.slot().is_cancelled() {
             return Err(interruption.into_error(what, "the consumer was cancelled"));
         }
-        if !self.0.lost_since(generation) {
-            return Err(interruption.into_error(what, "the channel was closed"));
+        if !self
+            .0
+            .failed_by_loss(generation, interruption.error())
+            .await
+        {
+            return Err(interruption
+                .into_error(what, "the broker ended the consumer or closed its channel"));
         }
         tracing::warn!(queue, %interruption, "consumer interrupted; waiting for recovery");
         if let Err(reason) = self.0.reopened_after(generation).await {

@@ -149,6 +149,11 @@ pub(crate) struct ConsumerId(pub(super) Arc<Slot>);
 pub(crate) struct Interruption(Option<lapin::Error>);
 
 impl Interruption {
+    /// lapin's error, if it gave one.
+    pub(super) fn error(&self) -> Option<&lapin::Error> {
+        self.0.as_ref()
+    }
+
     /// The error of a consumer that cannot be resumed after this.
     pub(super) fn into_error(self, operation: String, reason: &str) -> Error {
         let source = match self.0 {
