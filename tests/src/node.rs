@@ -398,6 +398,26 @@ impl Cluster {
         self.nodes.iter().find(|node| node.port() == port)
     }
 
+    /// How many members of the quorum queue `queue` are online, asked of a
+    /// running node (0 when none answers).
+    pub fn online_members(&self, queue: &str) -> usize {
+        let Some(asked) = self.nodes.iter().find(|node| node.listening()) else {
+            return 0;
+        };
+        let output = asked.ctl(&[
+            "list_queues",
+            "name",
+            "online",
+            "--quiet",
+            "--no-table-headers",
+        ]);
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| line.split_once('\t'))
+            .find(|(name, _)| *name == queue)
+            .map_or(0, |(_, online)| online.matches('@').count())
+    }
+
     /// The node that leads the quorum queue `queue`, asked of a running
     /// node.
     pub fn leader_of(&self, queue: &str) -> Option<&PrivateNode> {

@@ -181,6 +181,8 @@ async fn a_cluster_that_loses_the_processors_node_then_the_queue_leader_loses_no
                         let kind = error.to_string();
                         *failures.lock().unwrap().entry(kind).or_insert(0) += 1;
                         tracing::warn!(error = %error.report(), id, "send failed");
+                        // As an application would: not again at once.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }
                 id += SENDERS;
@@ -236,6 +238,21 @@ async fn a_cluster_that_loses_the_processors_node_then_the_queue_leader_loses_no
         "the processor moved to another node"
     );
     boot(&cluster, processor_node).await;
+    // The restarted node's member of the queue must be back before the
+    // leader goes, or two of three members would be missing.
+    let members = {
+        let cluster = cluster.clone();
+        let queue = queue.clone();
+        move || cluster.online_members(&queue)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tokio::task::spawn_blocking(members.clone()).await.unwrap() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted node's queue member did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // 2. The leader of the quorum queue.
     let leader = cluster
