@@ -78,6 +78,40 @@ async fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) -> Dura
     started.elapsed()
 }
 
+/// How long after `killed_at` the processor handled a message again (within
+/// 30 s; past that the test fails with `state()`).
+async fn resumed(counter: &Counter, killed_at: Instant, state: impl Fn() -> String) -> Duration {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !counter.handled_since(killed_at) {
+        assert!(
+            Instant::now() < deadline,
+            "the processor did not resume within 30 s: {}",
+            state()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    killed_at.elapsed()
+}
+
+/// What the processor, its connection, the senders and the queue say.
+fn state(
+    cluster: &Cluster,
+    queue: &str,
+    health: &postage::consumer::ConsumerHandle,
+    connection: &Connection,
+    failures: &Mutex<HashMap<String, usize>>,
+) -> String {
+    format!(
+        "consumer {:?}, connection on {} ({} recoveries), {} of 3 queue members online, \
+         failed sends by error {:?}",
+        health.health(),
+        connection.endpoint(),
+        connection.recoveries(),
+        cluster.online_members(queue),
+        failures.lock().unwrap(),
+    )
+}
+
 fn port_of(endpoint: &str) -> u16 {
     endpoint
         .rsplit(':')
@@ -146,6 +180,7 @@ async fn a_cluster_that_loses_the_processors_node_then_the_queue_leader_loses_no
         .await
         .unwrap();
     let control = processor.control();
+    let health = processor.consumer();
     let running = tokio::spawn(processor.run());
     let producer = Producer::builder()
         .ek(exchange.clone(), queue.as_str())
@@ -227,8 +262,8 @@ async fn a_cluster_that_loses_the_processors_node_then_the_queue_leader_loses_no
     // 1. The node the processor's connection is on.
     let processor_node = port_of(&processor_connection.endpoint());
     let killed_at = kill_node(&cluster, processor_node).await;
-    let resumed_after_node = wait_for("the processor to resume", 30, || {
-        counter.handled_since(killed_at)
+    let resumed_after_node = resumed(&counter, killed_at, || {
+        state(&cluster, &queue, &health, &processor_connection, &failures)
     })
     .await;
     let moved_to = processor_connection.endpoint();
@@ -260,8 +295,8 @@ async fn a_cluster_that_loses_the_processors_node_then_the_queue_leader_loses_no
         .expect("the quorum queue has a leader")
         .port();
     let killed_at = kill_node(&cluster, leader).await;
-    let resumed_after_leader = wait_for("the processor to resume after the leader", 30, || {
-        counter.handled_since(killed_at)
+    let resumed_after_leader = resumed(&counter, killed_at, || {
+        state(&cluster, &queue, &health, &processor_connection, &failures)
     })
     .await;
     boot(&cluster, leader).await;
