@@ -6,6 +6,8 @@
 //! `amqp://guest:guest@127.0.0.1:5672/%2f`). A broker that cannot be reached
 //! fails the test with a message saying so; nothing is skipped.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -258,12 +260,12 @@ impl Drop for Spawned {
 /// a current-thread runtime, where every task polls on the test's thread).
 #[derive(Debug)]
 pub struct LogCapture {
-    buffer: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    buffer: std::sync::Arc<Mutex<Vec<u8>>>,
     _guard: tracing::subscriber::DefaultGuard,
 }
 
 #[derive(Clone)]
-struct CaptureWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+struct CaptureWriter(std::sync::Arc<Mutex<Vec<u8>>>);
 
 impl std::io::Write for CaptureWriter {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
@@ -282,7 +284,7 @@ impl std::io::Write for CaptureWriter {
 impl LogCapture {
     /// Starts capturing everything at `debug` level and above.
     pub fn start() -> Self {
-        let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let buffer = std::sync::Arc::new(Mutex::new(Vec::new()));
         let writer = CaptureWriter(buffer.clone());
         let subscriber = tracing_subscriber::fmt()
             .with_max_level(tracing::Level::DEBUG)
@@ -304,5 +306,38 @@ impl LogCapture {
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         )
         .into_owned()
+    }
+}
+
+/// The ids a test's handler received, each with how many times: how many
+/// distinct, how many more than once.
+#[derive(Debug, Default)]
+pub struct Seen(Mutex<HashMap<u64, u32>>);
+
+impl Seen {
+    fn ids(&self) -> std::sync::MutexGuard<'_, HashMap<u64, u32>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts one receipt of `id`.
+    pub fn record(&self, id: u64) {
+        *self.ids().entry(id).or_insert(0) += 1;
+    }
+
+    /// How many distinct ids arrived.
+    pub fn unique(&self) -> usize {
+        self.ids().len()
+    }
+
+    /// How many receipts were of an id already received.
+    pub fn duplicates(&self) -> u64 {
+        self.ids().values().map(|&n| u64::from(n - 1)).sum()
+    }
+
+    /// Did `id` arrive?
+    pub fn has(&self, id: u64) -> bool {
+        self.ids().contains_key(&id)
     }
 }

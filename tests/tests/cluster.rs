@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use postage::prelude::*;
 use postage::{AddressOrder, Stop};
 use postage_tests::node::{Cluster, PrivateNode};
-use postage_tests::{init_tracing, unique};
+use postage_tests::{Seen, init_tracing, unique};
 use serde_json::json;
 
 /// The nodes are heavy for a 2-core machine: one test at a time.
@@ -27,7 +27,7 @@ fn base() -> &'static str {
 
 /// Counts every id it receives, and when it last received one.
 struct Counter {
-    seen: Mutex<HashMap<u64, u32>>,
+    seen: Seen,
     last: Mutex<Option<Instant>>,
 }
 
@@ -35,30 +35,13 @@ impl Counter {
     fn handled_since(&self, at: Instant) -> bool {
         self.last.lock().unwrap().is_some_and(|last| last > at)
     }
-
-    fn unique_ids(&self) -> usize {
-        self.seen.lock().unwrap().len()
-    }
-
-    fn duplicates(&self) -> u64 {
-        self.seen
-            .lock()
-            .unwrap()
-            .values()
-            .map(|&n| u64::from(n - 1))
-            .sum()
-    }
-
-    fn has(&self, id: u64) -> bool {
-        self.seen.lock().unwrap().contains_key(&id)
-    }
 }
 
 #[processor]
 impl Counter {
     #[handler("command", "count")]
     async fn count(&self, Params(id): Params<u64>) {
-        *self.seen.lock().unwrap().entry(id).or_insert(0) += 1;
+        self.seen.record(id);
         *self.last.lock().unwrap() = Some(Instant::now());
     }
 
@@ -167,7 +150,7 @@ async fn a_cluster_that_loses_the_processors_node_then_the_queue_leader_loses_no
     let exchange = Exchange::new(unique("cluster"), ExchangeKind::Direct);
     let queue = unique("cluster-jobs");
     let counter = Arc::new(Counter {
-        seen: Mutex::new(HashMap::new()),
+        seen: Seen::default(),
         last: Mutex::new(None),
     });
     let processor = Processor::builder_arc(counter.clone())
@@ -257,7 +240,10 @@ async fn a_cluster_that_loses_the_processors_node_then_the_queue_leader_loses_no
             }
         })
     };
-    wait_for("the first 300 messages", 60, || counter.unique_ids() >= 300).await;
+    wait_for("the first 300 messages", 60, || {
+        counter.seen.unique() >= 300
+    })
+    .await;
 
     // 1. The node the processor's connection is on.
     let processor_node = port_of(&processor_connection.endpoint());
@@ -309,10 +295,13 @@ async fn a_cluster_that_loses_the_processors_node_then_the_queue_leader_loses_no
     caller.await.unwrap();
     let confirmed = std::mem::take(&mut *confirmed.lock().unwrap());
     wait_for("every confirmed message", 60, || {
-        confirmed.iter().all(|id| counter.has(*id))
+        confirmed.iter().all(|id| counter.seen.has(*id))
     })
     .await;
-    let lost = confirmed.iter().filter(|id| !counter.has(**id)).count();
+    let lost = confirmed
+        .iter()
+        .filter(|id| !counter.seen.has(**id))
+        .count();
     println!(
         "cluster of 3 formed in {formed:?}; processor on {processor_node}, moved to {moved_to} \
          {resumed_after_node:?} after its node was killed; queue leader on {leader} killed, \
@@ -321,8 +310,8 @@ async fn a_cluster_that_loses_the_processors_node_then_the_queue_leader_loses_no
          {} failed otherwise, longest {:?}; {:?} in all; failed sends by error: {:?}",
         confirmed.len(),
         failed_sends.load(Ordering::Relaxed),
-        counter.unique_ids(),
-        counter.duplicates(),
+        counter.seen.unique(),
+        counter.seen.duplicates(),
         calls.ok.load(Ordering::Relaxed),
         calls.timed_out.load(Ordering::Relaxed),
         calls.failed.load(Ordering::Relaxed),

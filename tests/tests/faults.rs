@@ -6,7 +6,6 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stdout)]
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,7 +13,7 @@ use std::time::{Duration, Instant};
 use postage::prelude::*;
 use postage::{Health, Stop};
 use postage_tests::node::{PrivateNode, TlsFiles};
-use postage_tests::{init_tracing, next_within, unique};
+use postage_tests::{Seen, init_tracing, next_within, unique};
 use serde_json::json;
 
 /// The nodes are heavy for a 2-core machine: one fault test at a time.
@@ -33,33 +32,16 @@ async fn connect(url: &str) -> Connection {
 
 /// Counts every id it receives; answers `echo` calls after `delay_ms`.
 struct Counter {
-    seen: Mutex<HashMap<u64, u32>>,
+    seen: Seen,
     handled: AtomicUsize,
 }
 
 impl Counter {
     fn new() -> Arc<Self> {
         Arc::new(Counter {
-            seen: Mutex::new(HashMap::new()),
+            seen: Seen::default(),
             handled: AtomicUsize::new(0),
         })
-    }
-
-    fn unique_ids(&self) -> usize {
-        self.seen.lock().unwrap().len()
-    }
-
-    fn duplicates(&self) -> u64 {
-        self.seen
-            .lock()
-            .unwrap()
-            .values()
-            .map(|&n| u64::from(n - 1))
-            .sum()
-    }
-
-    fn has(&self, id: u64) -> bool {
-        self.seen.lock().unwrap().contains_key(&id)
     }
 }
 
@@ -67,7 +49,7 @@ impl Counter {
 impl Counter {
     #[handler("command", "count")]
     async fn count(&self, Params(id): Params<u64>) {
-        *self.seen.lock().unwrap().entry(id).or_insert(0) += 1;
+        self.seen.record(id);
         self.handled.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -147,7 +129,7 @@ async fn dropped_connections_recover_producers_processors_and_rpc() {
             .unwrap(),
         "before"
     );
-    wait_for("the first 100", 20, || fixture.counter.unique_ids() == 100).await;
+    wait_for("the first 100", 20, || fixture.counter.seen.unique() == 100).await;
 
     let dropped = Instant::now();
     node.close_all_connections();
@@ -167,7 +149,7 @@ async fn dropped_connections_recover_producers_processors_and_rpc() {
         producer.command("count", id).await.unwrap();
     }
     wait_for("all 200 after the drop", 30, || {
-        fixture.counter.unique_ids() == 200
+        fixture.counter.seen.unique() == 200
     })
     .await;
     // The direct reply-to consumer came back too.
@@ -179,8 +161,8 @@ async fn dropped_connections_recover_producers_processors_and_rpc() {
     println!(
         "dropped connection: sent 200, confirmed 200, received {} unique, {} duplicates; \
          consuming again after {consuming_again:?}, first confirmed send after {first_send:?}",
-        fixture.counter.unique_ids(),
-        fixture.counter.duplicates()
+        fixture.counter.seen.unique(),
+        fixture.counter.seen.duplicates()
     );
     fixture.control.quit();
     assert_eq!(fixture.running.await.unwrap().unwrap(), Stop::Quit);
@@ -236,7 +218,7 @@ async fn replaced_connections_leave_no_thread_or_task_behind() {
         assert_eq!(reply.outcome().unwrap().into_value().unwrap(), "after");
     }
     wait_for("every message", 20, || {
-        fixture.counter.unique_ids() == DROPS as usize
+        fixture.counter.seen.unique() == DROPS as usize
     })
     .await;
     // Watchers of replaced connections end within a second, their
@@ -340,12 +322,15 @@ async fn confirmed_messages_survive(restart: Restart) {
         .min()
         .map(|at| at.duration_since(up_at));
     let deadline = Instant::now() + Duration::from_secs(180);
-    while !confirmed.iter().all(|(id, _)| counter.has(*id)) {
+    while !confirmed.iter().all(|(id, _)| counter.seen.has(*id)) {
         assert!(
             Instant::now() < deadline,
             "timed out waiting for every confirmed message: {} of {} missing; consumer {:?}, \
              {} recoveries, on {}; the node says:\n{}",
-            confirmed.iter().filter(|(id, _)| !counter.has(*id)).count(),
+            confirmed
+                .iter()
+                .filter(|(id, _)| !counter.seen.has(*id))
+                .count(),
             confirmed.len(),
             fixture.consumer.health(),
             connection.recoveries(),
@@ -360,15 +345,18 @@ async fn confirmed_messages_survive(restart: Restart) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let lost = confirmed.iter().filter(|(id, _)| !counter.has(*id)).count();
+    let lost = confirmed
+        .iter()
+        .filter(|(id, _)| !counter.seen.has(*id))
+        .count();
     let failed = failed.load(Ordering::Relaxed);
     println!(
         "broker restart ({restart:?}): sent {} of {TOTAL}, confirmed {}, failed {failed}, received {} unique, \
          {} duplicates, lost {lost}; first confirm {resumed:?} after the node was up",
         confirmed.len() + failed,
         confirmed.len(),
-        counter.unique_ids(),
-        counter.duplicates(),
+        counter.seen.unique(),
+        counter.seen.duplicates(),
     );
     assert_eq!(lost, 0, "every confirmed message arrives");
     assert_eq!(failed, 0, "sends ride out the restart");
