@@ -87,6 +87,27 @@ pub async fn next_within(consumer: &mut postage::Consumer, secs: u64) -> Deliver
     }
 }
 
+/// A consumer of a server-named queue bound with key `k` to a fresh
+/// auto-delete exchange named after `prefix`, and a producer sending there.
+pub async fn private_pair(
+    connection: &Connection,
+    prefix: &str,
+) -> (postage::Consumer, postage::Producer) {
+    let exchange =
+        postage::Exchange::new(unique(prefix), postage::ExchangeKind::Direct).auto_delete(true);
+    let consumer = postage::Consumer::builder()
+        .bind(exchange.clone(), [(postage::Queue::server_named(), "k")])
+        .connect(connection)
+        .await
+        .unwrap_or_else(|e| panic!("cannot consume: {}", e.report()));
+    let producer = postage::Producer::builder()
+        .ek(exchange, "k")
+        .connect(connection)
+        .await
+        .unwrap_or_else(|e| panic!("cannot produce: {}", e.report()));
+    (consumer, producer)
+}
+
 /// Whether anything arrives at `consumer` within `millis` milliseconds.
 pub async fn nothing_within(consumer: &mut postage::Consumer, millis: u64) -> bool {
     tokio::time::timeout(Duration::from_millis(millis), consumer.next())

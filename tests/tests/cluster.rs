@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use postage::prelude::*;
 use postage::{AddressOrder, Stop};
 use postage_tests::node::{Cluster, PrivateNode};
-use postage_tests::{Seen, init_tracing, unique};
+use postage_tests::{Seen, init_tracing, next_within, private_pair, unique};
 use serde_json::json;
 
 /// The nodes are heavy for a 2-core machine: one test at a time.
@@ -381,27 +381,14 @@ async fn addresses_that_refuse_or_never_speak_amqp_are_skipped_within_the_connec
     assert!(first < connect_timeout * 2, "connected after {first:?}");
 
     // A recovery skips them the same way.
-    let exchange = Exchange::new(unique("skip"), ExchangeKind::Direct).auto_delete(true);
-    let mut consumer = Consumer::builder()
-        .bind(exchange.clone(), [(Queue::server_named(), "k")])
-        .connect(&connection)
-        .await
-        .unwrap();
-    let producer = Producer::builder()
-        .ek(exchange, "k")
-        .connect(&connection)
-        .await
-        .unwrap();
+    let (mut consumer, producer) = private_pair(&connection, "skip").await;
     let dropped = Instant::now();
     node.close_all_connections();
     wait_for("the recovery", 30, || connection.recoveries() >= 1).await;
     let recovered = dropped.elapsed();
     // The server-named queue was declared again (a new name) and bound.
     producer.command("after", "the drop").await.unwrap();
-    let delivery = tokio::time::timeout(Duration::from_secs(10), consumer.next())
-        .await
-        .expect("a delivery after the recovery")
-        .unwrap();
+    let delivery = next_within(&mut consumer, 10).await;
     assert_eq!(
         delivery.message().unwrap().content.parameters(),
         Some(&json!("the drop"))

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use postage::prelude::*;
 use postage::{Health, Stop};
 use postage_tests::node::{PrivateNode, TlsFiles};
-use postage_tests::{Seen, init_tracing, next_within, unique};
+use postage_tests::{Seen, init_tracing, next_within, private_pair, unique};
 use serde_json::json;
 
 /// The nodes are heavy for a 2-core machine: one fault test at a time.
@@ -502,17 +502,7 @@ async fn amqps_with_a_throwaway_certificate_authority() {
     let config = Config::from_url(&url).unwrap().with_tls_ca_file(&tls.ca);
     assert!(config.tls());
     let connection = Connection::connect(config).await.expect("TLS connection");
-    let exchange = Exchange::new(unique("tls"), ExchangeKind::Direct).auto_delete(true);
-    let mut consumer = Consumer::builder()
-        .bind(exchange.clone(), [(Queue::server_named(), "k")])
-        .connect(&connection)
-        .await
-        .unwrap();
-    let producer = Producer::builder()
-        .ek(exchange, "k")
-        .connect(&connection)
-        .await
-        .unwrap();
+    let (mut consumer, producer) = private_pair(&connection, "tls").await;
     producer.command("secret", "over TLS").await.unwrap();
     let delivery = next_within(&mut consumer, 10).await;
     assert_eq!(
