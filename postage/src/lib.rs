@@ -134,6 +134,8 @@ pub mod processor;
 pub mod producer;
 pub mod rpc;
 pub mod scheduler;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod topology;
 mod transport;
 
@@ -185,7 +187,7 @@ pub use producer::{ApiParam, MessageApi, Producer, ProducerApi, ProducerBuilder,
 pub use rpc::{PendingReply, ReplyStrategy};
 pub use scheduler::{Scheduler, restart_process};
 pub use topology::{Binding, Exchange, ExchangeKind, Queue};
-pub use transport::Connection;
+pub use transport::{Connection, Headers};
 
 /// The names most components need: `use postage::prelude::*;`.
 pub mod prelude {

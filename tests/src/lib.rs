@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use postage::{Config, Connection, Delivery};
 
+pub mod conformance;
 pub mod node;
 
 /// The test broker's URL.

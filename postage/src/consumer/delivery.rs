@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::encoding::{DecodeError, Encoder};
 use crate::error::Result;
 use crate::message::Message;
-use crate::transport::RawDelivery;
+use crate::transport::{Headers, RawDelivery};
 
 /// A received message, decoded, waiting for its acknowledgement.
 ///
@@ -83,6 +83,18 @@ impl Delivery {
     /// The `content_type` property.
     pub fn content_type(&self) -> Option<&str> {
         self.raw.content_type()
+    }
+
+    /// Its headers: the sender's, and those the broker adds (`x-death`
+    /// on a dead-lettered message, `x-delivery-count` from a quorum
+    /// queue).
+    pub fn headers(&self) -> Headers {
+        self.raw.headers()
+    }
+
+    /// Was it published persistent (delivery mode 2)?
+    pub fn is_persistent(&self) -> bool {
+        self.raw.is_persistent()
     }
 
     /// Acknowledges: the broker forgets the message.

@@ -184,7 +184,9 @@ impl ConsumerHandle {
         channel.declare_exchange(exchange).await?;
         let name = channel.declare_queue(&queue).await?;
         if !exchange.is_default() {
-            channel.bind(&name, exchange.name(), key).await?;
+            channel
+                .bind(&name, false, exchange.name(), key, &Default::default())
+                .await?;
         }
         let tx = {
             let mut state = self.shared.state();

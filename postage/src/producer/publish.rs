@@ -1,13 +1,16 @@
 //! [`Publish`]: a send being prepared, awaited to send.
 
 use std::future::IntoFuture;
+use std::time::Duration;
+
+use serde_json::Value;
 
 use super::Producer;
 use crate::BoxFuture;
 use crate::error::Result;
 use crate::message::Message;
 use crate::topology::{Exchange, Target};
-use crate::transport::OutgoingProperties;
+use crate::transport::{Headers, OutgoingProperties};
 
 pub(super) enum Body {
     /// Encoded when sent, with the producer's fingerprint.
@@ -18,7 +21,8 @@ pub(super) enum Body {
 
 /// A send being prepared; `.await` it to send. Options:
 /// [`key`](Publish::key), [`eks`](Publish::eks), [`persistent`](Publish::persistent),
-/// [`mandatory`](Publish::mandatory).
+/// [`mandatory`](Publish::mandatory), [`header`](Publish::header),
+/// [`expiration`](Publish::expiration).
 #[must_use = "a send does nothing until it is awaited"]
 pub struct Publish<'a> {
     pub(super) producer: &'a Producer,
@@ -26,6 +30,8 @@ pub struct Publish<'a> {
     pub(super) target: Target,
     pub(super) persistent: Option<bool>,
     pub(super) mandatory: Option<bool>,
+    pub(super) headers: Option<Headers>,
+    pub(super) expiration: Option<Duration>,
 }
 
 impl std::fmt::Debug for Publish<'_> {
@@ -64,6 +70,23 @@ impl<'a> Publish<'a> {
         self
     }
 
+    /// Adds a header (the AMQP `headers` property: what headers
+    /// exchanges route on).
+    pub fn header(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.headers
+            .get_or_insert_with(Headers::new)
+            .insert(key.into(), value.into());
+        self
+    }
+
+    /// The message expires after this long in a queue (the AMQP
+    /// `expiration` property): dropped, or dead-lettered with reason
+    /// `expired`.
+    pub fn expiration(mut self, ttl: Duration) -> Self {
+        self.expiration = Some(ttl);
+        self
+    }
+
     async fn run(self) -> Result<()> {
         let producer = self.producer;
         let body = match self.body {
@@ -76,6 +99,8 @@ impl<'a> Publish<'a> {
             content_type: Some(producer.content_type()),
             persistent: self.persistent.unwrap_or(inner.persistent),
             mandatory: self.mandatory.unwrap_or(inner.mandatory),
+            expiration_ms: self.expiration.map(|ttl| ttl.as_millis()),
+            headers: self.headers.as_ref(),
             ..OutgoingProperties::default()
         };
         producer.publish_all(&pairs, &body, &props).await

@@ -162,6 +162,8 @@ impl Producer {
             target: Target::Default,
             persistent: None,
             mandatory: None,
+            headers: None,
+            expiration: None,
         }
     }
 

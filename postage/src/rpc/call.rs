@@ -316,6 +316,7 @@ impl Prepared<'_> {
             reply_to: Some(&reply_queue),
             correlation_id: Some(&id),
             expiration_ms: Some(self.timeout.as_millis().max(1)),
+            headers: None,
         };
         channel
             .publish(self.exchange.name(), &self.key, &self.body, &props)

@@ -21,6 +21,7 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Queue {
     name: String,
+    passive: bool,
     durable: bool,
     exclusive: bool,
     auto_delete: bool,
@@ -32,6 +33,7 @@ impl Queue {
     pub fn new(name: impl Into<String>) -> Self {
         Queue {
             name: name.into(),
+            passive: false,
             durable: false,
             exclusive: false,
             auto_delete: false,
@@ -87,6 +89,19 @@ impl Queue {
     /// A queue the broker names (`amq.gen-...`): exclusive and auto-delete.
     pub fn server_named() -> Self {
         Queue::new("").exclusive(true).auto_delete(true)
+    }
+
+    /// Passive: only checks that the queue exists (a missing one is a
+    /// 404 `NOT_FOUND` refusal), declaring nothing.
+    #[must_use]
+    pub fn passive(mut self, passive: bool) -> Self {
+        self.passive = passive;
+        self
+    }
+
+    /// Is it only checked?
+    pub fn is_passive(&self) -> bool {
+        self.passive
     }
 
     /// Durable: survives a broker restart.

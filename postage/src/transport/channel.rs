@@ -1,10 +1,12 @@
 //! `Channel`: what the runtime asks of a broker, over one channel.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::{ConsumerId, Interruption, OutgoingProperties, RawConsumer, amqp};
+use serde_json::Value;
+
+use super::{ConsumerId, Declared, Interruption, OutgoingProperties, RawConsumer, amqp};
 use crate::error::{Error, Result};
 use crate::topology::{Exchange, Queue, Target};
 
@@ -23,6 +25,19 @@ pub(crate) struct Channel {
 #[derive(Clone)]
 pub(super) enum Backend {
     Amqp(amqp::Channel),
+    #[cfg(feature = "testing")]
+    Memory(super::memory::Channel),
+}
+
+/// Runs the same code on whichever backend it is.
+macro_rules! on_backend {
+    ($backend:expr, $channel:ident => $body:expr) => {
+        match $backend {
+            Backend::Amqp($channel) => $body,
+            #[cfg(feature = "testing")]
+            Backend::Memory($channel) => $body,
+        }
+    };
 }
 
 impl Channel {
@@ -39,9 +54,7 @@ impl Channel {
         if exchange.is_default() {
             return Ok(());
         }
-        match &self.backend {
-            Backend::Amqp(channel) => channel.declare_exchange(exchange).await?,
-        }
+        on_backend!(&self.backend, channel => channel.declare_exchange(exchange).await?);
         self.declared
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -86,23 +99,66 @@ impl Channel {
     /// Declares a queue and returns its name (the broker's for a
     /// server-named queue).
     pub(crate) async fn declare_queue(&self, queue: &Queue) -> Result<String> {
-        match &self.backend {
-            Backend::Amqp(channel) => channel.declare_queue(queue).await,
-        }
+        self.declare_queue_counted(queue)
+            .await
+            .map(|declared| declared.name)
     }
 
-    /// Binds `queue` to `exchange` with `key`.
-    pub(crate) async fn bind(&self, queue: &str, exchange: &str, key: &str) -> Result<()> {
-        match &self.backend {
-            Backend::Amqp(channel) => channel.bind(queue, exchange, key).await,
-        }
+    /// Declares (or, passive, checks) a queue: its name, ready messages
+    /// and consumers.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) async fn declare_queue_counted(&self, queue: &Queue) -> Result<Declared> {
+        on_backend!(&self.backend, channel => channel.declare_queue(queue).await)
+    }
+
+    /// Binds a queue (or, `to_exchange`, an exchange) `destination` to
+    /// `exchange` with `key` and `arguments`.
+    pub(crate) async fn bind(
+        &self,
+        destination: &str,
+        to_exchange: bool,
+        exchange: &str,
+        key: &str,
+        arguments: &BTreeMap<String, Value>,
+    ) -> Result<()> {
+        on_backend!(&self.backend, channel => {
+            channel.bind(destination, to_exchange, exchange, key, arguments).await
+        })
+    }
+
+    /// Removes a binding.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) async fn unbind(
+        &self,
+        destination: &str,
+        to_exchange: bool,
+        exchange: &str,
+        key: &str,
+    ) -> Result<()> {
+        on_backend!(&self.backend, channel => {
+            channel.unbind(destination, to_exchange, exchange, key).await
+        })
+    }
+
+    /// Deletes a queue; gives how many messages it held.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) async fn delete_queue(&self, queue: &str) -> Result<u32> {
+        on_backend!(&self.backend, channel => channel.delete_queue(queue).await)
+    }
+
+    /// Deletes an exchange.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) async fn delete_exchange(&self, exchange: &str) -> Result<()> {
+        self.declared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(exchange);
+        on_backend!(&self.backend, channel => channel.delete_exchange(exchange).await)
     }
 
     /// How many unacknowledged deliveries the broker sends ahead.
     pub(crate) async fn qos(&self, prefetch: u16) -> Result<()> {
-        match &self.backend {
-            Backend::Amqp(channel) => channel.qos(prefetch).await,
-        }
+        on_backend!(&self.backend, channel => channel.qos(prefetch).await)
     }
 
     /// Starts consuming `queue`; with `no_ack` deliveries need no
@@ -110,6 +166,11 @@ impl Channel {
     pub(crate) async fn consume(&self, queue: &str, no_ack: bool) -> Result<RawConsumer> {
         match &self.backend {
             Backend::Amqp(channel) => channel.consume(queue, no_ack).await.map(RawConsumer::Amqp),
+            #[cfg(feature = "testing")]
+            Backend::Memory(channel) => channel
+                .consume(queue, no_ack)
+                .await
+                .map(RawConsumer::Memory),
         }
     }
 
@@ -117,6 +178,12 @@ impl Channel {
     pub(crate) async fn cancel(&self, consumer: &ConsumerId) -> Result<()> {
         match (&self.backend, consumer) {
             (Backend::Amqp(channel), ConsumerId::Amqp(consumer)) => channel.cancel(consumer).await,
+            #[cfg(feature = "testing")]
+            (Backend::Memory(channel), ConsumerId::Memory(consumer)) => {
+                channel.cancel(consumer).await
+            }
+            #[cfg(feature = "testing")]
+            _ => Ok(()),
         }
     }
 
@@ -136,9 +203,7 @@ impl Channel {
         if self.debug {
             tracing::debug!(exchange, key, body = %String::from_utf8_lossy(body), "publish");
         }
-        match &self.backend {
-            Backend::Amqp(channel) => channel.publish(exchange, key, body, props).await,
-        }
+        on_backend!(&self.backend, channel => channel.publish(exchange, key, body, props).await)
     }
 
     /// Waits until the channel of `consumer` (of `queue`) has recovered
@@ -160,14 +225,27 @@ impl Channel {
                 .resume_consumer(queue, consumer, interruption)
                 .await
                 .map(RawConsumer::Amqp),
+            #[cfg(feature = "testing")]
+            (
+                Backend::Memory(channel),
+                RawConsumer::Memory(consumer),
+                Interruption::Memory(interruption),
+            ) => channel
+                .resume_consumer(queue, consumer, interruption)
+                .await
+                .map(RawConsumer::Memory),
+            #[cfg(feature = "testing")]
+            (_, _, interruption) => Err(Error::Amqp {
+                operation: format!("basic.consume {queue:?}"),
+                reply_code: None,
+                source: format!("{interruption}; the consumer is of another broker").into(),
+            }),
         }
     }
 
     /// Is the channel open (not closing, closed or recovering)?
     pub(crate) fn is_open(&self) -> bool {
-        match &self.backend {
-            Backend::Amqp(channel) => channel.is_open(),
-        }
+        on_backend!(&self.backend, channel => channel.is_open())
     }
 
     /// Log every body sent and received?
@@ -177,8 +255,6 @@ impl Channel {
 
     /// Closes the channel; a failure to close is logged.
     pub(crate) async fn close(&self) {
-        match &self.backend {
-            Backend::Amqp(channel) => channel.close().await,
-        }
+        on_backend!(&self.backend, channel => channel.close().await)
     }
 }

@@ -7,7 +7,8 @@ use super::{Channel, Link, amqp};
 use crate::config::Config;
 use crate::error::Result;
 
-/// A connection to RabbitMQ, shared by the producers and processors of a
+/// A connection to RabbitMQ (or, in tests, to the in-memory broker of
+/// the `testing` feature), shared by the producers and processors of a
 /// component. Cheap to clone: clones share one AMQP connection.
 ///
 /// Postage recovers it: a lost connection is replaced by a new one to the
@@ -38,6 +39,8 @@ struct Inner {
 /// The broker behind a connection.
 enum Backend {
     Amqp(amqp::Connection),
+    #[cfg(feature = "testing")]
+    Memory(super::memory::Connection),
 }
 
 impl std::fmt::Debug for Connection {
@@ -59,6 +62,21 @@ impl Connection {
     pub async fn connect(config: Config) -> Result<Self> {
         let link = Arc::new(Link::default());
         let backend = Backend::Amqp(amqp::Connection::open(&config, &link).await?);
+        Ok(Connection {
+            inner: Arc::new(Inner {
+                backend,
+                config,
+                link,
+            }),
+        })
+    }
+
+    /// A connection to an in-memory broker (see
+    /// [`MemoryBroker::connect`](crate::testing::MemoryBroker::connect)).
+    #[cfg(feature = "testing")]
+    pub(crate) fn in_memory(broker: &Arc<super::memory::Broker>, config: Config) -> Result<Self> {
+        let link = Arc::new(Link::default());
+        let backend = Backend::Memory(super::memory::Connection::open(broker, &config, &link)?);
         Ok(Connection {
             inner: Arc::new(Inner {
                 backend,
@@ -94,6 +112,8 @@ impl Connection {
     pub fn endpoint(&self) -> String {
         match &self.inner.backend {
             Backend::Amqp(connection) => connection.endpoint(),
+            #[cfg(feature = "testing")]
+            Backend::Memory(_) => super::memory::ENDPOINT.to_owned(),
         }
     }
 
@@ -101,6 +121,8 @@ impl Connection {
     pub fn is_connected(&self) -> bool {
         match &self.inner.backend {
             Backend::Amqp(connection) => connection.is_connected(),
+            #[cfg(feature = "testing")]
+            Backend::Memory(connection) => connection.is_connected(),
         }
     }
 
@@ -109,6 +131,8 @@ impl Connection {
     pub async fn close(&self) -> Result<()> {
         match &self.inner.backend {
             Backend::Amqp(connection) => connection.close().await,
+            #[cfg(feature = "testing")]
+            Backend::Memory(connection) => connection.close().await,
         }
     }
 
@@ -124,6 +148,10 @@ impl Connection {
         let backend = match &inner.backend {
             Backend::Amqp(connection) => {
                 super::channel::Backend::Amqp(connection.open_channel(confirms).await?)
+            }
+            #[cfg(feature = "testing")]
+            Backend::Memory(connection) => {
+                super::channel::Backend::Memory(connection.open_channel(confirms).await?)
             }
         };
         Ok(Channel::new(backend, inner.config.debug()))

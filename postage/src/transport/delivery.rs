@@ -6,12 +6,27 @@ use std::task::{Context, Poll};
 
 use futures_util::{Stream, StreamExt};
 
-use super::amqp;
+use super::{Headers, amqp};
 use crate::error::Result;
 
 /// A delivery as received, before decoding.
+// Not boxed: a delivery from RabbitMQ would cost an allocation more.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum RawDelivery {
     Amqp(amqp::Delivery),
+    #[cfg(feature = "testing")]
+    Memory(super::memory::Delivery),
+}
+
+/// Runs the same code on whichever backend it is.
+macro_rules! on_backend {
+    ($value:expr, $enum:ident, $inner:ident => $body:expr) => {
+        match $value {
+            $enum::Amqp($inner) => $body,
+            #[cfg(feature = "testing")]
+            $enum::Memory($inner) => $body,
+        }
+    };
 }
 
 /// A broker consumer's stream of deliveries. Cheap to clone (a handle on
@@ -19,6 +34,8 @@ pub(crate) enum RawDelivery {
 #[derive(Clone)]
 pub(crate) enum RawConsumer {
     Amqp(amqp::Consumer),
+    #[cfg(feature = "testing")]
+    Memory(super::memory::Consumer),
 }
 
 /// Names a consumer to cancel it, without holding on to its stream (nor
@@ -26,6 +43,8 @@ pub(crate) enum RawConsumer {
 #[derive(Clone)]
 pub(crate) enum ConsumerId {
     Amqp(amqp::ConsumerId),
+    #[cfg(feature = "testing")]
+    Memory(super::memory::ConsumerId),
 }
 
 impl RawConsumer {
@@ -33,6 +52,8 @@ impl RawConsumer {
     pub(crate) fn id(&self) -> ConsumerId {
         match self {
             RawConsumer::Amqp(consumer) => ConsumerId::Amqp(consumer.id()),
+            #[cfg(feature = "testing")]
+            RawConsumer::Memory(consumer) => ConsumerId::Memory(consumer.id()),
         }
     }
 }
@@ -42,13 +63,13 @@ impl RawConsumer {
 #[derive(Debug)]
 pub(crate) enum Interruption {
     Amqp(amqp::Interruption),
+    #[cfg(feature = "testing")]
+    Memory(super::memory::Interruption),
 }
 
 impl std::fmt::Display for Interruption {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Interruption::Amqp(interruption) => interruption.fmt(f),
-        }
+        on_backend!(self, Interruption, interruption => interruption.fmt(f))
     }
 }
 
@@ -60,6 +81,10 @@ impl Stream for RawConsumer {
             RawConsumer::Amqp(consumer) => consumer.poll_next_unpin(cx).map(|next| {
                 next.map(|item| item.map(RawDelivery::Amqp).map_err(Interruption::Amqp))
             }),
+            #[cfg(feature = "testing")]
+            RawConsumer::Memory(consumer) => consumer.poll_next_unpin(cx).map(|next| {
+                next.map(|item| item.map(RawDelivery::Memory).map_err(Interruption::Memory))
+            }),
         }
     }
 }
@@ -67,71 +92,61 @@ impl Stream for RawConsumer {
 impl RawDelivery {
     /// The body.
     pub(crate) fn data(&self) -> &[u8] {
-        match self {
-            RawDelivery::Amqp(delivery) => delivery.data(),
-        }
+        on_backend!(self, RawDelivery, delivery => delivery.data())
     }
 
     /// The exchange it was published to.
     pub(crate) fn exchange(&self) -> &str {
-        match self {
-            RawDelivery::Amqp(delivery) => delivery.exchange(),
-        }
+        on_backend!(self, RawDelivery, delivery => delivery.exchange())
     }
 
     /// Its routing key.
     pub(crate) fn routing_key(&self) -> &str {
-        match self {
-            RawDelivery::Amqp(delivery) => delivery.routing_key(),
-        }
+        on_backend!(self, RawDelivery, delivery => delivery.routing_key())
     }
 
     /// Was it delivered before?
     pub(crate) fn redelivered(&self) -> bool {
-        match self {
-            RawDelivery::Amqp(delivery) => delivery.redelivered(),
-        }
+        on_backend!(self, RawDelivery, delivery => delivery.redelivered())
     }
 
     /// The `reply_to` property.
     pub(crate) fn reply_to(&self) -> Option<&str> {
-        match self {
-            RawDelivery::Amqp(delivery) => delivery.reply_to(),
-        }
+        on_backend!(self, RawDelivery, delivery => delivery.reply_to())
     }
 
     /// The `correlation_id` property.
     pub(crate) fn correlation_id(&self) -> Option<&str> {
-        match self {
-            RawDelivery::Amqp(delivery) => delivery.correlation_id(),
-        }
+        on_backend!(self, RawDelivery, delivery => delivery.correlation_id())
     }
 
     /// The `content_type` property.
     pub(crate) fn content_type(&self) -> Option<&str> {
-        match self {
-            RawDelivery::Amqp(delivery) => delivery.content_type(),
-        }
+        on_backend!(self, RawDelivery, delivery => delivery.content_type())
+    }
+
+    /// Its headers.
+    pub(crate) fn headers(&self) -> Headers {
+        on_backend!(self, RawDelivery, delivery => delivery.headers())
+    }
+
+    /// Was it published persistent?
+    pub(crate) fn is_persistent(&self) -> bool {
+        on_backend!(self, RawDelivery, delivery => delivery.is_persistent())
     }
 
     /// The `x-delivery-count` header (quorum queues), if any.
     pub(crate) fn delivery_count(&self) -> Option<u64> {
-        match self {
-            RawDelivery::Amqp(delivery) => delivery.delivery_count(),
-        }
+        on_backend!(self, RawDelivery, delivery => delivery.delivery_count())
     }
 
     /// Acknowledges it.
     pub(crate) async fn ack(&self) -> Result<()> {
-        match self {
-            RawDelivery::Amqp(delivery) => delivery.ack().await,
-        }
+        on_backend!(self, RawDelivery, delivery => delivery.ack().await)
     }
 
     /// Rejects it, requeued or not.
     pub(crate) async fn reject(&self, requeue: bool) -> Result<()> {
-        match self {
-            RawDelivery::Amqp(delivery) => delivery.reject(requeue).await,
-        }
+        on_backend!(self, RawDelivery, delivery => delivery.reject(requeue).await)
     }
 }

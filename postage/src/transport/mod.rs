@@ -13,16 +13,18 @@
 //! | `OutgoingProperties` | the properties of a published message |
 //! | `Record` | what a connection declared, declared again after a reconnection |
 //!
-//! The one backend today is AMQP (`amqp`: the only code of the crate
-//! that names the AMQP client library). A second backend (an in-memory broker for
-//! tests) adds a variant to each enum and nothing above this module
-//! changes.
+//! Two backends: AMQP (`amqp`: the only code of the crate that names
+//! the AMQP client library) and, with the `testing` feature, the
+//! in-memory broker (`memory`). Each adds a variant to each enum; nothing
+//! above this module knows which one runs.
 
 mod amqp;
 mod channel;
 mod connection;
 mod delivery;
 mod link;
+#[cfg(feature = "testing")]
+pub(crate) mod memory;
 mod properties;
 mod record;
 
@@ -30,4 +32,5 @@ pub(crate) use channel::Channel;
 pub use connection::Connection;
 pub(crate) use delivery::{ConsumerId, Interruption, RawConsumer, RawDelivery};
 pub(crate) use link::Link;
-pub(crate) use properties::OutgoingProperties;
+pub use properties::Headers;
+pub(crate) use properties::{Declared, OutgoingProperties};

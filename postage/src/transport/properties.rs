@@ -1,5 +1,16 @@
 //! The properties of a published message.
 
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+/// Message headers (the AMQP `headers` property) as JSON values: what a
+/// send carries with [`Publish::header`](crate::producer::Publish::header),
+/// what headers exchanges route on, and what the broker adds (`x-death`,
+/// `x-delivery-count`). Strings, numbers, booleans, arrays and tables;
+/// AMQP timestamps read as seconds.
+pub type Headers = BTreeMap<String, Value>;
+
 /// Properties of a published message, borrowed for the publish.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct OutgoingProperties<'a> {
@@ -9,4 +20,16 @@ pub(crate) struct OutgoingProperties<'a> {
     pub(crate) reply_to: Option<&'a str>,
     pub(crate) correlation_id: Option<&'a str>,
     pub(crate) expiration_ms: Option<u128>,
+    pub(crate) headers: Option<&'a Headers>,
+}
+
+/// A queue as a declaration found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Declared {
+    /// Its name (the broker's, for a server-named queue).
+    pub(crate) name: String,
+    /// Messages ready in it.
+    pub(crate) messages: u32,
+    /// Its consumers.
+    pub(crate) consumers: u32,
 }

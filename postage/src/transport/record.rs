@@ -2,6 +2,10 @@
 //! bindings, replayed in that order after the connection is replaced.
 //! Consumers are recorded by their channels.
 
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
 use crate::topology::{Exchange, Queue};
 
 /// One declared queue: its declaration and the name it got (the broker's,
@@ -12,12 +16,15 @@ pub(crate) struct QueueRecord {
     pub(crate) name: String,
 }
 
-/// One binding of a queue (by its current name) to an exchange.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One binding of a queue (by its current name) or of an exchange to an
+/// exchange.
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct BindingRecord {
-    pub(crate) queue: String,
+    pub(crate) destination: String,
+    pub(crate) to_exchange: bool,
     pub(crate) exchange: String,
     pub(crate) key: String,
+    pub(crate) arguments: BTreeMap<String, Value>,
 }
 
 /// What a connection declared, to declare again on a new connection.
@@ -57,16 +64,47 @@ impl Record {
         }
     }
 
-    /// A queue bound.
-    pub(crate) fn binding(&mut self, queue: &str, exchange: &str, key: &str) {
+    /// A queue (or, `to_exchange`, an exchange) bound.
+    pub(crate) fn binding(
+        &mut self,
+        destination: &str,
+        to_exchange: bool,
+        exchange: &str,
+        key: &str,
+        arguments: &BTreeMap<String, Value>,
+    ) {
         let binding = BindingRecord {
-            queue: queue.to_owned(),
+            destination: destination.to_owned(),
+            to_exchange,
             exchange: exchange.to_owned(),
             key: key.to_owned(),
+            arguments: arguments.clone(),
         };
         if !self.bindings.contains(&binding) {
             self.bindings.push(binding);
         }
+    }
+
+    /// A binding removed.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn unbound(&mut self, destination: &str, exchange: &str, key: &str) {
+        self.bindings
+            .retain(|b| !(b.destination == destination && b.exchange == exchange && b.key == key));
+    }
+
+    /// A queue deleted: neither it nor its bindings are declared again.
+    pub(crate) fn forget_queue(&mut self, queue: &str) {
+        self.queues.retain(|q| q.name != queue);
+        self.bindings
+            .retain(|b| b.to_exchange || b.destination != queue);
+    }
+
+    /// An exchange deleted, with the bindings from and to it.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn forget_exchange(&mut self, exchange: &str) {
+        self.exchanges.retain(|e| e.name() != exchange);
+        self.bindings
+            .retain(|b| b.exchange != exchange && !(b.to_exchange && b.destination == exchange));
     }
 
     /// The last consumer of an auto-delete queue went: the broker deleted
@@ -77,8 +115,7 @@ impl Record {
             .iter()
             .any(|q| q.name == queue && q.declaration.is_auto_delete());
         if auto_delete {
-            self.queues.retain(|q| q.name != queue);
-            self.bindings.retain(|b| b.queue != queue);
+            self.forget_queue(queue);
         }
     }
 
@@ -106,8 +143,8 @@ impl Record {
             }
         }
         for binding in &mut self.bindings {
-            if binding.queue == old {
-                new.clone_into(&mut binding.queue);
+            if !binding.to_exchange && binding.destination == old {
+                new.clone_into(&mut binding.destination);
             }
         }
     }
@@ -131,14 +168,15 @@ mod tests {
         let private = Queue::server_named();
         record.queue(&private, "amq.gen-1");
         record.queue(&Queue::new("jobs").durable(true), "jobs");
-        record.binding("amq.gen-1", "events", "a.#");
-        record.binding("amq.gen-1", "events", "a.#");
-        record.binding("jobs", "events", "job");
+        let none = BTreeMap::new();
+        record.binding("amq.gen-1", false, "events", "a.#", &none);
+        record.binding("amq.gen-1", false, "events", "a.#", &none);
+        record.binding("jobs", false, "events", "job", &none);
         assert_eq!(record.bindings().len(), 2);
 
         record.renamed("amq.gen-1", "amq.gen-2");
         assert_eq!(record.queues()[0].name, "amq.gen-2");
-        assert_eq!(record.bindings()[0].queue, "amq.gen-2");
+        assert_eq!(record.bindings()[0].destination, "amq.gen-2");
 
         // The server-named queue is auto-delete: gone with its consumer.
         record.consumers_gone("amq.gen-2");
@@ -148,9 +186,11 @@ mod tests {
         assert_eq!(
             record.bindings(),
             [BindingRecord {
-                queue: "jobs".into(),
+                destination: "jobs".into(),
+                to_exchange: false,
                 exchange: "events".into(),
-                key: "job".into()
+                key: "job".into(),
+                arguments: BTreeMap::new(),
             }]
         );
     }

@@ -12,13 +12,16 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Confirmation};
 
-use super::convert::amqp_error;
+use super::convert::{amqp_error, field_table};
 use super::declare;
 use super::delivery::{Consumer, ConsumerId, Interruption, Slot};
 use super::session::{Shared, open_lapin_channel};
 use crate::error::{Error, Result};
 use crate::topology::{Exchange, Queue};
-use crate::transport::OutgoingProperties;
+use crate::transport::{Declared, OutgoingProperties};
+use std::collections::BTreeMap;
+
+use serde_json::Value;
 
 /// How many times an operation interrupted by a lost connection is tried
 /// again once the connection is back.
@@ -79,6 +82,9 @@ fn basic_properties(props: &OutgoingProperties<'_>) -> BasicProperties {
     }
     if let Some(ms) = props.expiration_ms {
         properties = properties.with_expiration(ms.to_string().into());
+    }
+    if let Some(headers) = props.headers {
+        properties = properties.with_headers(field_table(headers));
     }
     properties
 }
@@ -307,30 +313,92 @@ impl Channel {
         Ok(())
     }
 
-    pub(crate) async fn declare_queue(&self, queue: &Queue) -> Result<String> {
+    pub(crate) async fn declare_queue(&self, queue: &Queue) -> Result<Declared> {
         let what = || format!("queue.declare {:?}", queue.name());
-        let (name, _) = self
+        let (declared, _) = self
             .0
             .with_channel(what, |channel| async move {
                 declare::queue(&channel, queue, queue.name()).await
             })
             .await?;
-        self.0.connection.state().record.queue(queue, &name);
-        Ok(name)
+        if !queue.is_passive() {
+            self.0
+                .connection
+                .state()
+                .record
+                .queue(queue, &declared.name);
+        }
+        Ok(declared)
     }
 
-    pub(crate) async fn bind(&self, queue: &str, exchange: &str, key: &str) -> Result<()> {
-        let what = || format!("queue.bind {queue:?} to {exchange:?} with key {key:?}");
+    pub(crate) async fn bind(
+        &self,
+        destination: &str,
+        to_exchange: bool,
+        exchange: &str,
+        key: &str,
+        arguments: &BTreeMap<String, Value>,
+    ) -> Result<()> {
+        let what = || format!("bind {destination:?} to {exchange:?} with key {key:?}");
         self.0
             .with_channel(what, |channel| async move {
-                declare::bind(&channel, queue, exchange, key).await
+                declare::bind(&channel, destination, to_exchange, exchange, key, arguments).await
+            })
+            .await?;
+        self.0.connection.state().record.binding(
+            destination,
+            to_exchange,
+            exchange,
+            key,
+            arguments,
+        );
+        Ok(())
+    }
+
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) async fn unbind(
+        &self,
+        destination: &str,
+        to_exchange: bool,
+        exchange: &str,
+        key: &str,
+    ) -> Result<()> {
+        let what = || format!("unbind {destination:?} from {exchange:?} with key {key:?}");
+        self.0
+            .with_channel(what, |channel| async move {
+                declare::unbind(&channel, destination, to_exchange, exchange, key).await
             })
             .await?;
         self.0
             .connection
             .state()
             .record
-            .binding(queue, exchange, key);
+            .unbound(destination, exchange, key);
+        Ok(())
+    }
+
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) async fn delete_queue(&self, queue: &str) -> Result<u32> {
+        let what = || format!("queue.delete {queue:?}");
+        let (messages, _) = self
+            .0
+            .with_channel(what, |channel| async move {
+                declare::delete_queue(&channel, queue).await
+            })
+            .await?;
+        self.0.connection.state().record.forget_queue(queue);
+        Ok(messages)
+    }
+
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) async fn delete_exchange(&self, exchange: &str) -> Result<()> {
+        let what = || format!("exchange.delete {exchange:?}");
+        self.0
+            .with_channel(what, |channel| async move {
+                declare::delete_exchange(&channel, exchange).await
+            })
+            .await?;
+        self.0.connection.state().record.forget_exchange(exchange);
         Ok(())
     }
 

@@ -57,6 +57,42 @@ fn amqp_value(value: &Value) -> AMQPValue {
     }
 }
 
+/// A field table (message headers) as JSON values: numbers, strings
+/// (byte arrays as lossy text), booleans, arrays, tables; timestamps as
+/// seconds; void as null.
+pub(super) fn json_table(table: &FieldTable) -> BTreeMap<String, Value> {
+    table
+        .inner()
+        .iter()
+        .map(|(key, value)| (key.to_string(), json_value(value)))
+        .collect()
+}
+
+fn json_value(value: &AMQPValue) -> Value {
+    match value {
+        AMQPValue::Boolean(b) => Value::Bool(*b),
+        AMQPValue::ShortShortInt(n) => Value::from(*n),
+        AMQPValue::ShortShortUInt(n) => Value::from(*n),
+        AMQPValue::ShortInt(n) => Value::from(*n),
+        AMQPValue::ShortUInt(n) => Value::from(*n),
+        AMQPValue::LongInt(n) => Value::from(*n),
+        AMQPValue::LongUInt(n) => Value::from(*n),
+        AMQPValue::LongLongInt(n) => Value::from(*n),
+        AMQPValue::Float(f) => Value::from(*f),
+        AMQPValue::Double(f) => Value::from(*f),
+        AMQPValue::DecimalValue(d) => Value::from(d.value),
+        AMQPValue::ShortString(s) => Value::from(s.as_str()),
+        AMQPValue::LongString(s) => Value::from(String::from_utf8_lossy(s.as_bytes())),
+        AMQPValue::ByteArray(bytes) => Value::from(String::from_utf8_lossy(bytes.as_slice())),
+        AMQPValue::FieldArray(items) => {
+            Value::Array(items.as_slice().iter().map(json_value).collect())
+        }
+        AMQPValue::Timestamp(t) => Value::from(*t),
+        AMQPValue::FieldTable(table) => Value::Object(json_table(table).into_iter().collect()),
+        AMQPValue::Void => Value::Null,
+    }
+}
+
 /// A count in a header as a number, whatever integer type it was sent as.
 pub(super) fn count(value: &AMQPValue) -> Option<u64> {
     match value {

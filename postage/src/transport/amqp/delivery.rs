@@ -11,9 +11,10 @@ use std::task::{Context, Poll};
 use futures_util::{Stream, StreamExt};
 use lapin::options::{BasicAckOptions, BasicRejectOptions};
 
-use super::convert::{amqp_error, count};
+use super::convert::{amqp_error, count, json_table};
 use super::session::Shared;
 use crate::error::{Error, Result};
+use crate::transport::Headers;
 
 /// A delivery as lapin received it, with the epoch of the connection it
 /// came on: it can be settled only on that connection.
@@ -236,6 +237,19 @@ impl Delivery {
             .content_type()
             .as_ref()
             .map(|s| s.as_str())
+    }
+
+    pub(crate) fn headers(&self) -> Headers {
+        self.inner
+            .properties
+            .headers()
+            .as_ref()
+            .map(json_table)
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn is_persistent(&self) -> bool {
+        *self.inner.properties.delivery_mode() == Some(2)
     }
 
     pub(crate) fn delivery_count(&self) -> Option<u64> {

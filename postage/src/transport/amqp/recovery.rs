@@ -181,6 +181,7 @@ async fn redeclare(shared: &Shared, lapin: &lapin::Connection) -> Result<Vec<(St
         };
         let got = declare::queue(&channel, &queue.declaration, name)
             .await
+            .map(|declared| declared.name)
             .map_err(|e| amqp_error(format!("queue.declare {:?} (recovery)", queue.name), e))?;
         if got != queue.name {
             renames.push((queue.name.clone(), got));
@@ -189,19 +190,26 @@ async fn redeclare(shared: &Shared, lapin: &lapin::Connection) -> Result<Vec<(St
     for binding in &bindings {
         let queue = renames
             .iter()
-            .find(|(old, _)| *old == binding.queue)
-            .map_or(binding.queue.as_str(), |(_, new)| new.as_str());
-        declare::bind(&channel, queue, &binding.exchange, &binding.key)
-            .await
-            .map_err(|e| {
-                amqp_error(
-                    format!(
-                        "queue.bind {queue:?} to {:?} with key {:?} (recovery)",
-                        binding.exchange, binding.key
-                    ),
-                    e,
-                )
-            })?;
+            .find(|(old, _)| !binding.to_exchange && *old == binding.destination)
+            .map_or(binding.destination.as_str(), |(_, new)| new.as_str());
+        declare::bind(
+            &channel,
+            queue,
+            binding.to_exchange,
+            &binding.exchange,
+            &binding.key,
+            &binding.arguments,
+        )
+        .await
+        .map_err(|e| {
+            amqp_error(
+                format!(
+                    "queue.bind {queue:?} to {:?} with key {:?} (recovery)",
+                    binding.exchange, binding.key
+                ),
+                e,
+            )
+        })?;
     }
     if let Err(error) = channel.close(200, "OK".into()).await {
         tracing::debug!(%error, "closing the recovery channel");
