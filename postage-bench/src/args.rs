@@ -14,6 +14,8 @@ pub(crate) enum Scenario {
     RpcSeq,
     RpcPar,
     Soak,
+    /// Memory per idle queue on the in-memory broker.
+    IdleQueues,
 }
 
 impl Scenario {
@@ -35,13 +37,14 @@ impl Scenario {
             Scenario::RpcSeq => "rpc-seq",
             Scenario::RpcPar => "rpc-par",
             Scenario::Soak => "soak",
+            Scenario::IdleQueues => "idle-queues",
         }
     }
 
     fn parse(s: &str) -> Option<Self> {
         Self::ALL
             .into_iter()
-            .chain([Scenario::Soak])
+            .chain([Scenario::Soak, Scenario::IdleQueues])
             .find(|sc| sc.name() == s)
     }
 
@@ -50,6 +53,7 @@ impl Scenario {
             Scenario::RpcSeq => 5_000,
             Scenario::RpcPar => 20_000,
             Scenario::Soak => 1_000_000,
+            Scenario::IdleQueues => 100_000,
             _ => 100_000,
         }
     }
@@ -59,6 +63,8 @@ impl Scenario {
 pub(crate) enum Impl {
     Postage,
     Lapin,
+    /// Postage on the in-memory broker (`--broker memory`).
+    Memory,
 }
 
 impl Impl {
@@ -66,6 +72,7 @@ impl Impl {
         match self {
             Impl::Postage => "postage",
             Impl::Lapin => "lapin",
+            Impl::Memory => "memory",
         }
     }
 }
@@ -85,8 +92,9 @@ pub(crate) struct Args {
     pub(crate) url: String,
 }
 
-const USAGE: &str = "usage: postage-bench <publish|publish-confirm|consume|pipe|rpc-seq|rpc-par|soak|all> \
-[--count N] [--impl postage|lapin|both] [--runs R] [--prefetch P] [--window W] [--in-flight F] [--json] [--dry]";
+const USAGE: &str = "usage: postage-bench <publish|publish-confirm|consume|pipe|rpc-seq|rpc-par|soak|idle-queues|all> \
+[--count N] [--impl postage|lapin|both] [--broker rabbitmq|memory|both] [--runs R] [--prefetch P] [--window W] \
+[--in-flight F] [--json] [--dry]";
 
 pub(crate) fn parse_args() -> Res<Args> {
     let mut args = Args {
@@ -121,6 +129,14 @@ pub(crate) fn parse_args() -> Res<Args> {
                     other => return Err(format!("unknown impl {other:?}\n{USAGE}").into()),
                 }
             }
+            "--broker" => {
+                args.impls = match value("--broker")?.as_str() {
+                    "rabbitmq" => vec![Impl::Postage, Impl::Lapin],
+                    "memory" => vec![Impl::Memory],
+                    "both" => vec![Impl::Memory, Impl::Postage],
+                    other => return Err(format!("unknown broker {other:?}\n{USAGE}").into()),
+                }
+            }
             "--json" => args.json = true,
             "--dry" => args.dry = true,
             "--help" | "-h" => {
@@ -136,6 +152,9 @@ pub(crate) fn parse_args() -> Res<Args> {
     }
     if args.scenarios.is_empty() {
         return Err(USAGE.into());
+    }
+    if args.scenarios.contains(&Scenario::IdleQueues) {
+        args.impls = vec![Impl::Memory];
     }
     args.runs = args.runs.max(1);
     args.window = args.window.max(1);

@@ -9,6 +9,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, ConnectionProperties};
 use postage::prelude::*;
+use postage::testing::{MemoryBroker, Probe};
 
 use crate::args::{Impl, Scenario};
 use crate::common::{CONTENT_TYPE, KEY, Res};
@@ -24,6 +25,37 @@ impl Fixture {
     pub(crate) fn exchange(&self) -> Exchange {
         Exchange::new(self.exchange.as_str(), ExchangeKind::Direct)
     }
+}
+
+/// The fixture of a run on a new in-memory broker, declared (and
+/// pre-filled with `n` copies of `body`) through a probe.
+pub(crate) async fn memory_fixture(
+    broker: &MemoryBroker,
+    scenario: Scenario,
+    run: usize,
+    prefill: Option<(u64, &[u8])>,
+) -> Res<Fixture> {
+    let tag = format!("postage-bench-{}-memory-{run}", scenario.name());
+    let fixture = Fixture {
+        exchange: format!("{tag}-x"),
+        queue: format!("{tag}-q"),
+    };
+    let probe = Probe::open(&broker.connect().await?).await?;
+    probe.declare_exchange(&fixture.exchange()).await?;
+    probe
+        .declare_queue(&Queue::new(fixture.queue.as_str()))
+        .await?;
+    probe.bind(&fixture.queue, &fixture.exchange, KEY).await?;
+    if let Some((n, body)) = prefill {
+        for _ in 0..n {
+            probe
+                .publish(&fixture.exchange, KEY, body)
+                .content_type(CONTENT_TYPE)
+                .await?;
+        }
+    }
+    probe.close().await;
+    Ok(fixture)
 }
 
 /// The harness's own lapin channel: declares, pre-fills, deletes.

@@ -4,8 +4,12 @@
 //! `POSTAGE_URL` (default `amqp://guest:guest@127.0.0.1:5672/%2f`).
 //!
 //! Scenarios: `publish`, `publish-confirm`, `consume`, `pipe`, `rpc-seq`,
-//! `rpc-par`, `soak` (a `pipe` of 1,000,000 messages watching RSS), and
-//! `all` (every scenario but `soak`).
+//! `rpc-par`, `soak` (a `pipe` of 1,000,000 messages watching RSS),
+//! `idle-queues` (memory per idle queue on the in-memory broker), and
+//! `all` (every scenario but `soak` and `idle-queues`).
+//!
+//! `--broker memory` runs the Postage side on the in-memory broker
+//! instead of RabbitMQ; `--broker both` runs it on each, side by side.
 //!
 //! Each run prints one JSON line; at the end a table of medians and the
 //! postage/lapin ratios follows (with `--json`, one JSON summary line per
@@ -23,7 +27,7 @@ mod scenario;
 
 use std::time::Duration;
 
-use crate::args::parse_args;
+use crate::args::{Impl, parse_args};
 use crate::common::Res;
 use crate::fixture::Admin;
 use crate::measure::measure;
@@ -33,7 +37,12 @@ use crate::report::report;
 #[tokio::main]
 async fn main() -> Res<()> {
     let args = parse_args()?;
-    let admin = Admin::connect(&args.url).await?;
+    // RabbitMQ is needed unless every run is on the in-memory broker.
+    let admin = if args.impls.iter().all(|imp| *imp == Impl::Memory) {
+        None
+    } else {
+        Some(Admin::connect(&args.url).await?)
+    };
     eprintln!(
         "postage-bench: body {} bytes, prefetch {}, confirm window {}, rpc in flight {}, {} run(s) per impl",
         postage_body(0)?.len(),
@@ -51,7 +60,7 @@ async fn main() -> Res<()> {
                 order.reverse();
             }
             for imp in order {
-                let record = measure(&args, &admin, scenario, imp, run).await?;
+                let record = measure(&args, admin.as_ref(), scenario, imp, run).await?;
                 println!("{}", record.to_json());
                 records.push(record);
                 tokio::time::sleep(Duration::from_millis(200)).await;

@@ -8,9 +8,10 @@ use serde_json::{Value, json};
 
 use crate::args::{Args, Impl, Scenario};
 use crate::common::Res;
-use crate::fixture::Admin;
+use crate::fixture::{Admin, memory_fixture};
 use crate::postage_side::postage_body;
 use crate::scenario::{Ctx, run_one};
+use postage::testing::MemoryBroker;
 
 /// CPU time, context switches and wall clock at one instant.
 #[derive(Debug, Clone, Copy)]
@@ -200,24 +201,33 @@ pub(crate) fn median(mut xs: Vec<f64>) -> Option<f64> {
 
 pub(crate) async fn measure(
     args: &Args,
-    admin: &Admin,
+    admin: Option<&Admin>,
     scenario: Scenario,
     imp: Impl,
     run: usize,
 ) -> Res<Record> {
     let n = args.count.unwrap_or_else(|| scenario.default_count());
-    let fixture = admin.fixture(scenario, imp, run).await?;
+    let body = postage_body(7)?;
+    let prefill = (scenario == Scenario::Consume).then_some((n, body.as_slice()));
+    let memory = (imp == Impl::Memory).then(MemoryBroker::new);
+    let fixture = match (&memory, admin) {
+        (Some(broker), _) => memory_fixture(broker, scenario, run, prefill).await?,
+        (None, Some(admin)) => {
+            let fixture = admin.fixture(scenario, imp, run).await?;
+            if let Some((n, body)) = prefill {
+                admin.prefill(&fixture, n, body, args.window).await?;
+            }
+            fixture
+        }
+        (None, None) => return Err("no RabbitMQ connection for a RabbitMQ run".into()),
+    };
     let ctx = Ctx {
         args,
+        memory,
         fixture: &fixture,
         n,
         soak: scenario == Scenario::Soak,
     };
-    if scenario == Scenario::Consume {
-        admin
-            .prefill(&fixture, n, &postage_body(7)?, args.window)
-            .await?;
-    }
     reset_peak_rss();
     let result = if args.dry {
         let now = Snapshot::now();
@@ -226,7 +236,9 @@ pub(crate) async fn measure(
         run_one(&ctx, scenario, imp).await
     };
     let peak_rss_kib = status_kib("VmHWM");
-    admin.remove(&fixture).await?;
+    if let (None, Some(admin)) = (&ctx.memory, admin) {
+        admin.remove(&fixture).await?;
+    }
     let mut timed = result?;
     timed.latencies.sort();
     Ok(Record {

@@ -5,11 +5,10 @@ use postage::prelude::*;
 use crate::common::{Counter, KEY, Res, fingerprint};
 use crate::lapin_side::{lapin_close, lapin_connect, lapin_consumer_loop};
 use crate::measure::{Snapshot, Timed};
-use crate::postage_side::postage_connect;
 use crate::scenario::Ctx;
 
 pub(crate) async fn postage_consume(ctx: &Ctx<'_>) -> Res<Timed> {
-    let connection = postage_connect(&ctx.args.url).await?;
+    let connection = ctx.connect().await?;
     let counter = Counter::new(ctx.n);
     let start = Snapshot::now();
     let processor = Processor::builder_arc(counter.clone())

@@ -2,6 +2,7 @@
 //! and [`run_one`], which runs one side of one scenario.
 
 mod consume;
+mod idle;
 mod pipe;
 mod publish;
 mod rpc;
@@ -15,9 +16,25 @@ use crate::args::{Args, Impl, Scenario};
 use crate::common::Res;
 use crate::fixture::Fixture;
 use crate::measure::Timed;
+use crate::postage_side::postage_connect;
+use postage::Connection;
+use postage::testing::MemoryBroker;
+
+impl Ctx<'_> {
+    /// A Postage connection: to the in-memory broker of a `memory` run,
+    /// to RabbitMQ otherwise.
+    pub(crate) async fn connect(&self) -> Res<Connection> {
+        match &self.memory {
+            Some(broker) => Ok(broker.connect().await?),
+            None => postage_connect(&self.args.url).await,
+        }
+    }
+}
 
 pub(crate) struct Ctx<'a> {
     pub(crate) args: &'a Args,
+    /// The in-memory broker of a `memory` run.
+    pub(crate) memory: Option<MemoryBroker>,
     pub(crate) fixture: &'a Fixture,
     pub(crate) n: u64,
     /// The soak test's RSS watch, when on.
@@ -25,7 +42,14 @@ pub(crate) struct Ctx<'a> {
 }
 
 pub(crate) async fn run_one(ctx: &Ctx<'_>, scenario: Scenario, imp: Impl) -> Res<Timed> {
+    // The Postage code runs as is on the in-memory broker.
+    let imp = if imp == Impl::Memory {
+        Impl::Postage
+    } else {
+        imp
+    };
     match (scenario, imp) {
+        (Scenario::IdleQueues, _) => idle::idle_queues(ctx).await,
         (Scenario::Publish, Impl::Postage) => postage_publish(ctx, false).await,
         (Scenario::Publish, Impl::Lapin) => lapin_publish(ctx, false).await,
         (Scenario::PublishConfirm, Impl::Postage) => postage_publish(ctx, true).await,
@@ -38,5 +62,6 @@ pub(crate) async fn run_one(ctx: &Ctx<'_>, scenario: Scenario, imp: Impl) -> Res
         (Scenario::RpcSeq, Impl::Lapin) => lapin_rpc(ctx, false).await,
         (Scenario::RpcPar, Impl::Postage) => postage_rpc(ctx, true).await,
         (Scenario::RpcPar, Impl::Lapin) => lapin_rpc(ctx, true).await,
+        (_, Impl::Memory) => Err("unreachable: memory runs the Postage side".into()),
     }
 }

@@ -13,13 +13,13 @@ use crate::lapin_side::{
     check_confirm, lapin_close, lapin_command, lapin_connect, lapin_consumer_loop, wire_fingerprint,
 };
 use crate::measure::{Snapshot, Timed, rss_kib};
-use crate::postage_side::{params, postage_connect};
+use crate::postage_side::params;
 use crate::scenario::Ctx;
 use crate::scenario::soak::{soak_report, spawn_rss_sampler};
 
 pub(crate) async fn postage_pipe(ctx: &Ctx<'_>) -> Res<Timed> {
     let rss_start = rss_kib();
-    let connection = postage_connect(&ctx.args.url).await?;
+    let connection = ctx.connect().await?;
     let counter = Counter::new(ctx.n);
     let sampler = ctx.soak.then(|| spawn_rss_sampler(counter.clone()));
     let start = Snapshot::now();

@@ -13,11 +13,11 @@ use crate::lapin_side::{
     check_confirm, lapin_close, lapin_command, lapin_connect, wire_fingerprint,
 };
 use crate::measure::{Snapshot, Timed};
-use crate::postage_side::{params, postage_connect};
+use crate::postage_side::params;
 use crate::scenario::Ctx;
 
 pub(crate) async fn postage_publish(ctx: &Ctx<'_>, confirms: bool) -> Res<Timed> {
-    let connection = postage_connect(&ctx.args.url).await?;
+    let connection = ctx.connect().await?;
     let producer = Producer::builder()
         .ek(ctx.fixture.exchange(), KEY)
         .fingerprint(fingerprint())

@@ -23,7 +23,7 @@ use crate::lapin_side::{
     wire_fingerprint,
 };
 use crate::measure::{Snapshot, Timed};
-use crate::postage_side::{invalid, params, postage_connect};
+use crate::postage_side::{invalid, params};
 use crate::scenario::Ctx;
 
 const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
@@ -62,7 +62,7 @@ async fn postage_rpc_server(
     Control,
     tokio::task::JoinHandle<postage::Result<Stop>>,
 )> {
-    let connection = postage_connect(&ctx.args.url).await?;
+    let connection = ctx.connect().await?;
     let processor = Processor::builder(RpcServer)
         .bind(ctx.fixture.exchange(), [(ctx.fixture.queue.as_str(), KEY)])
         .prefetch(ctx.args.prefetch)
@@ -75,7 +75,7 @@ async fn postage_rpc_server(
 
 pub(crate) async fn postage_rpc(ctx: &Ctx<'_>, parallel: bool) -> Res<Timed> {
     let (server_connection, control, server) = postage_rpc_server(ctx).await?;
-    let connection = postage_connect(&ctx.args.url).await?;
+    let connection = ctx.connect().await?;
     let producer = Producer::builder()
         .ek(ctx.fixture.exchange(), KEY)
         .fingerprint(fingerprint())
