@@ -5,4 +5,5 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stderr)]
 
+mod consumers;
 mod smoke;
