@@ -9,6 +9,8 @@
 
 use postage::prelude::*;
 
+pub mod components;
+
 /// The exchange every echo component uses.
 pub const ECHO: Exchange = Exchange::direct("echo-exchange");
 

@@ -12,19 +12,8 @@
 use std::time::Duration;
 
 use postage::prelude::*;
+use postage_examples::components::CalcProducer;
 use postage_examples::{init_logging, text};
-use serde_json::json;
-
-const CALC: Exchange = Exchange::direct("calc-exchange");
-
-struct CalcProducer;
-
-#[producer(eks = [(CALC, "calc-rk")])]
-impl CalcProducer {
-    fn build_rpc_binary(&self, op: &str, a: f64, b: f64) -> RpcCommand {
-        RpcCommand::new(op, json!({ "a": a, "b": b }))
-    }
-}
 
 /// A number argument; a missing or bad one is a usage error (status 2).
 fn number(arg: Option<&String>) -> f64 {

@@ -13,73 +13,19 @@
 #![allow(clippy::print_stdout)]
 
 use postage::prelude::*;
+use postage_examples::components::{Calculator, Lines, StatusProducer};
 use postage_examples::init_logging;
-use serde::Deserialize;
-
-const CALC: Exchange = Exchange::direct("calc-exchange");
-const STATUS: Exchange = Exchange::fanout("calc-status");
-
-#[derive(Debug, Deserialize)]
-struct Operands {
-    a: f64,
-    b: f64,
-}
-
-struct Calculator;
-
-#[processor]
-impl Calculator {
-    #[rpc_handler("command", "add")]
-    async fn add(&self, Params(ops): Params<Operands>) -> f64 {
-        println!("add {ops:?}");
-        ops.a + ops.b
-    }
-
-    #[rpc_handler("command", "mul")]
-    async fn mul(&self, Params(ops): Params<Operands>) -> f64 {
-        println!("mul {ops:?}");
-        ops.a * ops.b
-    }
-
-    #[rpc_handler("command", "div")]
-    async fn div(&self, Params(ops): Params<Operands>) -> Result<f64, RpcError> {
-        println!("div {ops:?}");
-        if ops.b == 0.0 {
-            return Err(RpcError::error("division by zero"));
-        }
-        Ok(ops.a / ops.b)
-    }
-
-    #[rpc_handler("command", "sqrt")]
-    async fn sqrt(&self, Params(x): Params<f64>) -> Result<f64, RpcError> {
-        println!("sqrt {x}");
-        if x < 0.0 {
-            return Err(RpcError::exception("ValueError", "math domain error"));
-        }
-        Ok(x.sqrt())
-    }
-}
-
-struct StatusProducer;
-
-#[producer(eks = [(STATUS, "")])]
-impl StatusProducer {
-    fn build_message_status(&self, status: &str) -> MessageStatus {
-        MessageStatus::new(status)
-    }
-}
 
 #[tokio::main]
 async fn main() -> Result<(), postage::Report> {
     init_logging();
     let fingerprint = Fingerprint::new("calc_service", "service");
     let connection = Connection::from_env().await?;
-    let processor = Processor::builder(Calculator)
-        .bind(CALC, [("calc-queue", "calc-rk")])
-        .fingerprint(fingerprint.clone())
-        .concurrency(8)
-        .connect(&connection)
-        .await?;
+    let processor = Calculator {
+        lines: Lines::Stdout,
+    }
+    .connect(fingerprint.clone(), &connection)
+    .await?;
     let status = StatusProducer
         .connect_with(Producer::builder().fingerprint(fingerprint), &connection)
         .await?;
