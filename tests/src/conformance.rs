@@ -87,7 +87,7 @@ pub async fn silent(consumer: &mut ProbeConsumer, millis: u64) -> bool {
     match consumer.next_within(Duration::from_millis(millis)).await {
         None => true,
         Some(Ok(delivery)) => {
-            eprintln!("unexpected delivery: {delivery:?}");
+            tracing::warn!(?delivery, "unexpected delivery");
             false
         }
         Some(Err(e)) => panic!("the consumer failed: {e}"),
