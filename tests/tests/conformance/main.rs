@@ -6,4 +6,6 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stderr)]
 
 mod consumers;
+mod queues;
+mod routing;
 mod smoke;
