@@ -6,6 +6,8 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stderr)]
 
 mod consumers;
+mod processors;
+mod publishing;
 mod queues;
 mod routing;
 mod smoke;
