@@ -483,6 +483,11 @@ impl State {
         key: &str,
     ) -> Refused<()> {
         self.channel(channel)?;
+        if exchange.is_empty() {
+            return Err(Refusal::access(
+                "operation not permitted on the default exchange",
+            ));
+        }
         if let Some(source) = self.exchanges.get_mut(exchange) {
             source
                 .bindings
