@@ -160,6 +160,27 @@ conformance! {
         assert!(second.redelivered(), "a requeued message is marked redelivered");
         second.ack().await.unwrap();
         assert!(silent(&mut consumer, 100).await);
+
+        // A requeued message goes back to its place at the head, before
+        // the messages behind it.
+        let queue = auto_delete_queue(&probe, "requeue-place").await;
+        for text in ["first", "second"] {
+            probe.publish("", &queue, text).await.unwrap();
+        }
+        let worker = broker.probe().await;
+        worker.qos(1).await.unwrap();
+        let mut consumer = worker.consume(&queue).await.unwrap();
+        let first = delivered(&mut consumer, 2000).await;
+        assert_eq!(first.text(), "first");
+        first.reject(true).await.unwrap();
+        let again = delivered(&mut consumer, 2000).await;
+        assert_eq!(again.text(), "first", "requeued to the head");
+        assert!(again.redelivered());
+        again.ack().await.unwrap();
+        let next = delivered(&mut consumer, 2000).await;
+        assert_eq!(next.text(), "second");
+        assert!(!next.redelivered());
+        next.ack().await.unwrap();
     }
 
     /// A message rejected without requeue, from a queue with no
@@ -276,8 +297,10 @@ conformance! {
         admin.publish("", &queue, "before").await.unwrap();
         let before = delivered(&mut consumer, 2000).await;
         assert_eq!(before.text(), "before");
-        before.ack().await.unwrap();
         consumer.cancel().await.unwrap();
+        // A delivery unacknowledged at the cancel is still settled on
+        // its channel.
+        before.ack().await.unwrap();
         assert_eq!(admin.declare_queue(&Queue::new(&queue).argument("x-expires", 60_000)).await.unwrap().consumers, 0);
         admin.publish("", &queue, "after 1").await.unwrap();
         admin.publish("", &queue, "after 2").await.unwrap();
