@@ -2,7 +2,7 @@
 //! bindings, replayed in that order after the connection is replaced.
 //! Consumers are recorded by their channels.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::Value;
 
@@ -27,12 +27,27 @@ pub(crate) struct BindingRecord {
     pub(crate) arguments: BTreeMap<String, Value>,
 }
 
+impl BindingRecord {
+    fn identity(&self) -> (String, bool, String, String) {
+        (
+            self.destination.clone(),
+            self.to_exchange,
+            self.exchange.clone(),
+            self.key.clone(),
+        )
+    }
+}
+
 /// What a connection declared, to declare again on a new connection.
 #[derive(Debug, Default)]
 pub(crate) struct Record {
     exchanges: Vec<Exchange>,
     queues: Vec<QueueRecord>,
+    /// Where each queue is in `queues`.
+    queue_index: HashMap<String, usize>,
     bindings: Vec<BindingRecord>,
+    /// (destination, to an exchange, exchange, key) of every binding.
+    binding_keys: HashSet<(String, bool, String, String)>,
 }
 
 impl Record {
@@ -58,10 +73,24 @@ impl Record {
             declaration: declaration.clone(),
             name: name.to_owned(),
         };
-        match self.queues.iter_mut().find(|q| q.name == name) {
-            Some(known) => *known = record,
-            None => self.queues.push(record),
+        match self.queue_index.get(name) {
+            Some(&index) => self.queues[index] = record,
+            None => {
+                self.queue_index.insert(name.to_owned(), self.queues.len());
+                self.queues.push(record);
+            }
         }
+    }
+
+    /// After queues or bindings were removed or renamed.
+    fn reindex(&mut self) {
+        self.queue_index = self
+            .queues
+            .iter()
+            .enumerate()
+            .map(|(index, q)| (q.name.clone(), index))
+            .collect();
+        self.binding_keys = self.bindings.iter().map(BindingRecord::identity).collect();
     }
 
     /// A queue (or, `to_exchange`, an exchange) bound.
@@ -80,7 +109,8 @@ impl Record {
             key: key.to_owned(),
             arguments: arguments.clone(),
         };
-        if !self.bindings.contains(&binding) {
+        // A binding made again (with the same arguments) is one binding.
+        if self.binding_keys.insert(binding.identity()) || !self.bindings.contains(&binding) {
             self.bindings.push(binding);
         }
     }
@@ -90,13 +120,18 @@ impl Record {
     pub(crate) fn unbound(&mut self, destination: &str, exchange: &str, key: &str) {
         self.bindings
             .retain(|b| !(b.destination == destination && b.exchange == exchange && b.key == key));
+        self.reindex();
     }
 
     /// A queue deleted: neither it nor its bindings are declared again.
     pub(crate) fn forget_queue(&mut self, queue: &str) {
+        if !self.queue_index.contains_key(queue) {
+            return;
+        }
         self.queues.retain(|q| q.name != queue);
         self.bindings
             .retain(|b| b.to_exchange || b.destination != queue);
+        self.reindex();
     }
 
     /// An exchange deleted, with the bindings from and to it.
@@ -111,9 +146,9 @@ impl Record {
     /// the queue and its bindings, so they are not declared again.
     pub(crate) fn consumers_gone(&mut self, queue: &str) {
         let auto_delete = self
-            .queues
-            .iter()
-            .any(|q| q.name == queue && q.declaration.is_auto_delete());
+            .queue_index
+            .get(queue)
+            .is_some_and(|&index| self.queues[index].declaration.is_auto_delete());
         if auto_delete {
             self.forget_queue(queue);
         }
@@ -147,6 +182,7 @@ impl Record {
                 new.clone_into(&mut binding.destination);
             }
         }
+        self.reindex();
     }
 }
 

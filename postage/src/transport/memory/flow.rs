@@ -12,12 +12,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::delivery::{Delivered, Event};
-use super::routing::{headers_match, topic_matches};
 use super::state::{
     ChannelState, ConsumerState, DeadLetter, Destination, Message, Overflow, REPLY_TO, Refusal,
     Refused, State, Stored, Unacked,
 };
-use crate::topology::ExchangeKind;
 
 /// What became of a publish.
 #[derive(Debug, PartialEq, Eq)]
@@ -250,20 +248,12 @@ impl State {
             let Some(state) = self.exchanges.get(&name) else {
                 continue;
             };
-            for bound in &state.bindings {
-                let matched = match state.kind {
-                    ExchangeKind::Direct => bound.key == key,
-                    ExchangeKind::Fanout => true,
-                    ExchangeKind::Topic => topic_matches(&bound.key, key),
-                    ExchangeKind::Headers => headers_match(&bound.arguments, headers),
-                };
-                if matched {
-                    match &bound.destination {
-                        Destination::Queue(queue) => {
-                            queues.insert(queue.clone());
-                        }
-                        Destination::Exchange(next) => pending.push(next.clone()),
+            for bound in state.bindings.matching(key, headers) {
+                match &bound.destination {
+                    Destination::Queue(queue) => {
+                        queues.insert(queue.clone());
                     }
+                    Destination::Exchange(next) => pending.push(next.clone()),
                 }
             }
         }

@@ -1,9 +1,133 @@
-//! Routing as RabbitMQ's exchange types route: topic patterns and headers
-//! matching (direct and fanout need no code of their own).
+//! Routing as RabbitMQ's exchange types route: an exchange's bindings,
+//! indexed by key where the key alone decides (direct, and topic bindings
+//! without wildcards), topic patterns and headers matching.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
+
+use crate::topology::ExchangeKind;
+
+/// Where a binding leads.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Destination {
+    Queue(String),
+    Exchange(String),
+}
+
+impl Destination {
+    pub(super) fn name(&self) -> &str {
+        match self {
+            Destination::Queue(name) | Destination::Exchange(name) => name,
+        }
+    }
+}
+
+/// One binding of an exchange.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Bound {
+    pub(super) destination: Destination,
+    pub(super) key: String,
+    pub(super) arguments: BTreeMap<String, Value>,
+}
+
+/// The bindings of one exchange of type `kind`.
+#[derive(Debug)]
+pub(super) struct Bindings {
+    kind: ExchangeKind,
+    /// Bindings whose key alone decides, by key.
+    exact: HashMap<String, Vec<Bound>>,
+    /// The others: topic patterns, fanout and headers bindings.
+    others: Vec<Bound>,
+}
+
+impl Bindings {
+    pub(super) fn new(kind: ExchangeKind) -> Self {
+        Bindings {
+            kind,
+            exact: HashMap::new(),
+            others: Vec::new(),
+        }
+    }
+
+    fn indexed(&self, key: &str) -> bool {
+        match self.kind {
+            ExchangeKind::Direct => true,
+            ExchangeKind::Topic => !key.contains(['*', '#']),
+            ExchangeKind::Fanout | ExchangeKind::Headers => false,
+        }
+    }
+
+    /// Adds a binding (a binding made twice is one binding).
+    pub(super) fn add(&mut self, bound: Bound) {
+        let list = if self.indexed(&bound.key) {
+            self.exact.entry(bound.key.clone()).or_default()
+        } else {
+            &mut self.others
+        };
+        if !list.contains(&bound) {
+            list.push(bound);
+        }
+    }
+
+    /// Removes the bindings to `destination` with `key`.
+    pub(super) fn remove(&mut self, destination: &Destination, key: &str) {
+        if self.indexed(key) {
+            if let Some(list) = self.exact.get_mut(key) {
+                list.retain(|b| b.destination != *destination);
+                if list.is_empty() {
+                    self.exact.remove(key);
+                }
+            }
+        } else {
+            self.others
+                .retain(|b| !(b.destination == *destination && b.key == key));
+        }
+    }
+
+    /// Removes every binding to `destination`; true if there was one.
+    pub(super) fn remove_all_to(&mut self, destination: &Destination) -> bool {
+        let before = self.len();
+        self.exact.retain(|_, list| {
+            list.retain(|b| b.destination != *destination);
+            !list.is_empty()
+        });
+        self.others.retain(|b| b.destination != *destination);
+        before != self.len()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.exact.values().map(Vec::len).sum::<usize>() + self.others.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.others.is_empty()
+    }
+
+    /// Every binding.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Bound> {
+        self.exact.values().flatten().chain(&self.others)
+    }
+
+    /// The bindings a message with `key` and `headers` matches.
+    pub(super) fn matching<'a>(
+        &'a self,
+        key: &'a str,
+        headers: &'a BTreeMap<String, Value>,
+    ) -> impl Iterator<Item = &'a Bound> {
+        let kind = self.kind;
+        self.exact
+            .get(key)
+            .into_iter()
+            .flatten()
+            .chain(self.others.iter().filter(move |b| match kind {
+                ExchangeKind::Direct => b.key == key,
+                ExchangeKind::Fanout => true,
+                ExchangeKind::Topic => topic_matches(&b.key, key),
+                ExchangeKind::Headers => headers_match(&b.arguments, headers),
+            }))
+    }
+}
 
 /// The words of a routing key or pattern, as RabbitMQ splits them: the
 /// empty key has no words, and every dot separates two words (which may

@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::delivery::Event;
+pub(super) use super::routing::{Bindings, Bound, Destination};
 use crate::error::Error;
 use crate::topology::{Exchange, ExchangeKind, Queue};
 use crate::transport::Headers;
@@ -125,35 +126,12 @@ pub(super) struct QueueState {
     pub(super) timer: Option<Instant>,
 }
 
-/// Where a binding leads.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) enum Destination {
-    Queue(String),
-    Exchange(String),
-}
-
-impl Destination {
-    pub(super) fn name(&self) -> &str {
-        match self {
-            Destination::Queue(name) | Destination::Exchange(name) => name,
-        }
-    }
-}
-
-/// One binding of an exchange.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct Bound {
-    pub(super) destination: Destination,
-    pub(super) key: String,
-    pub(super) arguments: BTreeMap<String, Value>,
-}
-
 #[derive(Debug)]
 pub(super) struct ExchangeState {
     pub(super) kind: ExchangeKind,
     pub(super) durable: bool,
     pub(super) auto_delete: bool,
-    pub(super) bindings: Vec<Bound>,
+    pub(super) bindings: Bindings,
 }
 
 /// A consumer, as its channel knows it.
@@ -275,7 +253,7 @@ impl State {
                     kind,
                     durable: true,
                     auto_delete: false,
-                    bindings: Vec::new(),
+                    bindings: Bindings::new(kind),
                 });
         }
     }
@@ -332,7 +310,7 @@ impl State {
                 kind: exchange.kind(),
                 durable: exchange.is_durable(),
                 auto_delete: exchange.is_auto_delete(),
-                bindings: Vec::new(),
+                bindings: Bindings::new(exchange.kind()),
             },
         );
         Ok(())
@@ -468,9 +446,7 @@ impl State {
             key: key.to_owned(),
             arguments: arguments.clone(),
         };
-        if !source.bindings.contains(&bound) {
-            source.bindings.push(bound);
-        }
+        source.bindings.add(bound);
         Ok(())
     }
 
@@ -489,9 +465,7 @@ impl State {
             ));
         }
         if let Some(source) = self.exchanges.get_mut(exchange) {
-            source
-                .bindings
-                .retain(|b| !(b.destination == *destination && b.key == key));
+            source.bindings.remove(destination, key);
         }
         self.auto_delete_exchange(exchange);
         Ok(())
@@ -518,9 +492,7 @@ impl State {
     fn drop_bindings_to(&mut self, destination: &Destination) {
         let mut emptied = Vec::new();
         for (name, exchange) in &mut self.exchanges {
-            let before = exchange.bindings.len();
-            exchange.bindings.retain(|b| b.destination != *destination);
-            if before != exchange.bindings.len() && exchange.bindings.is_empty() {
+            if exchange.bindings.remove_all_to(destination) && exchange.bindings.is_empty() {
                 emptied.push(name.clone());
             }
         }
