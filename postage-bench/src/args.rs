@@ -89,12 +89,14 @@ pub(crate) struct Args {
     pub(crate) json: bool,
     /// Set up (and pre-fill) only: a baseline for instruction counts.
     pub(crate) dry: bool,
+    /// One thread for everything (as `#[tokio::test]`).
+    pub(crate) current_thread: bool,
     pub(crate) url: String,
 }
 
 const USAGE: &str = "usage: postage-bench <publish|publish-confirm|consume|pipe|rpc-seq|rpc-par|soak|idle-queues|all> \
 [--count N] [--impl postage|lapin|both] [--broker rabbitmq|memory|both] [--runs R] [--prefetch P] [--window W] \
-[--in-flight F] [--json] [--dry]";
+[--in-flight F] [--current-thread] [--json] [--dry]";
 
 pub(crate) fn parse_args() -> Res<Args> {
     let mut args = Args {
@@ -107,6 +109,7 @@ pub(crate) fn parse_args() -> Res<Args> {
         in_flight: 64,
         json: false,
         dry: false,
+        current_thread: false,
         url: std::env::var("POSTAGE_URL")
             .ok()
             .filter(|u| !u.is_empty())
@@ -139,6 +142,7 @@ pub(crate) fn parse_args() -> Res<Args> {
             }
             "--json" => args.json = true,
             "--dry" => args.dry = true,
+            "--current-thread" => args.current_thread = true,
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);

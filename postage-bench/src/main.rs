@@ -10,6 +10,8 @@
 //!
 //! `--broker memory` runs the Postage side on the in-memory broker
 //! instead of RabbitMQ; `--broker both` runs it on each, side by side.
+//! `--current-thread` runs everything on one thread, as `#[tokio::test]`
+//! runs a test (the default is tokio's multi-threaded runtime).
 //!
 //! Each run prints one JSON line; at the end a table of medians and the
 //! postage/lapin ratios follows (with `--json`, one JSON summary line per
@@ -34,9 +36,20 @@ use crate::measure::measure;
 use crate::postage_side::postage_body;
 use crate::report::report;
 
-#[tokio::main]
-async fn main() -> Res<()> {
+fn main() -> Res<()> {
     let args = parse_args()?;
+    // `--current-thread`: one thread, as `#[tokio::test]` runs a test.
+    let runtime = if args.current_thread {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    }
+    .enable_all()
+    .build()?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: args::Args) -> Res<()> {
     // RabbitMQ is needed unless every run is on the in-memory broker.
     let admin = if args.impls.iter().all(|imp| *imp == Impl::Memory) {
         None
@@ -44,12 +57,17 @@ async fn main() -> Res<()> {
         Some(Admin::connect(&args.url).await?)
     };
     eprintln!(
-        "postage-bench: body {} bytes, prefetch {}, confirm window {}, rpc in flight {}, {} run(s) per impl",
+        "postage-bench: body {} bytes, prefetch {}, confirm window {}, rpc in flight {}, {} run(s) per impl, {} runtime",
         postage_body(0)?.len(),
         args.prefetch,
         args.window,
         args.in_flight,
-        args.runs
+        args.runs,
+        if args.current_thread {
+            "current-thread"
+        } else {
+            "multi-thread"
+        }
     );
     let mut records = Vec::new();
     for &scenario in &args.scenarios {

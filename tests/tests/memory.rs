@@ -243,3 +243,53 @@ async fn the_broker_state_can_be_read() {
     let names: Vec<String> = broker.queues().into_iter().map(|q| q.name).collect();
     assert_eq!(names, ["parked", "work"]);
 }
+
+#[tokio::test]
+async fn a_scheduler_runs_a_component_until_quit() {
+    let broker = MemoryBroker::new();
+    let connection = broker.connect().await.unwrap();
+    let (tx, mut seen) = mpsc::unbounded_channel();
+    let processor = Processor::builder(Worker { seen: tx })
+        .bind(JOBS, [("scheduled", "job")])
+        .connect(&connection)
+        .await
+        .unwrap();
+    let mut scheduler = Scheduler::new().handle_signals(false);
+    scheduler.add(processor);
+    let running = tokio::spawn(scheduler.run());
+    let producer = Producer::builder()
+        .ek(JOBS, "job")
+        .connect(&connection)
+        .await
+        .unwrap();
+    producer.command("job", "one").await.unwrap();
+    assert_eq!(next(&mut seen).await, "one");
+    producer
+        .command("quit", serde_json::json!({}))
+        .await
+        .unwrap();
+    tokio::time::timeout(WAIT, running)
+        .await
+        .expect("the scheduler ends")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_restart_command_stops_the_processor_for_a_restart() {
+    let broker = MemoryBroker::new();
+    let connection = broker.connect().await.unwrap();
+    let (control, task, _seen) = worker(&connection, Queue::new("restarted")).await;
+    let producer = Producer::builder()
+        .ek(JOBS, "job")
+        .connect(&connection)
+        .await
+        .unwrap();
+    producer
+        .command("restart", serde_json::json!({}))
+        .await
+        .unwrap();
+    let stop = tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
+    assert_eq!(stop.unwrap(), Stop::Restart);
+    drop(control);
+}

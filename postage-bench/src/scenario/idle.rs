@@ -2,7 +2,7 @@
 //! N queues, each bound to one exchange, and reports the resident memory
 //! they added, per queue.
 
-use postage::testing::{MemoryBroker, Probe};
+use postage::testing::Probe;
 use postage::{Exchange, Queue};
 use serde_json::json;
 
@@ -11,7 +11,7 @@ use crate::measure::{Snapshot, Timed, rss_kib};
 use crate::scenario::Ctx;
 
 pub(crate) async fn idle_queues(ctx: &Ctx<'_>) -> Res<Timed> {
-    let broker = ctx.memory.clone().unwrap_or_else(MemoryBroker::new);
+    let broker = ctx.memory.clone().unwrap_or_default();
     let probe = Probe::open(&broker.connect().await?).await?;
     let exchange = Exchange::direct("idle-queues");
     probe.declare_exchange(&exchange).await?;

@@ -71,8 +71,8 @@ impl Connection {
         })
     }
 
-    /// A connection to an in-memory broker (see
-    /// [`MemoryBroker::connect`](crate::testing::MemoryBroker::connect)).
+    /// A connection to an in-memory broker (what
+    /// `testing::MemoryBroker::connect` gives).
     #[cfg(feature = "testing")]
     pub(crate) fn in_memory(broker: &Arc<super::memory::Broker>, config: Config) -> Result<Self> {
         let link = Arc::new(Link::default());

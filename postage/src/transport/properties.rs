@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 /// Message headers (the AMQP `headers` property) as JSON values: what a
-/// send carries with [`Publish::header`](crate::producer::Publish::header),
+/// send carries with `Publish::header`,
 /// what headers exchanges route on, and what the broker adds (`x-death`,
 /// `x-delivery-count`). Strings, numbers, booleans, arrays and tables;
 /// AMQP timestamps read as seconds.

@@ -13,15 +13,10 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Confirmation};
 
 use super::convert::{amqp_error, field_table};
-use super::declare;
 use super::delivery::{Consumer, ConsumerId, Interruption, Slot};
 use super::session::{Shared, open_lapin_channel};
 use crate::error::{Error, Result};
-use crate::topology::{Exchange, Queue};
-use crate::transport::{Declared, OutgoingProperties};
-use std::collections::BTreeMap;
-
-use serde_json::Value;
+use crate::transport::OutgoingProperties;
 
 /// How many times an operation interrupted by a lost connection is tried
 /// again once the connection is back.
@@ -34,11 +29,11 @@ const LOSS_NOTICE: Duration = Duration::from_secs(2);
 
 /// A channel. Cheap to clone: clones are the same channel.
 #[derive(Clone)]
-pub(crate) struct Channel(Arc<ChannelShared>);
+pub(crate) struct Channel(pub(super) Arc<ChannelShared>);
 
 /// What the clones of a channel share, and what recovery reopens.
 pub(crate) struct ChannelShared {
-    connection: Arc<Shared>,
+    pub(super) connection: Arc<Shared>,
     /// Read by every publish from any task: a read lock, which readers do
     /// not contend for.
     current: RwLock<Current>,
@@ -203,7 +198,7 @@ impl ChannelShared {
     /// Runs `operation` on the channel; when a lost connection interrupts
     /// it, runs it again on the channel that replaces this one. Gives the
     /// generation of the channel it succeeded on with its value.
-    async fn with_channel<T, F, Fut>(
+    pub(super) async fn with_channel<T, F, Fut>(
         &self,
         what: impl Fn() -> String,
         operation: F,
@@ -302,106 +297,6 @@ fn lost(operation: String, error: lapin::Error, reason: &str) -> Error {
 }
 
 impl Channel {
-    pub(crate) async fn declare_exchange(&self, exchange: &Exchange) -> Result<()> {
-        let what = || format!("exchange.declare {:?}", exchange.name());
-        self.0
-            .with_channel(what, |channel| async move {
-                declare::exchange(&channel, exchange).await
-            })
-            .await?;
-        self.0.connection.state().record.exchange(exchange);
-        Ok(())
-    }
-
-    pub(crate) async fn declare_queue(&self, queue: &Queue) -> Result<Declared> {
-        let what = || format!("queue.declare {:?}", queue.name());
-        let (declared, _) = self
-            .0
-            .with_channel(what, |channel| async move {
-                declare::queue(&channel, queue, queue.name()).await
-            })
-            .await?;
-        if !queue.is_passive() {
-            self.0
-                .connection
-                .state()
-                .record
-                .queue(queue, &declared.name);
-        }
-        Ok(declared)
-    }
-
-    pub(crate) async fn bind(
-        &self,
-        destination: &str,
-        to_exchange: bool,
-        exchange: &str,
-        key: &str,
-        arguments: &BTreeMap<String, Value>,
-    ) -> Result<()> {
-        let what = || format!("bind {destination:?} to {exchange:?} with key {key:?}");
-        self.0
-            .with_channel(what, |channel| async move {
-                declare::bind(&channel, destination, to_exchange, exchange, key, arguments).await
-            })
-            .await?;
-        self.0.connection.state().record.binding(
-            destination,
-            to_exchange,
-            exchange,
-            key,
-            arguments,
-        );
-        Ok(())
-    }
-
-    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
-    pub(crate) async fn unbind(
-        &self,
-        destination: &str,
-        to_exchange: bool,
-        exchange: &str,
-        key: &str,
-    ) -> Result<()> {
-        let what = || format!("unbind {destination:?} from {exchange:?} with key {key:?}");
-        self.0
-            .with_channel(what, |channel| async move {
-                declare::unbind(&channel, destination, to_exchange, exchange, key).await
-            })
-            .await?;
-        self.0
-            .connection
-            .state()
-            .record
-            .unbound(destination, exchange, key);
-        Ok(())
-    }
-
-    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
-    pub(crate) async fn delete_queue(&self, queue: &str) -> Result<u32> {
-        let what = || format!("queue.delete {queue:?}");
-        let (messages, _) = self
-            .0
-            .with_channel(what, |channel| async move {
-                declare::delete_queue(&channel, queue).await
-            })
-            .await?;
-        self.0.connection.state().record.forget_queue(queue);
-        Ok(messages)
-    }
-
-    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
-    pub(crate) async fn delete_exchange(&self, exchange: &str) -> Result<()> {
-        let what = || format!("exchange.delete {exchange:?}");
-        self.0
-            .with_channel(what, |channel| async move {
-                declare::delete_exchange(&channel, exchange).await
-            })
-            .await?;
-        self.0.connection.state().record.forget_exchange(exchange);
-        Ok(())
-    }
-
     pub(crate) async fn qos(&self, prefetch: u16) -> Result<()> {
         self.0
             .with_channel(

@@ -14,6 +14,7 @@
 //! | `recovery` | replacing a lost connection; stalls |
 //! | `channel` | a channel that is opened again after a loss: declarations, consumers, publishing |
 //! | `declare` | declarations on a lapin channel (used by channels and by recovery) |
+//! | `topology` | declarations through a recovering channel, recorded for recovery |
 //! | `delivery` | deliveries, consumers across channel replacements, interruptions |
 //! | `convert` | arguments as field tables, lapin's errors as ours |
 
@@ -24,6 +25,7 @@ mod declare;
 mod delivery;
 mod recovery;
 mod session;
+mod topology;
 
 pub(crate) use channel::Channel;
 pub(crate) use delivery::{Consumer, ConsumerId, Delivery, Interruption};

@@ -6,7 +6,8 @@
 //! | file | holds |
 //! |---|---|
 //! | `broker` | `MemoryBroker`: connections, faults, inspection; the lock on the state |
-//! | `state` | the state: exchanges, queues, channels; declarations and RabbitMQ's refusals |
+//! | `state` | the state: exchanges, queues, channels; declarations |
+//! | `refusal` | RabbitMQ's refusals: reply codes and texts |
 //! | `flow` | routing, queueing, delivery within prefetch, settlement, expiry, dead-lettering |
 //! | `routing` | topic patterns and headers matching |
 //! | `session` | a connection, attached again after the broker dropped it |
@@ -17,6 +18,7 @@ mod broker;
 mod channel;
 mod delivery;
 mod flow;
+mod refusal;
 mod routing;
 mod session;
 mod state;
@@ -25,8 +27,5 @@ pub(crate) use broker::Broker;
 pub use broker::{BindingInfo, MemoryBroker, QueueInfo};
 pub(crate) use channel::Channel;
 pub(crate) use delivery::{Consumer, ConsumerId, Delivery, Interruption};
-pub(crate) use session::Connection;
+pub(crate) use session::{Connection, ENDPOINT};
 pub use state::DeadLetter;
-
-/// What a connection to the in-memory broker gives as its endpoint.
-pub(crate) const ENDPOINT: &str = "memory";

@@ -22,6 +22,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// What a connection to the in-memory broker gives as its endpoint.
+pub(crate) const ENDPOINT: &str = "memory";
+
 /// A connection to the in-memory broker.
 pub(crate) struct Connection {
     shared: Arc<Session>,
@@ -49,7 +52,7 @@ impl Connection {
     pub(crate) fn open(broker: &Arc<Broker>, config: &Config, link: &Arc<Link>) -> Result<Self> {
         let mut state = broker.lock();
         let id = state.open_connection().ok_or_else(|| Error::Connect {
-            endpoint: super::ENDPOINT.to_owned(),
+            endpoint: ENDPOINT.to_owned(),
             source: "the in-memory broker is stopped".into(),
         })?;
         let shared = Arc::new(Session {
