@@ -293,3 +293,23 @@ async fn a_restart_command_stops_the_processor_for_a_restart() {
     assert_eq!(stop.unwrap(), Stop::Restart);
     drop(control);
 }
+
+#[tokio::test]
+async fn a_connection_nothing_uses_is_closed_and_its_deliveries_requeued() {
+    let broker = MemoryBroker::new();
+    let keeper = Probe::open(&broker.connect().await.unwrap()).await.unwrap();
+    keeper.declare_queue(&Queue::new("kept")).await.unwrap();
+    keeper.publish("", "kept", "one").await.unwrap();
+    {
+        let connection = broker.connect().await.unwrap();
+        let probe = Probe::open(&connection).await.unwrap();
+        let mut consumer = probe.consume("kept").await.unwrap();
+        let delivery = delivered(&mut consumer, 1000).await;
+        assert_eq!(broker.queue("kept").unwrap().unacked, 1);
+        drop(delivery);
+        assert_eq!(broker.connections(), 2);
+    }
+    assert_eq!(broker.connections(), 1);
+    let kept = broker.queue("kept").unwrap();
+    assert_eq!((kept.messages, kept.unacked, kept.consumers), (1, 0, 0));
+}

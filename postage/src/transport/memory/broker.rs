@@ -157,7 +157,8 @@ impl Broker {
     /// Drops every connection; `then` changes the state after (a stop, a
     /// restart).
     fn drop_all(&self, then: impl FnOnce(&mut State)) {
-        let mut state = self.lock();
+        // Taken before the lock, and so released after it: a session
+        // released last closes its connection, under the lock.
         let sessions: Vec<Arc<Session>> = self
             .sessions
             .lock()
@@ -165,6 +166,7 @@ impl Broker {
             .iter()
             .filter_map(Weak::upgrade)
             .collect();
+        let mut state = self.lock();
         for session in &sessions {
             if !session.closed() && session.id().is_some() {
                 session.dropped();

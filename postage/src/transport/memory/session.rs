@@ -127,6 +127,23 @@ impl Connection {
     }
 }
 
+/// A connection nothing uses any more is closed, as a client that went
+/// away: its unacknowledged deliveries are requeued, its exclusive queues
+/// go.
+impl Drop for Session {
+    fn drop(&mut self) {
+        let id = self
+            .state
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .id
+            .take();
+        if let Some(id) = id {
+            self.broker.lock().close_connection(id);
+        }
+    }
+}
+
 impl Session {
     pub(super) fn closed(&self) -> bool {
         self.closed.load(Ordering::Relaxed)
