@@ -219,11 +219,7 @@ impl Channel {
         arguments: &BTreeMap<String, Value>,
     ) -> Result<()> {
         let what = || format!("bind {destination:?} to {exchange:?} with key {key:?}");
-        let target = if to_exchange {
-            Destination::Exchange(destination.to_owned())
-        } else {
-            Destination::Queue(destination.to_owned())
-        };
+        let target = Destination::new(destination, to_exchange);
         self.0
             .run(what, |state, id, _| {
                 state.bind(id, target.clone(), exchange, key, arguments)
@@ -244,11 +240,7 @@ impl Channel {
         key: &str,
     ) -> Result<()> {
         let what = || format!("unbind {destination:?} from {exchange:?} with key {key:?}");
-        let target = if to_exchange {
-            Destination::Exchange(destination.to_owned())
-        } else {
-            Destination::Queue(destination.to_owned())
-        };
+        let target = Destination::new(destination, to_exchange);
         self.0
             .run(what, |state, id, _| {
                 state.unbind(id, &target, exchange, key)

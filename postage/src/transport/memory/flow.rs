@@ -423,17 +423,18 @@ impl State {
             let Some(index) = chosen else { break };
             state.turn = index + 1;
             let (channel_id, tag) = state.consumers[index].clone();
-            let Some(stored) = state.ready.pop_front() else {
+            // The consumer was found with room just above.
+            let Some(channel) = channels.get_mut(&channel_id) else {
                 break;
             };
-            let Some(channel) = channels.get_mut(&channel_id) else {
+            let Some(consumer) = channel.consumers.get_mut(&tag) else {
+                break;
+            };
+            let Some(stored) = state.ready.pop_front() else {
                 break;
             };
             channel.next_tag += 1;
             let delivery_tag = channel.next_tag;
-            let Some(consumer) = channel.consumers.get_mut(&tag) else {
-                break;
-            };
             let delivered = Delivered {
                 message: stored.message.clone(),
                 tag: delivery_tag,

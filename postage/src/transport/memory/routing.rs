@@ -16,6 +16,15 @@ pub(super) enum Destination {
 }
 
 impl Destination {
+    /// A queue, or with `to_exchange` an exchange, called `name`.
+    pub(super) fn new(name: &str, to_exchange: bool) -> Self {
+        if to_exchange {
+            Destination::Exchange(name.to_owned())
+        } else {
+            Destination::Queue(name.to_owned())
+        }
+    }
+
     pub(super) fn name(&self) -> &str {
         match self {
             Destination::Queue(name) | Destination::Exchange(name) => name,

@@ -237,11 +237,7 @@ fn redeclare(
                 .iter()
                 .find(|(old, _)| *old == binding.destination)
                 .map_or(binding.destination.clone(), |(_, new)| new.clone());
-            let destination = if binding.to_exchange {
-                Destination::Exchange(destination)
-            } else {
-                Destination::Queue(destination)
-            };
+            let destination = Destination::new(&destination, binding.to_exchange);
             state.bind(
                 channel,
                 destination,
