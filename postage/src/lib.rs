@@ -22,10 +22,13 @@
 //! | [`processor`](mod@processor) | [`Processor`], handler tables, extractors, replies, `quit` / `restart` |
 //! | [`scheduler`] | [`Scheduler`]: many processors, signals, graceful shutdown, restart |
 //! | [`error`] | [`Error`], [`Report`] |
+//! | `testing` | with the `testing` feature: `MemoryBroker`, a broker in the test process, and `Probe` |
 //!
 //! Everything that talks to the broker goes through one internal seam
 //! (`transport`): the AMQP backend behind it is the only code that knows
-//! the AMQP client library. Postage runs on Unix (Linux, macOS): signals
+//! the AMQP client library, and the in-memory broker of the `testing`
+//! feature is a second backend, on which components run unchanged in
+//! their tests. Postage runs on Unix (Linux, macOS): signals
 //! and restarting in place use Unix APIs.
 //!
 //! ## Sending and receiving by hand
