@@ -279,7 +279,7 @@ async fn a_scheduler_runs_a_component_until_quit() {
 async fn a_restart_command_stops_the_processor_for_a_restart() {
     let broker = MemoryBroker::new();
     let connection = broker.connect().await.unwrap();
-    let (control, task, _seen) = worker(&connection, Queue::new("restarted")).await;
+    let (_control, task, _seen) = worker(&connection, Queue::new("restarted")).await;
     let producer = Producer::builder()
         .ek(JOBS, "job")
         .connect(&connection)
@@ -291,7 +291,6 @@ async fn a_restart_command_stops_the_processor_for_a_restart() {
         .unwrap();
     let stop = tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
     assert_eq!(stop.unwrap(), Stop::Restart);
-    drop(control);
 }
 
 #[tokio::test]

@@ -7,6 +7,27 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::error::Error;
+
+/// The error of `operation` on a connection that was closed.
+pub(crate) fn connection_closed(operation: &str) -> Error {
+    Error::Amqp {
+        operation: operation.to_owned(),
+        reply_code: None,
+        source: "the connection is closed".into(),
+    }
+}
+
+/// The error of `operation` that waited the whole recovery timeout for a
+/// lost connection to come back.
+pub(crate) fn not_recovered(operation: &str, timeout: Duration) -> Error {
+    Error::Amqp {
+        operation: operation.to_owned(),
+        reply_code: None,
+        source: format!("the connection did not recover within {timeout:?}").into(),
+    }
+}
+
 /// The state of a connection, as its backend last saw it.
 #[derive(Debug, Default)]
 pub(crate) struct Link {

@@ -14,8 +14,9 @@ use super::channel::{Channel, ChannelShared};
 use super::convert::amqp_error;
 use super::{connect, recovery};
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::transport::Link;
+use crate::transport::link::{connection_closed, not_recovered};
 use crate::transport::record::Record;
 
 /// A connection to RabbitMQ that Postage recovers itself.
@@ -117,11 +118,7 @@ impl Connection {
         let deadline = tokio::time::Instant::now() + shared.config.recovery_timeout();
         loop {
             if shared.closed() {
-                return Err(Error::Amqp {
-                    operation: "channel.open".into(),
-                    reply_code: None,
-                    source: "the connection is closed".into(),
-                });
+                return Err(connection_closed("channel.open"));
             }
             if !shared.link.recovering() {
                 let generation = shared.epoch();
@@ -140,15 +137,10 @@ impl Connection {
                 }
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(Error::Amqp {
-                    operation: "channel.open".into(),
-                    reply_code: None,
-                    source: format!(
-                        "the connection did not recover within {:?}",
-                        shared.config.recovery_timeout()
-                    )
-                    .into(),
-                });
+                return Err(not_recovered(
+                    "channel.open",
+                    shared.config.recovery_timeout(),
+                ));
             }
             shared.link.recovered_or_tick().await;
         }

@@ -292,7 +292,7 @@ impl MemoryBroker {
             unacked,
             consumers: queue.consumers.len(),
             durable: queue.durable,
-            exclusive: queue.exclusive,
+            exclusive: queue.owner.is_some(),
             auto_delete: queue.auto_delete,
             arguments: queue.arguments.clone(),
         })

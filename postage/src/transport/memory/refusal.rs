@@ -2,8 +2,8 @@
 
 use crate::error::Error;
 
-/// A refusal by the broker: its reply code and text, and whether it closes
-/// the channel (all those modelled do; the connection stays).
+/// A refusal by the broker: its reply code and text. Every refusal
+/// modelled closes the channel (as RabbitMQ's do), not the connection.
 #[derive(Debug, Clone)]
 pub(crate) struct Refusal {
     pub(super) code: u16,

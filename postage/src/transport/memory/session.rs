@@ -16,6 +16,7 @@ use super::state::{Destination, Refusal, State};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::transport::Link;
+use crate::transport::link::{connection_closed, not_recovered};
 use crate::transport::record::Record;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -94,11 +95,7 @@ impl Connection {
         let deadline = tokio::time::Instant::now() + shared.config.recovery_timeout();
         loop {
             if shared.closed() {
-                return Err(Error::Amqp {
-                    operation: "channel.open".into(),
-                    reply_code: None,
-                    source: "the connection is closed".into(),
-                });
+                return Err(connection_closed("channel.open"));
             }
             {
                 let mut state = shared.broker.lock();
@@ -112,15 +109,10 @@ impl Connection {
                 }
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(Error::Amqp {
-                    operation: "channel.open".into(),
-                    reply_code: None,
-                    source: format!(
-                        "the connection did not recover within {:?}",
-                        shared.config.recovery_timeout()
-                    )
-                    .into(),
-                });
+                return Err(not_recovered(
+                    "channel.open",
+                    shared.config.recovery_timeout(),
+                ));
             }
             shared.link.recovered_or_tick().await;
         }

@@ -54,10 +54,9 @@ pub(super) enum Overflow {
 #[derive(Debug)]
 pub(super) struct QueueState {
     pub(super) durable: bool,
-    pub(super) exclusive: bool,
     pub(super) auto_delete: bool,
     pub(super) arguments: BTreeMap<String, Value>,
-    /// The connection that owns an exclusive queue.
+    /// The connection that owns it, when it is exclusive.
     pub(super) owner: Option<u64>,
     pub(super) ttl: Option<u64>,
     pub(super) max_length: Option<usize>,
@@ -341,7 +340,6 @@ impl State {
         };
         let state = QueueState {
             durable: queue.is_durable(),
-            exclusive: queue.is_exclusive(),
             auto_delete: queue.is_auto_delete(),
             arguments: arguments.clone(),
             owner: queue.is_exclusive().then_some(connection),
@@ -512,7 +510,7 @@ fn server_name(id: u64) -> String {
 fn equivalent(name: &str, known: &QueueState, queue: &Queue) -> Refused<()> {
     for (what, received, current) in [
         ("durable", queue.is_durable(), known.durable),
-        ("exclusive", queue.is_exclusive(), known.exclusive),
+        ("exclusive", queue.is_exclusive(), known.owner.is_some()),
         ("auto_delete", queue.is_auto_delete(), known.auto_delete),
     ] {
         if received != current {
