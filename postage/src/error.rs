@@ -180,6 +180,31 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The variant's name (`Unroutable`, `RpcTimeout`…): the `error.type`
+    /// of a failed span.
+    pub(crate) fn kind_name(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "Config",
+            Error::Connect { .. } => "Connect",
+            Error::Unreachable { .. } => "Unreachable",
+            Error::Amqp { .. } => "Amqp",
+            Error::Encode(_) => "Encode",
+            Error::Decode(_) => "Decode",
+            Error::Content(_) => "Content",
+            Error::Nacked { .. } => "Nacked",
+            Error::Unroutable { .. } => "Unroutable",
+            Error::Unconfirmed { .. } => "Unconfirmed",
+            Error::PublishInterrupted { .. } => "PublishInterrupted",
+            Error::NoDestination => "NoDestination",
+            Error::RpcTimeout { .. } => "RpcTimeout",
+            Error::ReplyLost { .. } => "ReplyLost",
+            Error::Io { .. } => "Io",
+            Error::ConsumerStopped => "ConsumerStopped",
+            Error::ConsumerLost(_) => "ConsumerLost",
+            Error::ShutdownTimeout(_) => "ShutdownTimeout",
+        }
+    }
+
     /// Is this an RPC timeout?
     pub fn is_timeout(&self) -> bool {
         matches!(self, Error::RpcTimeout { .. })

@@ -137,6 +137,7 @@ pub mod processor;
 pub mod producer;
 pub mod rpc;
 pub mod scheduler;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod topology;

@@ -10,6 +10,7 @@ use super::handle::{Queues, Shared, State};
 use super::{Consumer, ConsumerHandle, Health};
 use crate::encoding::{Encoder, JsonEncoder};
 use crate::error::Result;
+use crate::telemetry::HealthGauge;
 use crate::topology::{Binding, Exchange, Queue};
 use crate::transport::Connection;
 
@@ -31,6 +32,7 @@ pub struct ConsumerBuilder {
     prefetch: u16,
     encoder: Arc<dyn Encoder>,
     max_body_size: usize,
+    name: String,
 }
 
 impl Default for ConsumerBuilder {
@@ -40,6 +42,7 @@ impl Default for ConsumerBuilder {
             prefetch: DEFAULT_PREFETCH,
             encoder: Arc::new(JsonEncoder),
             max_body_size: DEFAULT_MAX_BODY_SIZE,
+            name: "consumer".into(),
         }
     }
 }
@@ -88,6 +91,15 @@ impl ConsumerBuilder {
         self
     }
 
+    /// The consumer's name in metrics: the `consumer` label of its
+    /// health gauge (default `consumer`; a processor gives its
+    /// fingerprint's name). Keep it the same across restarts.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
     pub(crate) fn encoder_arc(&self) -> Arc<dyn Encoder> {
         self.encoder.clone()
     }
@@ -104,6 +116,8 @@ impl ConsumerBuilder {
         channel.qos(self.prefetch).await?;
         let (tx, added) = mpsc::unbounded_channel();
         let (health, _) = watch::channel(Health::Consuming);
+        let health_gauge = HealthGauge::new(&self.name);
+        health_gauge.set(0);
         let shared = Arc::new(Shared {
             channel,
             encoder: self.encoder,
@@ -114,6 +128,7 @@ impl ConsumerBuilder {
                 consumers: Vec::new(),
             }),
             health,
+            health_gauge,
             link: connection.link(),
         });
         let consumer = Consumer {

@@ -92,6 +92,17 @@ impl Delivery {
         self.raw.headers()
     }
 
+    /// The delivery tag: the broker's number for it on its channel.
+    pub fn delivery_tag(&self) -> u64 {
+        self.raw.delivery_tag()
+    }
+
+    /// A header's value when it is a string (`traceparent`, say),
+    /// without converting the other headers.
+    pub fn header_text(&self, key: &str) -> Option<&str> {
+        self.raw.header_text(key)
+    }
+
     /// Was it published persistent (delivery mode 2)?
     pub fn is_persistent(&self) -> bool {
         self.raw.is_persistent()

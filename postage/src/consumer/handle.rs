@@ -11,6 +11,7 @@ pub(super) use super::stream::{QueueStream, Queues, queue_stream};
 use super::{ConsumerBuilder, Delivery};
 use crate::encoding::Encoder;
 use crate::error::{Error, Result};
+use crate::telemetry::HealthGauge;
 use crate::topology::{Exchange, Queue};
 use crate::transport::{Channel, ConsumerId, Link};
 
@@ -34,6 +35,8 @@ pub(super) struct Shared {
     pub(super) max_body_size: usize,
     pub(super) state: Mutex<State>,
     pub(super) health: watch::Sender<Health>,
+    /// The health as the metrics show it.
+    pub(super) health_gauge: HealthGauge,
     pub(super) link: Arc<Link>,
 }
 
@@ -46,6 +49,17 @@ pub(super) struct State {
 }
 
 impl Shared {
+    /// The consumer's health is now `health`.
+    pub(super) fn set_health(&self, health: Health) {
+        self.health_gauge.set(match health {
+            Health::Consuming => 0,
+            Health::Recovering => 1,
+            Health::Failed(_) => 2,
+            Health::Stopped => 3,
+        });
+        self.health.send_replace(health);
+    }
+
     pub(super) fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -229,7 +243,7 @@ impl ConsumerHandle {
                 tracing::debug!(error = %e.report(), "cancel consumer");
             }
         }
-        self.shared.health.send_replace(Health::Stopped);
+        self.shared.set_health(Health::Stopped);
     }
 
     /// The queues consumed.

@@ -161,18 +161,17 @@ impl Shared {
         raw: &RawConsumer,
         interruption: Interruption,
     ) -> Option<RawConsumer> {
-        self.health.send_replace(Health::Recovering);
+        self.set_health(Health::Recovering);
         match self.channel.resume_consumer(queue, raw, interruption).await {
             Ok(raw) => {
-                self.health.send_replace(Health::Consuming);
+                self.set_health(Health::Consuming);
                 Some(raw)
             }
             Err(error) => {
                 if !self.stopped() {
                     let error = error.report().to_string();
                     tracing::error!(queue, %error, "consumer lost and not recoverable");
-                    self.health
-                        .send_replace(Health::Failed(format!("queue {queue}: {error}")));
+                    self.set_health(Health::Failed(format!("queue {queue}: {error}")));
                 }
                 None
             }
@@ -190,7 +189,7 @@ impl Shared {
                 queue,
                 "the broker cancelled the consumer (queue deleted?); nothing more arrives from it"
             );
-            self.health.send_replace(Health::Failed(format!(
+            self.set_health(Health::Failed(format!(
                 "queue {queue}: consumer cancelled by the broker"
             )));
         }

@@ -51,6 +51,37 @@ impl Message {
     }
 }
 
+impl Message {
+    /// A result's `type` if it is `success`, `error` or `exception`, read
+    /// without the rest of its content; `None` otherwise.
+    pub(crate) fn result_kind(&self) -> Option<&'static str> {
+        #[derive(Deserialize)]
+        struct Kind<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: Option<std::borrow::Cow<'a, str>>,
+        }
+        if !self.is_result() {
+            return None;
+        }
+        let known = |kind: &str| {
+            ["success", "error", "exception"]
+                .into_iter()
+                .find(|known| *known == kind)
+        };
+        match self.content.unparsed() {
+            Some(raw) => serde_json::from_str::<Kind<'_>>(raw.get())
+                .ok()
+                .and_then(|k| k.kind)
+                .and_then(|kind| known(&kind)),
+            None => self
+                .content
+                .get("type")
+                .and_then(Value::as_str)
+                .and_then(known),
+        }
+    }
+}
+
 /// The keys of a result's content.
 #[derive(Deserialize)]
 struct ResultFields {

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::control::ControlSenders;
-use super::dispatch::Core;
+use super::dispatch::{Core, handler_label};
 use super::routes::RouteTable;
 use super::{Control, Handlers, Processor};
 use crate::consumer::ConsumerBuilder;
@@ -13,6 +13,7 @@ use crate::encoding::Encoder;
 use crate::error::Result;
 use crate::fingerprint::Fingerprint;
 use crate::message::WireFingerprint;
+use crate::telemetry::ProcessorInstruments;
 use crate::topology::{Exchange, Queue};
 use crate::transport::Connection;
 
@@ -130,11 +131,16 @@ impl<P: Handlers> ProcessorBuilder<P> {
     /// Declares and binds the queues and starts consuming.
     pub async fn connect(self, connection: &Connection) -> Result<Processor<P>> {
         let encoder = self.consumer.encoder_arc();
-        let consumer = self.consumer.connect(connection).await?;
         let fingerprint = self
             .fingerprint
             .unwrap_or_else(|| Fingerprint::anonymous().with_vhost(connection.config().vhost()));
+        let name = fingerprint
+            .name
+            .clone()
+            .unwrap_or_else(|| "anonymous".into());
+        let consumer = self.consumer.name(name.clone()).connect(connection).await?;
         let table = P::handlers();
+        let instruments = ProcessorInstruments::new(&name, table.iter().map(handler_label));
         let routes = RouteTable::new(table);
         let core = Arc::new(Core {
             handlers: self.handlers,
@@ -148,6 +154,8 @@ impl<P: Handlers> ProcessorBuilder<P> {
             restart_command: self.restart_command,
             control_senders: ControlSenders(self.control_senders),
             max_deliveries: self.max_deliveries,
+            name,
+            instruments,
         });
         Ok(Processor {
             core,

@@ -6,8 +6,11 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use std::time::Instant;
+
 use futures_util::FutureExt;
 use serde_json::Value;
+use tracing::{Instrument, Span};
 
 use super::control::ControlSenders;
 use super::handler::{HandlerError, HandlerFn, HandlerFuture, HandlerResult};
@@ -19,6 +22,7 @@ use crate::encoding::{DecodeError, Encoder};
 use crate::error::Chain;
 use crate::fingerprint::Fingerprint;
 use crate::message::{Category, Message, Outcome, WireFingerprint};
+use crate::telemetry::{self, About, ProcessorInstruments, Received, Rejection, span};
 use crate::transport::Channel;
 
 pub(super) struct Core<P: 'static> {
@@ -33,10 +37,36 @@ pub(super) struct Core<P: 'static> {
     pub(super) restart_command: bool,
     pub(super) control_senders: ControlSenders,
     pub(super) max_deliveries: u64,
+    /// The processor's name in spans and metrics (its fingerprint's).
+    pub(super) name: String,
+    pub(super) instruments: ProcessorInstruments,
 }
 
 impl<P: Handlers> Core<P> {
-    pub(super) async fn process(&self, mut delivery: Delivery) {
+    /// Processes one delivery within its `process` span, counted by the
+    /// processor's metrics.
+    pub(super) async fn process(&self, delivery: Delivery) {
+        let _in_flight = self.instruments.received();
+        let span = span::process(&Received {
+            exchange: delivery.exchange(),
+            routing_key: delivery.routing_key(),
+            queue: delivery.queue(),
+            correlation_id: delivery.correlation_id(),
+            body_size: delivery.body().len(),
+            delivery_tag: delivery.delivery_tag(),
+            processor: &self.name,
+        });
+        if span.is_disabled() {
+            self.dispatch(delivery, &span).await;
+        } else {
+            telemetry::continue_trace(&span, |key| delivery.header_text(key));
+            self.dispatch(delivery, &span)
+                .instrument(span.clone())
+                .await;
+        }
+    }
+
+    async fn dispatch(&self, mut delivery: Delivery, span: &Span) {
         let message = match delivery.take_message() {
             Ok(message) => message,
             Err(reason) => {
@@ -47,10 +77,25 @@ impl<P: Handlers> Core<P> {
                     reason = %Chain(&reason),
                     "rejecting a message that cannot be decoded"
                 );
+                let why = match reason {
+                    DecodeError::TooLarge { .. } => Rejection::TooLarge,
+                    DecodeError::ContentType { .. } => Rejection::ContentType,
+                    _ => Rejection::Undecodable,
+                };
+                self.rejected(span, why);
                 finish(&delivery, false).await;
                 return;
             }
         };
+        if !span.is_disabled() {
+            let about = About {
+                kind: &message.kind,
+                name: &message.name,
+                category: message.category.as_str(),
+            };
+            let sender = message.fingerprint.get("name").and_then(Value::as_str);
+            span::decoded(span, &about, sender);
+        }
         if let Some(count) = delivery.delivery_count()
             && count >= self.max_deliveries
         {
@@ -62,16 +107,17 @@ impl<P: Handlers> Core<P> {
                 deliveries = count,
                 "rejecting a message delivered too many times"
             );
+            self.rejected(span, Rejection::DeliveryLimit);
             finish(&delivery, false).await;
             return;
         }
         match message.category {
-            Category::Rpc => self.process_rpc(delivery, message).await,
-            Category::Message => self.process_message(delivery, message).await,
+            Category::Rpc => self.process_rpc(delivery, message, span).await,
+            Category::Message => self.process_message(delivery, message, span).await,
         }
     }
 
-    async fn process_message(&self, delivery: Delivery, message: Message) {
+    async fn process_message(&self, delivery: Delivery, message: Message, span: &Span) {
         let handlers = self
             .routes(&message)
             .map_or(&[][..], |routes| routes.message.as_slice());
@@ -85,10 +131,12 @@ impl<P: Handlers> Core<P> {
                 let sender = message.sender();
                 if self.control_senders.allow(&sender) {
                     tracing::info!(command = %message.name, %sender, "control command received");
+                    self.handled(span);
                     finish(&delivery, true).await;
                     self.control.request(stop);
                 } else {
                     tracing::warn!(command = %message.name, %sender, "control command from a sender not allowed; ignored");
+                    self.rejected(span, Rejection::SenderNotAllowed);
                     finish(&delivery, true).await;
                 }
                 return;
@@ -100,16 +148,19 @@ impl<P: Handlers> Core<P> {
                 sender = %message.sender(),
                 "rejecting a result message where commands are expected"
             );
+            self.rejected(span, Rejection::UnexpectedResult);
             finish(&delivery, false).await;
             return;
         }
         if handlers.is_empty() {
             tracing::debug!(kind = %message.kind, name = %message.name, "no handler; message dropped");
+            self.rejected(span, Rejection::NoHandler);
             finish(&delivery, true).await;
             return;
         }
         let last = handlers.len() - 1;
         let mut message = Some(message);
+        let mut failures = 0;
         for (position, &i) in handlers.iter().enumerate() {
             let handler = &self.table[i];
             let Some(current) = (if position == last {
@@ -128,20 +179,27 @@ impl<P: Handlers> Core<P> {
                 }
                 HandlerFn::Rpc(_) => continue,
             };
-            if let Err(error) = run_handler(future).await {
+            if let Err(error) = self.run_handler(i, future).await {
+                failures += 1;
                 tracing::error!(handler = handler.label, kind = handler.kind, name = handler.name, %error, "handler failed");
             }
+        }
+        if failures == 0 {
+            self.handled(span);
+        } else {
+            self.failed(span);
         }
         finish(&delivery, true).await;
     }
 
-    async fn process_rpc(&self, delivery: Delivery, mut message: Message) {
+    async fn process_rpc(&self, delivery: Delivery, mut message: Message, span: &Span) {
         let Some(reply_to) = delivery.reply_to().map(str::to_owned) else {
             tracing::warn!(
                 name = %message.name,
                 sender = %message.sender(),
                 "rejecting an RPC request without reply_to"
             );
+            self.rejected(span, Rejection::NoReplyTo);
             finish(&delivery, false).await;
             return;
         };
@@ -154,6 +212,7 @@ impl<P: Handlers> Core<P> {
         };
         let Some(i) = self.routes(&message).and_then(|routes| routes.rpc) else {
             tracing::debug!(kind = %message.kind, name = %message.name, "no RPC handler; replying with an error");
+            self.rejected(span, Rejection::NoHandler);
             let text = format!("no handler for RPC {} {:?}", message.kind, message.name);
             target.answer(Outcome::Error { message: text }).await;
             finish(&delivery, true).await;
@@ -182,10 +241,13 @@ impl<P: Handlers> Core<P> {
                 Box::pin(async { Ok(()) })
             }
         };
-        let outcome = run_handler(future).await;
+        let outcome = self.run_handler(i, future).await;
         slot.handler_done.store(true, Ordering::Release);
         if let Err(error) = &outcome {
             tracing::error!(handler = handler.label, kind = handler.kind, name = handler.name, %error, "RPC handler failed");
+            self.failed(span);
+        } else {
+            self.handled(span);
         }
         // Only the processor's reference left: the handler dropped its
         // reply; otherwise someone still holds it and answers later.
@@ -207,6 +269,41 @@ impl<P: Handlers> Core<P> {
             target.answer(answer).await;
         }
         finish(&delivery, true).await;
+    }
+
+    /// Runs handler `index` of the table within its `handler` span, timed.
+    async fn run_handler(&self, index: usize, future: HandlerFuture) -> HandlerResult {
+        let handler = &self.table[index];
+        let span = span::handler(handler_label(handler), handler.kind, handler.name);
+        let started = Instant::now();
+        let result = if span.is_disabled() {
+            run_caught(future).await
+        } else {
+            run_caught(future).instrument(span.clone()).await
+        };
+        self.instruments
+            .handler_ran(index, started.elapsed(), result.is_ok());
+        if let Err(error) = &result
+            && !span.is_disabled()
+        {
+            span::failed(&span, &error.name);
+        }
+        result
+    }
+
+    fn handled(&self, span: &Span) {
+        self.instruments.handled();
+        span::outcome(span, "handled", None);
+    }
+
+    fn failed(&self, span: &Span) {
+        self.instruments.failed();
+        span::outcome(span, "failed", Some("HandlerError"));
+    }
+
+    fn rejected(&self, span: &Span, why: Rejection) {
+        self.instruments.rejected(why);
+        span::outcome(span, "rejected", Some(why.label()));
     }
 
     fn routes(&self, message: &Message) -> Option<&Routes> {
@@ -253,7 +350,17 @@ fn call(f: impl FnOnce() -> HandlerFuture) -> HandlerFuture {
     }
 }
 
-async fn run_handler(future: HandlerFuture) -> HandlerResult {
+/// The name a handler goes by in spans and metrics: its method's, or
+/// its message's for a table written by hand without labels.
+pub(super) fn handler_label<P>(handler: &Handler<P>) -> &'static str {
+    if handler.label.is_empty() {
+        handler.name
+    } else {
+        handler.label
+    }
+}
+
+async fn run_caught(future: HandlerFuture) -> HandlerResult {
     match AssertUnwindSafe(future).catch_unwind().await {
         Ok(result) => result,
         Err(panic) => Err(HandlerError::panic(&*panic)),
@@ -310,15 +417,15 @@ mod tests {
     async fn a_panicking_handler_is_a_failed_handler() {
         let panics_when_called = call(|| panic!("at the call"));
         assert_eq!(
-            run_handler(panics_when_called).await,
+            run_caught(panics_when_called).await,
             Err(HandlerError::new("Panic", "at the call"))
         );
         let panics_when_run: HandlerFuture = Box::pin(async { panic!("while running") });
         assert_eq!(
-            run_handler(call(|| panics_when_run)).await,
+            run_caught(call(|| panics_when_run)).await,
             Err(HandlerError::new("Panic", "while running"))
         );
         let fine: HandlerFuture = Box::pin(async { Ok(()) });
-        assert_eq!(run_handler(call(|| fine)).await, Ok(()));
+        assert_eq!(run_caught(call(|| fine)).await, Ok(()));
     }
 }

@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::encoding::Encoder;
 use crate::error::Result;
 use crate::message::{IntoMessage, Message, MessageParts, Outcome, WireFingerprint};
+use crate::telemetry::About;
 use crate::transport::{Channel, OutgoingProperties};
 
 pub(super) struct ReplyTarget {
@@ -22,17 +23,19 @@ pub(super) struct ReplyTarget {
 
 impl ReplyTarget {
     async fn publish(self, message: Message) -> Result<()> {
+        let (kind, name) = (message.kind.clone(), message.name.clone());
         let body = self
             .encoder
             .encode_with_fingerprint(message, &self.fingerprint)?;
-        self.publish_body(&body).await
+        self.publish_body(&body, &About::of(&kind, &name)).await
     }
 
     /// Sends the result saying `outcome`.
     async fn publish_outcome(self, outcome: &Outcome) -> Result<()> {
         let parts = MessageParts::result(outcome);
         let body = self.encoder.encode_parts(&parts, &self.fingerprint)?;
-        self.publish_body(&body).await
+        self.publish_body(&body, &About::of(parts.kind, parts.name))
+            .await
     }
 
     /// Sends a result the processor answers with itself, logging a
@@ -43,13 +46,15 @@ impl ReplyTarget {
         }
     }
 
-    async fn publish_body(&self, body: &[u8]) -> Result<()> {
+    async fn publish_body(&self, body: &[u8], about: &About<'_>) -> Result<()> {
         let props = OutgoingProperties {
             content_type: Some(self.encoder.content_type()),
             correlation_id: self.correlation_id.as_deref(),
             ..OutgoingProperties::default()
         };
-        self.channel.publish("", &self.reply_to, body, &props).await
+        self.channel
+            .publish("", &self.reply_to, body, &props, about)
+            .await
     }
 }
 

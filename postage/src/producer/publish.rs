@@ -9,14 +9,15 @@ use super::Producer;
 use crate::BoxFuture;
 use crate::error::Result;
 use crate::message::Message;
+use crate::telemetry::About;
 use crate::topology::{Exchange, Target};
 use crate::transport::{Headers, OutgoingProperties};
 
-pub(super) enum Body {
+pub(super) enum Body<'a> {
     /// Encoded when sent, with the producer's fingerprint.
     Message(Box<Message>),
     /// Encoded already (a command from its parts), or forwarded as is.
-    Encoded(Result<Vec<u8>>),
+    Encoded(Result<Vec<u8>>, About<'a>),
 }
 
 /// A send being prepared; `.await` it to send. Options:
@@ -26,7 +27,7 @@ pub(super) enum Body {
 #[must_use = "a send does nothing until it is awaited"]
 pub struct Publish<'a> {
     pub(super) producer: &'a Producer,
-    pub(super) body: Body,
+    pub(super) body: Body<'a>,
     pub(super) target: Target,
     pub(super) persistent: Option<bool>,
     pub(super) mandatory: Option<bool>,
@@ -89,9 +90,19 @@ impl<'a> Publish<'a> {
 
     async fn run(self) -> Result<()> {
         let producer = self.producer;
-        let body = match self.body {
-            Body::Message(message) => producer.encode(*message)?,
-            Body::Encoded(body) => body?,
+        let (kind, name, category);
+        let (body, about) = match self.body {
+            Body::Message(message) => {
+                (kind, name, category) =
+                    (message.kind.clone(), message.name.clone(), message.category);
+                let about = About {
+                    kind: &kind,
+                    name: &name,
+                    category: category.as_str(),
+                };
+                (producer.encode(*message)?, about)
+            }
+            Body::Encoded(body, about) => (body?, about),
         };
         let inner = &*producer.inner;
         let pairs = inner.channel.destinations(self.target, &inner.eks).await?;
@@ -103,7 +114,7 @@ impl<'a> Publish<'a> {
             headers: self.headers.as_ref(),
             ..OutgoingProperties::default()
         };
-        producer.publish_all(&pairs, &body, &props).await
+        producer.publish_all(&pairs, &body, &props, &about).await
     }
 }
 

@@ -12,6 +12,7 @@ use crate::error::Result;
 use crate::fingerprint::Fingerprint;
 use crate::message::{Category, IntoMessage, Message, MessageParts, WireFingerprint};
 use crate::rpc::{Origin, RpcCall, RpcState};
+use crate::telemetry::About;
 use crate::topology::{Exchange, Target};
 use crate::transport::{Channel, Connection, OutgoingProperties};
 
@@ -103,17 +104,22 @@ impl Producer {
 
     /// Sends a command (Python's `message_<name>(parameters)`), encoded
     /// from its parts (no [`Message`] is built for it).
-    pub fn command(&self, name: &str, parameters: impl Into<Value>) -> Publish<'_> {
+    pub fn command<'a>(&'a self, name: &'a str, parameters: impl Into<Value>) -> Publish<'a> {
         let parameters = parameters.into();
         let parts = MessageParts::command(name, Category::Message, &parameters);
         let body = self.encode_parts(&parts);
-        self.publish(Body::Encoded(body))
+        let about = About {
+            kind: "command",
+            name,
+            category: "message",
+        };
+        self.publish(Body::Encoded(body, about))
     }
 
     /// Forwards a raw body unchanged (no fingerprint, no re-encoding), with
     /// the encoder's content type.
     pub fn forward(&self, body: impl Into<Vec<u8>>) -> Publish<'_> {
-        self.publish(Body::Encoded(Ok(body.into())))
+        self.publish(Body::Encoded(Ok(body.into()), About::UNKNOWN))
     }
 
     /// Calls an RPC command and waits for its reply (Python's
@@ -155,7 +161,7 @@ impl Producer {
     }
 
     /// A send of `body` to the default pairs, with the producer's options.
-    fn publish(&self, body: Body) -> Publish<'_> {
+    fn publish<'a>(&'a self, body: Body<'a>) -> Publish<'a> {
         Publish {
             producer: self,
             body,
@@ -183,11 +189,12 @@ impl Producer {
         pairs: &[(Exchange, String)],
         body: &[u8],
         props: &OutgoingProperties<'_>,
+        about: &About<'_>,
     ) -> Result<()> {
         for (exchange, key) in pairs {
             self.inner
                 .channel
-                .publish(exchange.name(), key, body, props)
+                .publish(exchange.name(), key, body, props, about)
                 .await?;
         }
         Ok(())

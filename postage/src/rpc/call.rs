@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::pending::Wait;
 use super::reader::WaiterGuard;
@@ -18,6 +19,7 @@ use crate::BoxFuture;
 use crate::encoding::Encoder;
 use crate::error::{Error, Result};
 use crate::message::{Category, Message, MessageParts, WireFingerprint};
+use crate::telemetry::{About, RpcOutcome, span};
 use crate::topology::{Exchange, Queue, Target};
 use crate::transport::{Channel, Connection, OutgoingProperties};
 
@@ -163,18 +165,19 @@ impl<'a> RpcCall<'a> {
             .destinations(self.target, origin.defaults)
             .await?;
         let (exchange, key) = pairs.first().cloned().ok_or(Error::NoDestination)?;
-        let (command, body) = match self.request {
+        let (kind, command, body) = match self.request {
             Request::Message(message) => {
+                let kind = Cow::Owned(message.kind.clone());
                 let command = message.name.as_str().into();
                 let body = origin
                     .encoder
                     .encode_with_fingerprint(message, origin.fingerprint)?;
-                (command, body)
+                (kind, command, body)
             }
             Request::Command { name, parameters } => {
                 let parts = MessageParts::command(&name, Category::Rpc, &parameters);
                 let body = origin.encoder.encode_parts(&parts, origin.fingerprint)?;
-                (name, body)
+                (Cow::Borrowed("command"), name, body)
             }
         };
         Ok(Prepared {
@@ -182,6 +185,7 @@ impl<'a> RpcCall<'a> {
             exchange,
             key,
             body,
+            kind,
             command,
             timeout: self.timeout,
             strategy: self.strategy,
@@ -191,42 +195,50 @@ impl<'a> RpcCall<'a> {
     async fn run(self) -> Result<Message> {
         let retries = self.retries;
         let prepared = self.prepare().await?;
-        let attempts = retries.saturating_add(1);
-        let mut last_error = None;
-        for attempt in 1..=attempts {
-            // The whole attempt (publish, confirm, a wait for a lost
-            // connection to come back, and the reply) fits in the timeout.
-            let deadline = Instant::now() + prepared.timeout;
-            // One timer for the attempt, reused while waiting for the reply.
-            let mut sleep = std::pin::pin!(tokio::time::sleep_until(deadline));
-            let sent = tokio::select! {
-                sent = prepared.send_once(deadline) => sent,
-                () = &mut sleep => Err(prepared.timed_out(1)),
-            };
-            let outcome = match sent {
-                Ok(pending) => pending.wait_with(sleep).await,
-                Err(error) => Err(error),
-            };
-            match outcome {
-                Err(Error::RpcTimeout { .. }) => {
-                    tracing::debug!(command = %prepared.command, attempt, "RPC attempt timed out");
-                }
-                // A channel or connection lost mid-call: the next attempt
-                // goes out on a fresh one.
-                Err(
-                    error @ (Error::Amqp { .. }
-                    | Error::ReplyLost { .. }
-                    | Error::Unconfirmed { .. }
-                    | Error::PublishInterrupted { .. }),
-                ) => {
-                    tracing::warn!(command = %prepared.command, attempt, error = %error.report(), "RPC attempt failed");
-                    last_error = Some(error);
-                }
-                other => return other,
+        let span = span::rpc_call(prepared.exchange.name(), &prepared.key, &prepared.about());
+        let started = Instant::now();
+        let mut tries = Tries::default();
+        let result = if span.is_disabled() {
+            prepared.attempts(retries, &mut tries).await
+        } else {
+            prepared
+                .attempts(retries, &mut tries)
+                .instrument(span.clone())
+                .await
+        };
+        let outcome = match &result {
+            Ok(reply) => match reply.result_kind() {
+                Some("error") => RpcOutcome::Error,
+                Some("exception") => RpcOutcome::Exception,
+                _ => RpcOutcome::Success,
+            },
+            Err(Error::RpcTimeout { .. }) => RpcOutcome::Timeout,
+            Err(_) => RpcOutcome::Failed,
+        };
+        prepared.origin.state.instruments.record(
+            &prepared.command,
+            outcome,
+            started.elapsed(),
+            tries.timed_out,
+        );
+        if !span.is_disabled() {
+            span.record("postage.rpc.attempts", tries.made);
+            span.record("postage.outcome", outcome.label());
+            match &result {
+                Err(error) => span::failed(&span, error.kind_name()),
+                Ok(_) if outcome != RpcOutcome::Success => span::failed(&span, outcome.label()),
+                Ok(_) => {}
             }
         }
-        Err(last_error.unwrap_or_else(|| prepared.timed_out(attempts)))
+        result
     }
+}
+
+/// What became of a call's attempts.
+#[derive(Default)]
+struct Tries {
+    made: u32,
+    timed_out: u32,
 }
 
 impl<'a> IntoFuture for RpcCall<'a> {
@@ -243,12 +255,65 @@ struct Prepared<'a> {
     exchange: Exchange,
     key: String,
     body: Vec<u8>,
+    /// The request's message type.
+    kind: Cow<'static, str>,
     command: Arc<str>,
     timeout: Duration,
     strategy: ReplyStrategy,
 }
 
 impl Prepared<'_> {
+    /// The call's attempts, each within the timeout, until a reply or
+    /// the last one.
+    async fn attempts(&self, retries: u32, tries: &mut Tries) -> Result<Message> {
+        let attempts = retries.saturating_add(1);
+        let mut last_error = None;
+        for attempt in 1..=attempts {
+            tries.made = attempt;
+            // The whole attempt (publish, confirm, a wait for a lost
+            // connection to come back, and the reply) fits in the timeout.
+            let deadline = Instant::now() + self.timeout;
+            // One timer for the attempt, reused while waiting for the reply.
+            let mut sleep = std::pin::pin!(tokio::time::sleep_until(deadline));
+            let sent = tokio::select! {
+                sent = self.send_once(deadline) => sent,
+                () = &mut sleep => Err(self.timed_out(1)),
+            };
+            let outcome = match sent {
+                Ok(pending) => pending.wait_with(sleep).await,
+                Err(error) => Err(error),
+            };
+            match outcome {
+                Err(Error::RpcTimeout { .. }) => {
+                    tries.timed_out += 1;
+                    tracing::debug!(command = %self.command, attempt, "RPC attempt timed out");
+                }
+                // A channel or connection lost mid-call: the next attempt
+                // goes out on a fresh one.
+                Err(
+                    error @ (Error::Amqp { .. }
+                    | Error::ReplyLost { .. }
+                    | Error::Unconfirmed { .. }
+                    | Error::PublishInterrupted { .. }),
+                ) => {
+                    tracing::warn!(command = %self.command, attempt, error = %error.report(), "RPC attempt failed");
+                    last_error = Some(error);
+                }
+                other => return other,
+            }
+        }
+        Err(last_error.unwrap_or_else(|| self.timed_out(attempts)))
+    }
+
+    /// What the request's spans and metrics say of it.
+    fn about(&self) -> About<'_> {
+        About {
+            kind: &self.kind,
+            name: &self.command,
+            category: "rpc",
+        }
+    }
+
     fn timed_out(&self, attempts: u32) -> Error {
         Error::RpcTimeout {
             command: self.command.to_string(),
@@ -319,7 +384,13 @@ impl Prepared<'_> {
             headers: None,
         };
         channel
-            .publish(self.exchange.name(), &self.key, &self.body, &props)
+            .publish(
+                self.exchange.name(),
+                &self.key,
+                &self.body,
+                &props,
+                &self.about(),
+            )
             .await?;
         Ok(PendingReply {
             wait,

@@ -12,6 +12,7 @@ use super::reader::Reader;
 use crate::encoding::Encoder;
 use crate::error::Result;
 use crate::message::Message;
+use crate::telemetry::RpcInstruments;
 use crate::transport::{Channel, Connection};
 
 /// RabbitMQ's direct reply-to pseudo-queue.
@@ -75,6 +76,8 @@ pub(crate) struct RpcState {
     /// Correlation ids are `{prefix}.{call number}`.
     pub(super) prefix: Arc<str>,
     pub(super) counter: AtomicU64,
+    /// What the metrics count of the calls.
+    pub(super) instruments: RpcInstruments,
 }
 
 impl RpcState {
@@ -89,6 +92,7 @@ impl RpcState {
             waiters: Arc::default(),
             prefix: format!("{:x}.{nanos:x}", std::process::id()).into(),
             counter: AtomicU64::new(0),
+            instruments: RpcInstruments::default(),
         }
     }
 

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::BoxFuture;
 use crate::error::Result;
+use crate::telemetry::About;
 use crate::topology::{Exchange, Queue};
 use crate::transport::{
     Channel, Connection, Headers, OutgoingProperties, RawConsumer, RawDelivery,
@@ -293,7 +294,7 @@ impl<'a> IntoFuture for ProbePublish<'a> {
             };
             self.probe
                 .channel
-                .publish(self.exchange, self.key, &self.body, &props)
+                .publish(self.exchange, self.key, &self.body, &props, &About::UNKNOWN)
                 .await
         })
     }

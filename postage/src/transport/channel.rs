@@ -6,8 +6,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::Value;
 
+use tracing::Instrument;
+
 use super::{ConsumerId, Declared, Interruption, OutgoingProperties, RawConsumer, amqp};
 use crate::error::{Error, Result};
+use crate::telemetry::{self, About, PublishInstruments, Published};
 use crate::topology::{Exchange, Queue, Target};
 
 /// A channel. Cheap to clone: clones share the channel and the record of
@@ -17,8 +20,12 @@ pub(crate) struct Channel {
     backend: Backend,
     /// Log every body sent and received (`POSTAGE_DEBUG_MODE`).
     debug: bool,
+    /// Publisher confirms on?
+    confirms: bool,
     /// The names of the exchanges declared through this channel.
     declared: Arc<Mutex<HashSet<String>>>,
+    /// What the metrics count of the channel's publishes.
+    published: Arc<PublishInstruments>,
 }
 
 /// The broker behind a channel.
@@ -41,11 +48,13 @@ macro_rules! on_backend {
 }
 
 impl Channel {
-    pub(super) fn new(backend: Backend, debug: bool) -> Self {
+    pub(super) fn new(backend: Backend, debug: bool, confirms: bool) -> Self {
         Channel {
             backend,
             debug,
+            confirms,
             declared: Arc::default(),
+            published: Arc::default(),
         }
     }
 
@@ -193,16 +202,57 @@ impl Channel {
     /// whose confirmation was still awaited when the connection came back,
     /// is sent again once the connection has recovered (at least once: the
     /// broker may then hold it twice).
+    ///
+    /// Within a `publish` span (its trace context added to the headers
+    /// with the `opentelemetry` feature), counted by the metrics as a
+    /// message of `about`.
     pub(crate) async fn publish(
         &self,
         exchange: &str,
         key: &str,
         body: &[u8],
         props: &OutgoingProperties<'_>,
+        about: &About<'_>,
     ) -> Result<()> {
         if self.debug {
             tracing::debug!(exchange, key, body = %String::from_utf8_lossy(body), "publish");
         }
+        let span = telemetry::span::publish(exchange, key, body.len(), props.correlation_id, about);
+        let result = if span.is_disabled() {
+            self.publish_raw(exchange, key, body, props).await
+        } else {
+            let traced = telemetry::inject(&span, props.headers);
+            let props = OutgoingProperties {
+                headers: traced.as_ref().or(props.headers),
+                ..props.clone()
+            };
+            let result = self
+                .publish_raw(exchange, key, body, &props)
+                .instrument(span.clone())
+                .await;
+            if let Err(error) = &result {
+                telemetry::span::failed(&span, error.kind_name());
+            }
+            result
+        };
+        let outcome = match &result {
+            Ok(()) if self.confirms => Published::Confirmed,
+            Ok(()) => Published::Sent,
+            Err(Error::Unroutable { .. }) => Published::Returned,
+            Err(_) => Published::Failed,
+        };
+        self.published
+            .record(exchange, about.kind, about.name, outcome);
+        result
+    }
+
+    async fn publish_raw(
+        &self,
+        exchange: &str,
+        key: &str,
+        body: &[u8],
+        props: &OutgoingProperties<'_>,
+    ) -> Result<()> {
         on_backend!(&self.backend, channel => channel.publish(exchange, key, body, props).await)
     }
 

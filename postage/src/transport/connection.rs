@@ -154,6 +154,6 @@ impl Connection {
                 super::channel::Backend::Memory(connection.open_channel(confirms).await?)
             }
         };
-        Ok(Channel::new(backend, inner.config.debug()))
+        Ok(Channel::new(backend, inner.config.debug(), confirms))
     }
 }

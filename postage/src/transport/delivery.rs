@@ -130,6 +130,16 @@ impl RawDelivery {
         on_backend!(self, RawDelivery, delivery => delivery.headers())
     }
 
+    /// A header's text, when it is a string.
+    pub(crate) fn header_text(&self, key: &str) -> Option<&str> {
+        on_backend!(self, RawDelivery, delivery => delivery.header_text(key))
+    }
+
+    /// Its delivery tag on its channel.
+    pub(crate) fn delivery_tag(&self) -> u64 {
+        on_backend!(self, RawDelivery, delivery => delivery.delivery_tag())
+    }
+
     /// Was it published persistent?
     pub(crate) fn is_persistent(&self) -> bool {
         on_backend!(self, RawDelivery, delivery => delivery.is_persistent())

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::error::Error;
+use crate::telemetry;
 
 /// The error of `operation` on a connection that was closed.
 pub(crate) fn connection_closed(operation: &str) -> Error {
@@ -98,6 +99,7 @@ impl Link {
     /// said the connection was up again) and wakes the waiters.
     pub(super) fn came_back(&self) {
         self.recoveries.fetch_add(1, Ordering::Relaxed);
+        telemetry::connection_recovered();
         self.stalled.store(false, Ordering::Relaxed);
         self.recovered.notify_waiters();
     }
@@ -105,6 +107,7 @@ impl Link {
     /// Records that the recovery stalled and wakes the watchers.
     pub(super) fn stall(&self) {
         self.stalled.store(true, Ordering::Relaxed);
+        telemetry::connection_stalled();
         self.stall.notify_waiters();
     }
 }

@@ -107,6 +107,15 @@ pub(super) fn count(value: &AMQPValue) -> Option<u64> {
     }
 }
 
+/// A header's text, when it is a string.
+pub(super) fn text(value: &AMQPValue) -> Option<&str> {
+    match value {
+        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok(),
+        AMQPValue::ShortString(s) => Some(s.as_str()),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

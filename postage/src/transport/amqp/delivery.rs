@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use futures_util::{Stream, StreamExt};
 use lapin::options::{BasicAckOptions, BasicRejectOptions};
 
-use super::convert::{amqp_error, count, json_table};
+use super::convert::{amqp_error, count, json_table, text};
 use super::session::Shared;
 use crate::error::{Error, Result};
 use crate::transport::Headers;
@@ -250,6 +250,15 @@ impl Delivery {
 
     pub(crate) fn is_persistent(&self) -> bool {
         *self.inner.properties.delivery_mode() == Some(2)
+    }
+
+    pub(crate) fn header_text(&self, key: &str) -> Option<&str> {
+        let headers = self.inner.properties.headers().as_ref()?;
+        text(headers.inner().get(key)?)
+    }
+
+    pub(crate) fn delivery_tag(&self) -> u64 {
+        self.inner.delivery_tag
     }
 
     pub(crate) fn delivery_count(&self) -> Option<u64> {

@@ -262,6 +262,14 @@ impl Delivery {
         })
     }
 
+    pub(crate) fn header_text(&self, key: &str) -> Option<&str> {
+        self.delivered.message.headers.get(key)?.as_str()
+    }
+
+    pub(crate) fn delivery_tag(&self) -> u64 {
+        self.delivered.tag
+    }
+
     pub(crate) fn headers(&self) -> Headers {
         let mut headers = self.delivered.message.headers.clone();
         if let Some(returns) = self.delivered.returns {

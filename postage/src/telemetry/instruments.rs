@@ -1,0 +1,324 @@
+//! Metric handles, registered once (when a component is built, or at the
+//! first use of a label set) and kept: recording is then a branch when no
+//! recorder is installed, and no lookup when one is.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+
+use super::names::{
+    CONNECTION_RECOVERIES, CONNECTION_STALLS, CONSUMER_HEALTH, DELIVERIES_FAILED,
+    DELIVERIES_HANDLED, DELIVERIES_RECEIVED, DELIVERIES_REJECTED, HANDLER_DURATION,
+    MESSAGES_CONFIRMED, MESSAGES_IN_FLIGHT, MESSAGES_PUBLISHED, MESSAGES_RETURNED,
+    PUBLISH_FAILURES, REJECTION_REASONS, RPC_CALL_DURATION, RPC_OUTCOMES, RPC_TIMEOUTS,
+};
+
+/// Label sets kept per cache; beyond, handles are registered at each use.
+const CACHE_LIMIT: usize = 256;
+
+/// A small cache of handles by label set: a handful of entries, scanned.
+struct Cache<K, V>(Mutex<Vec<(K, V)>>);
+
+impl<K, V> Default for Cache<K, V> {
+    fn default() -> Self {
+        Cache(Mutex::new(Vec::new()))
+    }
+}
+
+impl<K, V: Clone> Cache<K, V> {
+    fn get(&self, matches: impl Fn(&K) -> bool, make: impl FnOnce() -> (K, V)) -> V {
+        let mut entries = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, value)) = entries.iter().find(|(key, _)| matches(key)) {
+            return value.clone();
+        }
+        let (key, value) = make();
+        if entries.len() < CACHE_LIMIT {
+            entries.push((key, value.clone()));
+        }
+        value
+    }
+}
+
+/// What became of a publish, as the metrics count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Published {
+    /// Sent on a channel without confirms.
+    Sent,
+    /// Confirmed by the broker.
+    Confirmed,
+    /// Returned as unroutable.
+    Returned,
+    /// Refused, unconfirmed or interrupted.
+    Failed,
+}
+
+#[derive(Clone)]
+struct PublishCounters {
+    published: Counter,
+    confirmed: Counter,
+    returned: Counter,
+    failed: Counter,
+}
+
+/// The labels of a publish: exchange, type, name.
+type PublishLabels = (Box<str>, Box<str>, Box<str>);
+
+/// A channel's publish counters, by (exchange, type, name).
+#[derive(Default)]
+pub(crate) struct PublishInstruments {
+    cache: Cache<PublishLabels, PublishCounters>,
+}
+
+impl PublishInstruments {
+    /// Counts one publish to `exchange` of a message of type `kind`
+    /// called `name`.
+    pub(crate) fn record(&self, exchange: &str, kind: &str, name: &str, outcome: Published) {
+        let counters = self.cache.get(
+            |(e, k, n)| **e == *exchange && **k == *kind && **n == *name,
+            || {
+                let labels = [
+                    ("exchange", exchange.to_owned()),
+                    ("type", kind.to_owned()),
+                    ("name", name.to_owned()),
+                ];
+                let counters = PublishCounters {
+                    published: counter!(MESSAGES_PUBLISHED, &labels),
+                    confirmed: counter!(MESSAGES_CONFIRMED, &labels),
+                    returned: counter!(MESSAGES_RETURNED, &labels),
+                    failed: counter!(PUBLISH_FAILURES, &labels),
+                };
+                ((exchange.into(), kind.into(), name.into()), counters)
+            },
+        );
+        counters.published.increment(1);
+        match outcome {
+            Published::Sent => {}
+            Published::Confirmed => counters.confirmed.increment(1),
+            Published::Returned => counters.returned.increment(1),
+            Published::Failed => counters.failed.increment(1),
+        }
+    }
+}
+
+/// Why a processor ran no handler for a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rejection {
+    /// Not a Postage message.
+    Undecodable,
+    /// Larger than the consumer's bound.
+    TooLarge,
+    /// Another content type than the encoder's.
+    ContentType,
+    /// Delivered too many times.
+    DeliveryLimit,
+    /// An RPC request without `reply_to`.
+    NoReplyTo,
+    /// A result where commands are expected.
+    UnexpectedResult,
+    /// No handler for its (type, name).
+    NoHandler,
+    /// A control command from a sender not allowed.
+    SenderNotAllowed,
+}
+
+impl Rejection {
+    /// The `reason` label (and the span's `error.type`).
+    pub(crate) fn label(self) -> &'static str {
+        REJECTION_REASONS[self as usize]
+    }
+}
+
+/// A processor's handles, registered when it is built.
+pub(crate) struct ProcessorInstruments {
+    received: Counter,
+    handled: Counter,
+    failed: Counter,
+    rejected: Vec<Counter>,
+    in_flight: Gauge,
+    /// Per handler of the table: (ok, error) durations.
+    handlers: Vec<[Histogram; 2]>,
+}
+
+impl ProcessorInstruments {
+    /// The handles of processor `processor` whose table has handlers
+    /// labelled `handlers`, in order.
+    pub(crate) fn new<'a>(processor: &str, handlers: impl IntoIterator<Item = &'a str>) -> Self {
+        let p = || ("processor", processor.to_owned());
+        let duration = |handler: &str, outcome: &'static str| {
+            let labels = [
+                p(),
+                ("handler", handler.to_owned()),
+                ("outcome", outcome.into()),
+            ];
+            histogram!(HANDLER_DURATION, &labels)
+        };
+        ProcessorInstruments {
+            received: counter!(DELIVERIES_RECEIVED, &[p()]),
+            handled: counter!(DELIVERIES_HANDLED, &[p()]),
+            failed: counter!(DELIVERIES_FAILED, &[p()]),
+            rejected: REJECTION_REASONS
+                .iter()
+                .map(|&reason| counter!(DELIVERIES_REJECTED, &[p(), ("reason", reason.into())]))
+                .collect(),
+            in_flight: gauge!(MESSAGES_IN_FLIGHT, &[p()]),
+            handlers: handlers
+                .into_iter()
+                .map(|handler| [duration(handler, "ok"), duration(handler, "error")])
+                .collect(),
+        }
+    }
+
+    /// A delivery arrived: counted, and in flight until the guard drops.
+    pub(crate) fn received(&self) -> InFlight<'_> {
+        self.received.increment(1);
+        self.in_flight.increment(1.0);
+        InFlight(&self.in_flight)
+    }
+
+    /// Its handlers all succeeded.
+    pub(crate) fn handled(&self) {
+        self.handled.increment(1);
+    }
+
+    /// One of its handlers failed.
+    pub(crate) fn failed(&self) {
+        self.failed.increment(1);
+    }
+
+    /// No handler ran for it.
+    pub(crate) fn rejected(&self, why: Rejection) {
+        if let Some(counter) = self.rejected.get(why as usize) {
+            counter.increment(1);
+        }
+    }
+
+    /// Handler `index` of the table ran for `duration`.
+    pub(crate) fn handler_ran(&self, index: usize, duration: Duration, ok: bool) {
+        if let Some([ok_time, error_time]) = self.handlers.get(index) {
+            let histogram = if ok { ok_time } else { error_time };
+            histogram.record(duration.as_secs_f64());
+        }
+    }
+}
+
+/// A delivery in flight; the gauge goes down when it drops.
+pub(crate) struct InFlight<'a>(&'a Gauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+/// How an RPC call ended, as the metrics count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RpcOutcome {
+    /// A success result.
+    Success,
+    /// An error result.
+    Error,
+    /// An exception result.
+    Exception,
+    /// No reply within the timeout, every attempt.
+    Timeout,
+    /// No reply for another reason (the connection lost, a send refused).
+    Failed,
+}
+
+impl RpcOutcome {
+    /// The `outcome` label.
+    pub(crate) fn label(self) -> &'static str {
+        RPC_OUTCOMES[self as usize]
+    }
+}
+
+#[derive(Clone)]
+struct RpcHandles {
+    durations: Vec<Histogram>,
+    timeouts: Counter,
+}
+
+/// A producer's RPC handles, by command name.
+#[derive(Default)]
+pub(crate) struct RpcInstruments {
+    cache: Cache<Box<str>, RpcHandles>,
+}
+
+impl RpcInstruments {
+    fn handles(&self, name: &str) -> RpcHandles {
+        self.cache.get(
+            |n| **n == *name,
+            || {
+                let handles = RpcHandles {
+                    durations: RPC_OUTCOMES
+                        .iter()
+                        .map(|&outcome| {
+                            let labels = [("name", name.to_owned()), ("outcome", outcome.into())];
+                            histogram!(RPC_CALL_DURATION, &labels)
+                        })
+                        .collect(),
+                    timeouts: counter!(RPC_TIMEOUTS, "name" => name.to_owned()),
+                };
+                (name.into(), handles)
+            },
+        )
+    }
+
+    /// A call of `name` ended with `outcome` after `duration`, with
+    /// `timeouts` of its attempts timed out.
+    pub(crate) fn record(
+        &self,
+        name: &str,
+        outcome: RpcOutcome,
+        duration: Duration,
+        timeouts: u32,
+    ) {
+        let handles = self.handles(name);
+        if let Some(histogram) = handles.durations.get(outcome as usize) {
+            histogram.record(duration.as_secs_f64());
+        }
+        if timeouts > 0 {
+            handles.timeouts.increment(u64::from(timeouts));
+        }
+    }
+}
+
+/// The states of a consumer's health, as the gauge labels them.
+pub(crate) const HEALTH_STATES: [&str; 4] = ["consuming", "recovering", "failed", "stopped"];
+
+/// A consumer's health gauge: one series per state.
+pub(crate) struct HealthGauge(Vec<Gauge>);
+
+impl HealthGauge {
+    /// The gauge of consumer `consumer`.
+    pub(crate) fn new(consumer: &str) -> Self {
+        HealthGauge(
+            HEALTH_STATES
+                .iter()
+                .map(|&state| {
+                    let labels = [("consumer", consumer.to_owned()), ("state", state.into())];
+                    gauge!(CONSUMER_HEALTH, &labels)
+                })
+                .collect(),
+        )
+    }
+
+    /// The consumer is now in state `state` (an index of
+    /// [`HEALTH_STATES`]).
+    pub(crate) fn set(&self, state: usize) {
+        for (i, gauge) in self.0.iter().enumerate() {
+            gauge.set(if i == state { 1.0 } else { 0.0 });
+        }
+    }
+}
+
+/// A lost connection came back.
+pub(crate) fn connection_recovered() {
+    counter!(CONNECTION_RECOVERIES).increment(1);
+}
+
+/// A recovery stalled.
+pub(crate) fn connection_stalled() {
+    counter!(CONNECTION_STALLS).increment(1);
+}
