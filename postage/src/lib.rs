@@ -21,6 +21,7 @@
 //! | [`consumer`] | [`Consumer`], deliveries, prefetch |
 //! | [`processor`](mod@processor) | [`Processor`], handler tables, extractors, replies, `quit` / `restart` |
 //! | [`scheduler`] | [`Scheduler`]: many processors, signals, graceful shutdown, restart |
+//! | [`telemetry`] | spans (OpenTelemetry's messaging conventions), trace context (feature `opentelemetry`), metric names |
 //! | [`error`] | [`Error`], [`Report`] |
 //! | `testing` | with the `testing` feature: `MemoryBroker`, a broker in the test process, and `Probe` |
 //!
