@@ -91,12 +91,14 @@ pub(crate) struct Args {
     pub(crate) dry: bool,
     /// One thread for everything (as `#[tokio::test]`).
     pub(crate) current_thread: bool,
+    /// A `tracing` subscriber at INFO and a Prometheus recorder installed.
+    pub(crate) telemetry: bool,
     pub(crate) url: String,
 }
 
 const USAGE: &str = "usage: postage-bench <publish|publish-confirm|consume|pipe|rpc-seq|rpc-par|soak|idle-queues|all> \
 [--count N] [--impl postage|lapin|both] [--broker rabbitmq|memory|both] [--runs R] [--prefetch P] [--window W] \
-[--in-flight F] [--current-thread] [--json] [--dry]";
+[--in-flight F] [--current-thread] [--telemetry] [--json] [--dry]";
 
 pub(crate) fn parse_args() -> Res<Args> {
     let mut args = Args {
@@ -110,6 +112,7 @@ pub(crate) fn parse_args() -> Res<Args> {
         json: false,
         dry: false,
         current_thread: false,
+        telemetry: false,
         url: std::env::var("POSTAGE_URL")
             .ok()
             .filter(|u| !u.is_empty())
@@ -143,6 +146,7 @@ pub(crate) fn parse_args() -> Res<Args> {
             "--json" => args.json = true,
             "--dry" => args.dry = true,
             "--current-thread" => args.current_thread = true,
+            "--telemetry" => args.telemetry = true,
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);

@@ -38,6 +38,9 @@ use crate::report::report;
 
 fn main() -> Res<()> {
     let args = parse_args()?;
+    if args.telemetry {
+        install_telemetry()?;
+    }
     // `--current-thread`: one thread, as `#[tokio::test]` runs a test.
     let runtime = if args.current_thread {
         tokio::runtime::Builder::new_current_thread()
@@ -47,6 +50,19 @@ fn main() -> Res<()> {
     .enable_all()
     .build()?;
     runtime.block_on(run(args))
+}
+
+/// `--telemetry`: what a component in production listens with, a
+/// `tracing` subscriber at INFO (formatting into nothing) and a Prometheus
+/// recorder, installed before anything is built.
+fn install_telemetry() -> Res<()> {
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(std::io::sink)
+        .init();
+    metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    postage::telemetry::describe_metrics();
+    Ok(())
 }
 
 async fn run(args: args::Args) -> Res<()> {

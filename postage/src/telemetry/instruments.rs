@@ -322,3 +322,60 @@ pub(crate) fn connection_recovered() {
 pub(crate) fn connection_stalled() {
     counter!(CONNECTION_STALLS).increment(1);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_follow_the_documented_lists() {
+        let reasons = [
+            (Rejection::Undecodable, "undecodable"),
+            (Rejection::TooLarge, "too_large"),
+            (Rejection::ContentType, "content_type"),
+            (Rejection::DeliveryLimit, "delivery_limit"),
+            (Rejection::NoReplyTo, "no_reply_to"),
+            (Rejection::UnexpectedResult, "unexpected_result"),
+            (Rejection::NoHandler, "no_handler"),
+            (Rejection::SenderNotAllowed, "sender_not_allowed"),
+        ];
+        assert_eq!(reasons.len(), REJECTION_REASONS.len());
+        for (why, label) in reasons {
+            assert_eq!(why.label(), label);
+        }
+        let outcomes = [
+            (RpcOutcome::Success, "success"),
+            (RpcOutcome::Error, "error"),
+            (RpcOutcome::Exception, "exception"),
+            (RpcOutcome::Timeout, "timeout"),
+            (RpcOutcome::Failed, "failed"),
+        ];
+        assert_eq!(outcomes.len(), RPC_OUTCOMES.len());
+        for (outcome, label) in outcomes {
+            assert_eq!(outcome.label(), label);
+        }
+    }
+
+    #[test]
+    fn a_cache_keeps_one_entry_per_label_set_up_to_its_limit() {
+        let cache: Cache<u32, u32> = Cache::default();
+        let mut made = 0;
+        for key in [1, 2, 1, 1, 2] {
+            cache.get(
+                |k| *k == key,
+                || {
+                    made += 1;
+                    (key, key * 10)
+                },
+            );
+        }
+        assert_eq!(made, 2);
+        assert_eq!(cache.get(|k| *k == 2, || (2, 0)), 20);
+        let full: Cache<usize, usize> = Cache::default();
+        for key in 0..CACHE_LIMIT + 10 {
+            assert_eq!(full.get(|k| *k == key, || (key, key)), key);
+        }
+        let entries = full.0.lock().unwrap_or_else(PoisonError::into_inner).len();
+        assert_eq!(entries, CACHE_LIMIT);
+    }
+}

@@ -100,3 +100,51 @@ pub(crate) fn continue_trace<'a>(span: &Span, header: impl Fn(&str) -> Option<&'
 /// Without the `opentelemetry` feature: every delivery starts a new trace.
 #[cfg(not(feature = "opentelemetry"))]
 pub(crate) fn continue_trace<'a>(_span: &Span, _header: impl Fn(&str) -> Option<&'a str>) {}
+
+#[cfg(all(test, feature = "opentelemetry"))]
+mod tests {
+    use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    #[test]
+    fn a_trace_context_written_into_headers_is_continued_from_them() {
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            let sender = tracing::info_span!("publish");
+            let mut user = BTreeMap::new();
+            user.insert("x-mine".to_owned(), Value::from(1));
+            let Some(headers) = inject(&sender, Some(&user)) else {
+                panic!("a traced span writes its context");
+            };
+            assert_eq!(headers.get("x-mine"), Some(&Value::from(1)), "kept");
+            let Some(Value::String(parent)) = headers.get("traceparent") else {
+                panic!("no traceparent in {headers:?}");
+            };
+            let sent = sender.context().span().span_context().clone();
+            assert_eq!(
+                *parent,
+                format!("00-{}-{}-01", sent.trace_id(), sent.span_id())
+            );
+            let receiver = tracing::info_span!(parent: None, "process");
+            continue_trace(&receiver, |key| headers.get(key).and_then(Value::as_str));
+            let received = receiver.context().span().span_context().clone();
+            assert_eq!(received.trace_id(), sent.trace_id());
+            assert_ne!(received.span_id(), sent.span_id());
+            // Without headers: a trace of its own.
+            let alone = tracing::info_span!(parent: None, "process");
+            continue_trace(&alone, |_| None);
+            assert_ne!(
+                alone.context().span().span_context().trace_id(),
+                sent.trace_id()
+            );
+        });
+        // No subscriber: nothing is written.
+        assert_eq!(inject(&tracing::info_span!("publish"), None), None);
+    }
+}
