@@ -45,7 +45,7 @@ pub(super) struct Core<P: 'static> {
 impl<P: Handlers> Core<P> {
     /// Processes one delivery within its `process` span, counted by the
     /// processor's metrics.
-    pub(super) async fn process(&self, delivery: Delivery) {
+    pub(super) async fn process(&self, mut delivery: Delivery) {
         let _in_flight = self.instruments.received();
         let span = span::process(&Received {
             exchange: delivery.exchange(),
@@ -56,18 +56,35 @@ impl<P: Handlers> Core<P> {
             delivery_tag: delivery.delivery_tag(),
             processor: &self.name,
         });
+        let message = delivery.take_message();
         if span.is_disabled() {
-            self.dispatch(delivery, &span).await;
+            self.dispatch(delivery, message, &span).await;
         } else {
             telemetry::continue_trace(&span, |key| delivery.header_text(key));
-            self.dispatch(delivery, &span)
+            // Before the span is entered: OpenTelemetry fixes a span's kind
+            // (server for an RPC request) when it starts.
+            if let Ok(message) = &message {
+                let about = About {
+                    kind: &message.kind,
+                    name: &message.name,
+                    category: message.category.as_str(),
+                };
+                let sender = message.fingerprint.get("name").and_then(Value::as_str);
+                span::decoded(&span, &about, sender);
+            }
+            self.dispatch(delivery, message, &span)
                 .instrument(span.clone())
                 .await;
         }
     }
 
-    async fn dispatch(&self, mut delivery: Delivery, span: &Span) {
-        let message = match delivery.take_message() {
+    async fn dispatch(
+        &self,
+        delivery: Delivery,
+        message: Result<Message, DecodeError>,
+        span: &Span,
+    ) {
+        let message = match message {
             Ok(message) => message,
             Err(reason) => {
                 tracing::warn!(
@@ -87,15 +104,6 @@ impl<P: Handlers> Core<P> {
                 return;
             }
         };
-        if !span.is_disabled() {
-            let about = About {
-                kind: &message.kind,
-                name: &message.name,
-                category: message.category.as_str(),
-            };
-            let sender = message.fingerprint.get("name").and_then(Value::as_str);
-            span::decoded(span, &about, sender);
-        }
         if let Some(count) = delivery.delivery_count()
             && count >= self.max_deliveries
         {

@@ -117,7 +117,8 @@ pub(crate) fn process(received: &Received<'_>) -> Span {
     )
 }
 
-/// Records what the delivery of `span` turned out to be.
+/// Records what the delivery of `span` turned out to be, before the span
+/// is entered: OpenTelemetry takes a span's kind when it starts.
 pub(crate) fn decoded(span: &Span, about: &About<'_>, sender: Option<&str>) {
     span.record("postage.message.type", about.kind);
     span.record("postage.message.name", about.name);
