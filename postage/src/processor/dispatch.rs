@@ -63,14 +63,17 @@ impl<P: Handlers> Core<P> {
             telemetry::continue_trace(&span, |key| delivery.header_text(key));
             // Before the span is entered: OpenTelemetry fixes a span's kind
             // (server for an RPC request) when it starts.
-            if let Ok(message) = &message {
-                let about = About {
-                    kind: &message.kind,
-                    name: &message.name,
-                    category: message.category.as_str(),
-                };
-                let sender = message.fingerprint.get("name").and_then(Value::as_str);
-                span::decoded(&span, &about, sender);
+            match &message {
+                Ok(message) => {
+                    let about = About {
+                        kind: &message.kind,
+                        name: &message.name,
+                        category: message.category.as_str(),
+                    };
+                    let sender = message.fingerprint.get("name").and_then(Value::as_str);
+                    span::decoded(&span, Some((&about, sender)));
+                }
+                Err(_) => span::decoded(&span, None),
             }
             self.dispatch(delivery, message, &span)
                 .instrument(span.clone())

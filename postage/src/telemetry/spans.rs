@@ -96,7 +96,8 @@ pub(crate) fn process(received: &Received<'_>) -> Span {
         parent: None,
         "process",
         otel.name = %Named("process", received.exchange),
-        otel.kind = "consumer",
+        // Recorded once the delivery is decoded (see `decoded`).
+        otel.kind = Empty,
         otel.status_code = Empty,
         messaging.system = "rabbitmq",
         messaging.operation.type = "process",
@@ -118,16 +119,24 @@ pub(crate) fn process(received: &Received<'_>) -> Span {
 }
 
 /// Records what the delivery of `span` turned out to be, before the span
-/// is entered: OpenTelemetry takes a span's kind when it starts.
-pub(crate) fn decoded(span: &Span, about: &About<'_>, sender: Option<&str>) {
+/// is entered: OpenTelemetry takes a span's kind when it starts. `None`
+/// for a delivery that is no Postage message.
+pub(crate) fn decoded(span: &Span, decoded: Option<(&About<'_>, Option<&str>)>) {
+    let Some((about, sender)) = decoded else {
+        span.record("otel.kind", "consumer");
+        return;
+    };
     span.record("postage.message.type", about.kind);
     span.record("postage.message.name", about.name);
     span.record("postage.message.category", about.category);
     span.record("postage.sender", sender);
-    if about.category == "rpc" {
-        // The processor serves the request: the RPC's server side.
-        span.record("otel.kind", "server");
-    }
+    // The processor serves an RPC request: the RPC's server side.
+    let kind = if about.category == "rpc" {
+        "server"
+    } else {
+        "consumer"
+    };
+    span.record("otel.kind", kind);
 }
 
 /// Records how the delivery of `span` ended: `handled`, or the failure
