@@ -91,14 +91,28 @@ pub(crate) struct Args {
     pub(crate) dry: bool,
     /// One thread for everything (as `#[tokio::test]`).
     pub(crate) current_thread: bool,
-    /// A `tracing` subscriber at INFO and a Prometheus recorder installed.
-    pub(crate) telemetry: bool,
+    /// What listens: a `tracing` subscriber at INFO, a Prometheus
+    /// recorder, both, or nothing.
+    pub(crate) telemetry: Telemetry,
     pub(crate) url: String,
 }
 
 const USAGE: &str = "usage: postage-bench <publish|publish-confirm|consume|pipe|rpc-seq|rpc-par|soak|idle-queues|all> \
 [--count N] [--impl postage|lapin|both] [--broker rabbitmq|memory|both] [--runs R] [--prefetch P] [--window W] \
-[--in-flight F] [--current-thread] [--telemetry] [--json] [--dry]";
+[--in-flight F] [--current-thread] [--telemetry spans|metrics|all] [--json] [--dry]";
+
+/// What `--telemetry` installs before anything is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Telemetry {
+    /// Nothing: no subscriber, no recorder.
+    Off,
+    /// A `tracing` subscriber at INFO, formatting into nothing.
+    Spans,
+    /// A Prometheus recorder.
+    Metrics,
+    /// Both.
+    All,
+}
 
 pub(crate) fn parse_args() -> Res<Args> {
     let mut args = Args {
@@ -112,7 +126,7 @@ pub(crate) fn parse_args() -> Res<Args> {
         json: false,
         dry: false,
         current_thread: false,
-        telemetry: false,
+        telemetry: Telemetry::Off,
         url: std::env::var("POSTAGE_URL")
             .ok()
             .filter(|u| !u.is_empty())
@@ -146,7 +160,14 @@ pub(crate) fn parse_args() -> Res<Args> {
             "--json" => args.json = true,
             "--dry" => args.dry = true,
             "--current-thread" => args.current_thread = true,
-            "--telemetry" => args.telemetry = true,
+            "--telemetry" => {
+                args.telemetry = match value("--telemetry")?.as_str() {
+                    "spans" => Telemetry::Spans,
+                    "metrics" => Telemetry::Metrics,
+                    "all" => Telemetry::All,
+                    other => return Err(format!("unknown telemetry {other:?}\n{USAGE}").into()),
+                }
+            }
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);

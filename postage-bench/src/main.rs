@@ -12,6 +12,9 @@
 //! instead of RabbitMQ; `--broker both` runs it on each, side by side.
 //! `--current-thread` runs everything on one thread, as `#[tokio::test]`
 //! runs a test (the default is tokio's multi-threaded runtime).
+//! `--telemetry spans|metrics|all` installs what a component in production
+//! listens with before anything is built: a `tracing` subscriber at INFO
+//! (formatting into nothing), a Prometheus recorder, or both.
 //!
 //! Each run prints one JSON line; at the end a table of medians and the
 //! postage/lapin ratios follows (with `--json`, one JSON summary line per
@@ -38,9 +41,7 @@ use crate::report::report;
 
 fn main() -> Res<()> {
     let args = parse_args()?;
-    if args.telemetry {
-        install_telemetry()?;
-    }
+    install_telemetry(args.telemetry)?;
     // `--current-thread`: one thread, as `#[tokio::test]` runs a test.
     let runtime = if args.current_thread {
         tokio::runtime::Builder::new_current_thread()
@@ -55,13 +56,18 @@ fn main() -> Res<()> {
 /// `--telemetry`: what a component in production listens with, a
 /// `tracing` subscriber at INFO (formatting into nothing) and a Prometheus
 /// recorder, installed before anything is built.
-fn install_telemetry() -> Res<()> {
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(std::io::sink)
-        .init();
-    metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
-    postage::telemetry::describe_metrics();
+fn install_telemetry(telemetry: args::Telemetry) -> Res<()> {
+    use args::Telemetry;
+    if matches!(telemetry, Telemetry::Spans | Telemetry::All) {
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(std::io::sink)
+            .init();
+    }
+    if matches!(telemetry, Telemetry::Metrics | Telemetry::All) {
+        metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+        postage::telemetry::describe_metrics();
+    }
     Ok(())
 }
 
