@@ -69,10 +69,13 @@ impl Message {
                 .find(|known| *known == kind)
         };
         match self.content.unparsed() {
-            Some(raw) => serde_json::from_str::<Kind<'_>>(raw.get())
-                .ok()
-                .and_then(|k| k.kind)
-                .and_then(|kind| known(&kind)),
+            // As Postage and Python Postage write results, `type` first.
+            Some(raw) => leading_type(raw.get()).and_then(known).or_else(|| {
+                serde_json::from_str::<Kind<'_>>(raw.get())
+                    .ok()
+                    .and_then(|k| k.kind)
+                    .and_then(|kind| known(&kind))
+            }),
             None => self
                 .content
                 .get("type")
@@ -80,6 +83,22 @@ impl Message {
                 .and_then(known),
         }
     }
+}
+
+/// The value of an object's first key when that key is `type` and the
+/// value a string without escapes.
+fn leading_type(json: &str) -> Option<&str> {
+    let rest = json
+        .trim_start()
+        .strip_prefix('{')?
+        .trim_start()
+        .strip_prefix("\"type\"")?
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start()
+        .strip_prefix('"')?;
+    let end = rest.find(['"', '\\'])?;
+    rest[end..].starts_with('"').then(|| &rest[..end])
 }
 
 /// The keys of a result's content.
@@ -189,5 +208,38 @@ mod tests {
                 message: String::new()
             }
         );
+    }
+
+    #[test]
+    fn a_result_kind_is_read_with_or_without_the_fast_path() {
+        let cases = [
+            (
+                r#"{"type": "success", "value": 1, "message": ""}"#,
+                Some("success"),
+            ),
+            (r#" { "type" : "error" , "message": "bad"}"#, Some("error")),
+            (
+                r#"{"value": "KeyError", "type": "exception"}"#,
+                Some("exception"),
+            ),
+            (r#"{"type": "succ\u0065ss"}"#, Some("success")),
+            (r#"{"type": "other"}"#, None),
+            (r#"{"type": 3}"#, None),
+            (r#"{}"#, None),
+        ];
+        for (content, kind) in cases {
+            let body = format!(
+                r#"{{"type":"result","name":"none","category":"message","content":{content}}}"#
+            );
+            let lazy = JsonEncoder.decode(body.as_bytes()).unwrap();
+            assert_eq!(lazy.result_kind(), kind, "{content}");
+            let parsed = lazy.clone();
+            parsed.content.len();
+            assert_eq!(parsed.result_kind(), kind, "{content} (as a map)");
+        }
+        let command = JsonEncoder
+            .decode(br#"{"type":"command","name":"x","category":"message","content":{"type":"success"}}"#)
+            .unwrap();
+        assert_eq!(command.result_kind(), None);
     }
 }

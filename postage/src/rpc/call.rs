@@ -199,10 +199,10 @@ impl<'a> RpcCall<'a> {
         let started = Instant::now();
         let mut tries = Tries::default();
         let result = if span.is_disabled() {
-            prepared.attempts(retries, &mut tries).await
+            prepared.attempts(started, retries, &mut tries).await
         } else {
             prepared
-                .attempts(retries, &mut tries)
+                .attempts(started, retries, &mut tries)
                 .instrument(span.clone())
                 .await
         };
@@ -264,15 +264,20 @@ struct Prepared<'a> {
 
 impl Prepared<'_> {
     /// The call's attempts, each within the timeout, until a reply or
-    /// the last one.
-    async fn attempts(&self, retries: u32, tries: &mut Tries) -> Result<Message> {
+    /// the last one; the first starts at `started`.
+    async fn attempts(&self, started: Instant, retries: u32, tries: &mut Tries) -> Result<Message> {
         let attempts = retries.saturating_add(1);
         let mut last_error = None;
         for attempt in 1..=attempts {
             tries.made = attempt;
             // The whole attempt (publish, confirm, a wait for a lost
             // connection to come back, and the reply) fits in the timeout.
-            let deadline = Instant::now() + self.timeout;
+            let start = if attempt == 1 {
+                started
+            } else {
+                Instant::now()
+            };
+            let deadline = start + self.timeout;
             // One timer for the attempt, reused while waiting for the reply.
             let mut sleep = std::pin::pin!(tokio::time::sleep_until(deadline));
             let sent = tokio::select! {

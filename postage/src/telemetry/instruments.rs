@@ -26,17 +26,25 @@ impl<K, V> Default for Cache<K, V> {
     }
 }
 
-impl<K, V: Clone> Cache<K, V> {
-    fn get(&self, matches: impl Fn(&K) -> bool, make: impl FnOnce() -> (K, V)) -> V {
+impl<K, V> Cache<K, V> {
+    /// Runs `f` on the handles of the label set `matches` finds, made by
+    /// `make` at its first use.
+    fn with<R>(
+        &self,
+        matches: impl Fn(&K) -> bool,
+        make: impl FnOnce() -> (K, V),
+        f: impl FnOnce(&V) -> R,
+    ) -> R {
         let mut entries = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((_, value)) = entries.iter().find(|(key, _)| matches(key)) {
-            return value.clone();
+            return f(value);
         }
         let (key, value) = make();
+        let result = f(&value);
         if entries.len() < CACHE_LIMIT {
-            entries.push((key, value.clone()));
+            entries.push((key, value));
         }
-        value
+        result
     }
 }
 
@@ -53,7 +61,6 @@ pub(crate) enum Published {
     Failed,
 }
 
-#[derive(Clone)]
 struct PublishCounters {
     published: Counter,
     confirmed: Counter,
@@ -74,7 +81,7 @@ impl PublishInstruments {
     /// Counts one publish to `exchange` of a message of type `kind`
     /// called `name`.
     pub(crate) fn record(&self, exchange: &str, kind: &str, name: &str, outcome: Published) {
-        let counters = self.cache.get(
+        self.cache.with(
             |(e, k, n)| **e == *exchange && **k == *kind && **n == *name,
             || {
                 let labels = [
@@ -90,14 +97,16 @@ impl PublishInstruments {
                 };
                 ((exchange.into(), kind.into(), name.into()), counters)
             },
+            |counters| {
+                counters.published.increment(1);
+                match outcome {
+                    Published::Sent => {}
+                    Published::Confirmed => counters.confirmed.increment(1),
+                    Published::Returned => counters.returned.increment(1),
+                    Published::Failed => counters.failed.increment(1),
+                }
+            },
         );
-        counters.published.increment(1);
-        match outcome {
-            Published::Sent => {}
-            Published::Confirmed => counters.confirmed.increment(1),
-            Published::Returned => counters.returned.increment(1),
-            Published::Failed => counters.failed.increment(1),
-        }
     }
 }
 
@@ -233,7 +242,6 @@ impl RpcOutcome {
     }
 }
 
-#[derive(Clone)]
 struct RpcHandles {
     durations: Vec<Histogram>,
     timeouts: Counter,
@@ -246,8 +254,16 @@ pub(crate) struct RpcInstruments {
 }
 
 impl RpcInstruments {
-    fn handles(&self, name: &str) -> RpcHandles {
-        self.cache.get(
+    /// A call of `name` ended with `outcome` after `duration`, with
+    /// `timeouts` of its attempts timed out.
+    pub(crate) fn record(
+        &self,
+        name: &str,
+        outcome: RpcOutcome,
+        duration: Duration,
+        timeouts: u32,
+    ) {
+        self.cache.with(
             |n| **n == *name,
             || {
                 let handles = RpcHandles {
@@ -262,25 +278,15 @@ impl RpcInstruments {
                 };
                 (name.into(), handles)
             },
-        )
-    }
-
-    /// A call of `name` ended with `outcome` after `duration`, with
-    /// `timeouts` of its attempts timed out.
-    pub(crate) fn record(
-        &self,
-        name: &str,
-        outcome: RpcOutcome,
-        duration: Duration,
-        timeouts: u32,
-    ) {
-        let handles = self.handles(name);
-        if let Some(histogram) = handles.durations.get(outcome as usize) {
-            histogram.record(duration.as_secs_f64());
-        }
-        if timeouts > 0 {
-            handles.timeouts.increment(u64::from(timeouts));
-        }
+            |handles| {
+                if let Some(histogram) = handles.durations.get(outcome as usize) {
+                    histogram.record(duration.as_secs_f64());
+                }
+                if timeouts > 0 {
+                    handles.timeouts.increment(u64::from(timeouts));
+                }
+            },
+        );
     }
 }
 
@@ -361,19 +367,21 @@ mod tests {
         let cache: Cache<u32, u32> = Cache::default();
         let mut made = 0;
         for key in [1, 2, 1, 1, 2] {
-            cache.get(
+            let value = cache.with(
                 |k| *k == key,
                 || {
                     made += 1;
                     (key, key * 10)
                 },
+                |v| *v,
             );
+            assert_eq!(value, key * 10);
         }
         assert_eq!(made, 2);
-        assert_eq!(cache.get(|k| *k == 2, || (2, 0)), 20);
+        assert_eq!(cache.with(|k| *k == 2, || (2, 0), |v| *v), 20);
         let full: Cache<usize, usize> = Cache::default();
         for key in 0..CACHE_LIMIT + 10 {
-            assert_eq!(full.get(|k| *k == key, || (key, key)), key);
+            assert_eq!(full.with(|k| *k == key, || (key, key), |v| *v), key);
         }
         let entries = full.0.lock().unwrap_or_else(PoisonError::into_inner).len();
         assert_eq!(entries, CACHE_LIMIT);
