@@ -69,7 +69,7 @@ fuzz_target!(|data: &[u8]| {
     // fingerprint is written back as it came, spacing included).
     let map: WireFingerprint = message.fingerprint.clone().into_inner().into();
     let fast = encoder
-        .encode_with_fingerprint(message.clone(), &map)
+        .encode_with_fingerprint(&message, &map)
         .expect("encode_with_fingerprint");
     let mut from_map = message.clone();
     from_map.fingerprint = map;

@@ -5,10 +5,9 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use postage::prelude::*;
@@ -17,7 +16,7 @@ use postage::telemetry::{
     DELIVERIES_REJECTED, HANDLER_DURATION, MESSAGES_IN_FLIGHT, MESSAGES_PUBLISHED,
     RPC_CALL_DURATION,
 };
-use postage_tests::{TestVhost, unique};
+use postage_tests::{Spawned, TestVhost, unique};
 
 /// How long anything awaited may take to show.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -34,8 +33,7 @@ const PROCESSOR: &str = "observed_echo";
 
 /// The running binary; its standard output read line by line and kept.
 struct Observed {
-    child: Child,
-    lines: mpsc::Receiver<String>,
+    process: Spawned,
     seen: Vec<String>,
 }
 
@@ -54,44 +52,16 @@ impl Observed {
             .env("OBSERVED_ECHO_EXCHANGE", exchange)
             .env("OBSERVED_ECHO_QUEUE", queue)
             .env("RUST_LOG", "info,lapin=off")
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .stdout(Stdio::piped());
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
-        let stdout = child.stdout.take().expect("stdout piped");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
         Observed {
-            child,
-            lines,
+            process: Spawned::start(command),
             seen: Vec::new(),
         }
     }
 
-    /// Reads lines until `done` holds for all lines read so far; fails the
-    /// test, showing them, after [`PATIENCE`].
+    /// Reads lines until `done` holds for all lines read so far.
     fn read_until(&mut self, what: &str, done: impl Fn(&[String]) -> bool) {
-        let deadline = Instant::now() + PATIENCE;
-        while !done(&self.seen) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(e) => panic!(
-                    "waiting for {what}: {e}; standard output so far:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
+        self.process.read_until(&mut self.seen, what, done);
     }
 
     /// Reads lines until one starts with `prefix`; returns it.
@@ -102,27 +72,6 @@ impl Observed {
             .find(|l| l.starts_with(prefix))
             .cloned()
             .unwrap()
-    }
-
-    fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return status,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                Ok(None) => panic!("observed_echo did not exit within {PATIENCE:?}"),
-                Err(e) => panic!("cannot wait for observed_echo: {e}"),
-            }
-        }
-    }
-}
-
-impl Drop for Observed {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -295,7 +244,7 @@ async fn metrics_count_the_calls_and_stdout_holds_their_spans() {
         ready,
         format!(
             "ready pid={} metrics=http://{metrics}/metrics",
-            observed.child.id()
+            observed.process.pid()
         )
     );
     assert_eq!(
@@ -465,6 +414,6 @@ async fn metrics_count_the_calls_and_stdout_holds_their_spans() {
         .await
         .expect("sent");
     observed.line_starting("stopped");
-    assert!(observed.wait_exit().success());
+    assert!(observed.process.wait_exit().success());
     connection.close().await.expect("closed");
 }

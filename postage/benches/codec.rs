@@ -127,7 +127,7 @@ fn codec(c: &mut Criterion) {
     c.bench_function("message_build_and_encode", |b| {
         b.iter(|| {
             let message: Message = command().into();
-            encoder.encode_with_fingerprint(message, black_box(&fingerprint))
+            encoder.encode_with_fingerprint(&message, black_box(&fingerprint))
         });
     });
     // What `Producer::command(..)` and `Producer::rpc(..)` encode.

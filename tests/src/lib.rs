@@ -240,6 +240,22 @@ impl Spawned {
         }
     }
 
+    /// Reads lines into `seen` until `done` holds for all of them; fails
+    /// the test, showing them, after 30 s.
+    pub fn read_until(&self, seen: &mut Vec<String>, what: &str, done: impl Fn(&[String]) -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !done(seen) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => seen.push(line),
+                Err(e) => panic!(
+                    "waiting for {what}: {e}; standard output so far:\n{}",
+                    seen.join("\n")
+                ),
+            }
+        }
+    }
+
     /// Every line printed until nothing more comes for `quiet`.
     pub fn lines_until_quiet(&self, quiet: Duration) -> Vec<String> {
         let mut lines = Vec::new();

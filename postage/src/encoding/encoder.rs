@@ -27,16 +27,17 @@ pub trait Encoder: Debug + Send + Sync + 'static {
     fn decode(&self, body: &[u8]) -> Result<Message, DecodeError>;
 
     /// Encodes `message` with `fingerprint` in place of its own: what a
-    /// producer or a reply sends. The default sets the field and calls
-    /// [`encode`](Encoder::encode); [`JsonEncoder`](crate::JsonEncoder) writes the borrowed
+    /// producer or a reply sends. The default copies the message with the
+    /// fingerprint set and calls [`encode`](Encoder::encode);
+    /// [`JsonEncoder`](crate::JsonEncoder) writes the borrowed message and
     /// fingerprint directly (the JSON text it keeps when it was built from a
-    /// [`Fingerprint`](crate::Fingerprint)), and saves a map copy per
-    /// message.
+    /// [`Fingerprint`](crate::Fingerprint)), and copies nothing.
     fn encode_with_fingerprint(
         &self,
-        mut message: Message,
+        message: &Message,
         fingerprint: &WireFingerprint,
     ) -> Result<Vec<u8>, EncodeError> {
+        let mut message = message.clone();
         message.fingerprint = fingerprint.clone();
         self.encode(&message)
     }
@@ -52,6 +53,6 @@ pub trait Encoder: Debug + Send + Sync + 'static {
         parts: &MessageParts<'_>,
         fingerprint: &WireFingerprint,
     ) -> Result<Vec<u8>, EncodeError> {
-        self.encode_with_fingerprint(parts.to_message(), fingerprint)
+        self.encode_with_fingerprint(&parts.to_message(), fingerprint)
     }
 }

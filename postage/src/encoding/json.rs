@@ -53,7 +53,7 @@ impl Encoder for JsonEncoder {
 
     fn encode_with_fingerprint(
         &self,
-        message: Message,
+        message: &Message,
         fingerprint: &WireFingerprint,
     ) -> Result<Vec<u8>, EncodeError> {
         let view = MessageView {
@@ -126,7 +126,7 @@ mod tests {
         let fingerprint = WireFingerprint::from(&sender);
         for field in [&fingerprint, &sender.as_map().into()] {
             let fast = JsonEncoder
-                .encode_with_fingerprint(message.clone(), field)
+                .encode_with_fingerprint(&message, field)
                 .unwrap();
             assert_eq!(fast, expected);
         }
@@ -146,7 +146,7 @@ mod tests {
         }
         assert_eq!(
             Plain
-                .encode_with_fingerprint(message, &fingerprint)
+                .encode_with_fingerprint(&message, &fingerprint)
                 .unwrap(),
             expected
         );

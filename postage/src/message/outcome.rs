@@ -69,7 +69,8 @@ impl Message {
                 .find(|known| *known == kind)
         };
         match self.content.unparsed() {
-            // As Postage and Python Postage write results, `type` first.
+            // As Postage (`message` first) and Python Postage (`type`
+            // first) write results.
             Some(raw) => leading_type(raw.get()).and_then(known).or_else(|| {
                 serde_json::from_str::<Kind<'_>>(raw.get())
                     .ok()
@@ -85,20 +86,57 @@ impl Message {
     }
 }
 
-/// The value of an object's first key when that key is `type` and the
-/// value a string without escapes.
+/// The value of an object's `type` key, found among its leading keys
+/// whose values are strings, when it is a string without escapes; `None`
+/// when this scan cannot tell (the caller then parses).
 fn leading_type(json: &str) -> Option<&str> {
-    let rest = json
-        .trim_start()
-        .strip_prefix('{')?
-        .trim_start()
-        .strip_prefix("\"type\"")?
-        .trim_start()
-        .strip_prefix(':')?
-        .trim_start()
-        .strip_prefix('"')?;
-    let end = rest.find(['"', '\\'])?;
-    rest[end..].starts_with('"').then(|| &rest[..end])
+    let mut at = skip_space(json, 0);
+    if json.as_bytes().get(at) != Some(&b'{') {
+        return None;
+    }
+    loop {
+        let (key, after) = leading_string(json, skip_space(json, at + 1))?;
+        at = skip_space(json, after);
+        if json.as_bytes().get(at) != Some(&b':') {
+            return None;
+        }
+        let (value, after) = leading_string(json, skip_space(json, at + 1))?;
+        let value = &json[value];
+        if &json[key] == "type" {
+            return (!value.contains('\\')).then_some(value);
+        }
+        at = skip_space(json, after);
+        if json.as_bytes().get(at) != Some(&b',') {
+            return None;
+        }
+    }
+}
+
+/// The position of the first byte at or after `at` that is not JSON
+/// whitespace.
+fn skip_space(json: &str, at: usize) -> usize {
+    at + json.as_bytes()[at.min(json.len())..]
+        .iter()
+        .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .count()
+}
+
+/// The JSON string at `at`: the range of its text (escapes left as they
+/// are) and the position after its closing quote.
+fn leading_string(json: &str, at: usize) -> Option<(std::ops::Range<usize>, usize)> {
+    let bytes = json.as_bytes();
+    if bytes.get(at) != Some(&b'"') {
+        return None;
+    }
+    let mut i = at + 1;
+    loop {
+        match bytes.get(i)? {
+            b'"' => return Some((at + 1..i, i + 1)),
+            // An escape: the backslash and the (ASCII) character it escapes.
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
 }
 
 /// The keys of a result's content.
@@ -223,6 +261,19 @@ mod tests {
                 Some("exception"),
             ),
             (r#"{"type": "succ\u0065ss"}"#, Some("success")),
+            // As Postage writes results: `message` first.
+            (
+                r#"{"message":"it \"failed\"\\","type":"error","value":null}"#,
+                Some("error"),
+            ),
+            (
+                r#"{"message":"","type":"success","value":{"type":"error"}}"#,
+                Some("success"),
+            ),
+            (
+                r#"{"message":"x","value":2,"type":"exception"}"#,
+                Some("exception"),
+            ),
             (r#"{"type": "other"}"#, None),
             (r#"{"type": 3}"#, None),
             (r#"{}"#, None),
@@ -241,5 +292,16 @@ mod tests {
             .decode(br#"{"type":"command","name":"x","category":"message","content":{"type":"success"}}"#)
             .unwrap();
         assert_eq!(command.result_kind(), None);
+        // The scan gives up, without reading past the end, on what it
+        // cannot tell.
+        for text in [
+            r#"{"message":"\"#,
+            r#"{"message":"a\"#,
+            r#"{"value":1}"#,
+            "{",
+            "",
+        ] {
+            assert_eq!(leading_type(text), None, "{text}");
+        }
     }
 }

@@ -177,7 +177,7 @@ mod tests {
         for (parts, message) in all.iter().zip(built) {
             assert_eq!(parts.to_message(), message);
             let expected = JsonEncoder
-                .encode_with_fingerprint(message, &fingerprint)
+                .encode_with_fingerprint(&message, &fingerprint)
                 .unwrap();
             assert_eq!(
                 JsonEncoder.encode_parts(parts, &fingerprint).unwrap(),

@@ -23,11 +23,11 @@ pub(super) struct ReplyTarget {
 
 impl ReplyTarget {
     async fn publish(self, message: Message) -> Result<()> {
-        let (kind, name) = (message.kind.clone(), message.name.clone());
         let body = self
             .encoder
-            .encode_with_fingerprint(message, &self.fingerprint)?;
-        self.publish_body(&body, &About::of(&kind, &name)).await
+            .encode_with_fingerprint(&message, &self.fingerprint)?;
+        self.publish_body(&body, &About::of(&message.kind, &message.name))
+            .await
     }
 
     /// Sends the result saying `outcome`.

@@ -90,17 +90,17 @@ impl<'a> Publish<'a> {
 
     async fn run(self) -> Result<()> {
         let producer = self.producer;
-        let (kind, name, category);
+        // Kept until sent: the span and the metrics borrow its names.
+        let message;
         let (body, about) = match self.body {
-            Body::Message(message) => {
-                (kind, name, category) =
-                    (message.kind.clone(), message.name.clone(), message.category);
+            Body::Message(boxed) => {
+                message = boxed;
                 let about = About {
-                    kind: &kind,
-                    name: &name,
-                    category: category.as_str(),
+                    kind: &message.kind,
+                    name: &message.name,
+                    category: message.category.as_str(),
                 };
-                (producer.encode(*message)?, about)
+                (producer.encode(&message)?, about)
             }
             Body::Encoded(body, about) => (body?, about),
         };

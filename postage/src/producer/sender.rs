@@ -153,7 +153,7 @@ impl Producer {
     }
 
     /// Encodes a message with the producer's fingerprint.
-    pub(super) fn encode(&self, message: Message) -> Result<Vec<u8>> {
+    pub(super) fn encode(&self, message: &Message) -> Result<Vec<u8>> {
         Ok(self
             .inner
             .encoder

@@ -167,12 +167,10 @@ impl<'a> RpcCall<'a> {
         let (exchange, key) = pairs.first().cloned().ok_or(Error::NoDestination)?;
         let (kind, command, body) = match self.request {
             Request::Message(message) => {
-                let kind = Cow::Owned(message.kind.clone());
-                let command = message.name.as_str().into();
                 let body = origin
                     .encoder
-                    .encode_with_fingerprint(message, origin.fingerprint)?;
-                (kind, command, body)
+                    .encode_with_fingerprint(&message, origin.fingerprint)?;
+                (Cow::Owned(message.kind), message.name.as_str().into(), body)
             }
             Request::Command { name, parameters } => {
                 let parts = MessageParts::command(&name, Category::Rpc, &parameters);
