@@ -174,6 +174,13 @@ pub enum Error {
     /// were aborted.
     #[error("shutdown did not finish within {0:?}; the remaining tasks were aborted")]
     ShutdownTimeout(Duration),
+
+    /// A processor's failure policy cannot work with its bindings.
+    #[error("the failure policy cannot apply: {reason}")]
+    FailurePolicy {
+        /// Why.
+        reason: &'static str,
+    },
 }
 
 /// `Result` with [`Error`] as its error.
@@ -202,6 +209,7 @@ impl Error {
             Error::ConsumerStopped => "ConsumerStopped",
             Error::ConsumerLost(_) => "ConsumerLost",
             Error::ShutdownTimeout(_) => "ShutdownTimeout",
+            Error::FailurePolicy { .. } => "FailurePolicy",
         }
     }
 
@@ -255,6 +263,7 @@ impl Error {
             Error::ConsumerStopped => "ClosedError",
             Error::ShutdownTimeout(_) => "ShutdownTimeout",
             Error::ConsumerLost(_) => "ConsumerLost",
+            Error::FailurePolicy { .. } => "ValueError",
         };
         crate::message::MessageResultException::new(name, self.report().to_string())
     }

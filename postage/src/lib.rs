@@ -185,8 +185,8 @@ pub use postage_macros::{
     context_handler, full_body_handler, handler, processor, producer, rpc_handler,
 };
 pub use processor::{
-    Context, Control, FromContent, Handlers, IntoErrorReply, IntoReply, Params, Processor, Reply,
-    RpcError, Stop,
+    Context, Control, FromContent, Handlers, IntoErrorReply, IntoReply, OnError, Params, Processor,
+    Reply, RpcError, Stop,
 };
 pub use producer::{ApiParam, MessageApi, Producer, ProducerApi, ProducerBuilder, ProducerSpec};
 pub use rpc::{PendingReply, ReplyStrategy};
@@ -199,7 +199,7 @@ pub mod prelude {
     pub use crate::{
         AddressOrder, Category, Config, Connection, Consumer, Content, Context, Control, Exchange,
         ExchangeKind, Fingerprint, GenericMessage, Handlers, IntoMessage, Message, MessageCommand,
-        MessageResult, MessageResultError, MessageResultException, MessageStatus, Outcome,
+        MessageResult, MessageResultError, MessageResultException, MessageStatus, OnError, Outcome,
         Processor, Producer, Queue, Reply, ReplyStrategy, RpcCommand, Scheduler,
     };
     pub use crate::{Params, ProducerApi, ProducerSpec, RpcError};

@@ -6,7 +6,7 @@
 use proc_macro2::TokenStream;
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream, Parser};
-use syn::{Attribute, Ident, LitStr, Meta, Token};
+use syn::{Attribute, Expr, Ident, LitStr, Meta, Token};
 
 use crate::common::{CratePath, parse_crate_arg};
 use crate::ctxt::Ctxt;
@@ -127,6 +127,16 @@ pub(crate) struct HandlerAttr {
     pub(crate) kind: LitStr,
     /// The message name (`"echo"`).
     pub(crate) name: LitStr,
+    /// `on_error = <expr>`: the handler's failure policy.
+    pub(crate) on_error: Option<OnErrorArg>,
+}
+
+/// `on_error = <expr>`, as written.
+pub(crate) struct OnErrorArg {
+    /// The `on_error` keyword, for errors about the argument.
+    pub(crate) keyword: Ident,
+    /// The policy: any constant expression of type `OnError`.
+    pub(crate) policy: Expr,
 }
 
 impl HandlerAttr {
@@ -142,8 +152,8 @@ impl HandlerAttr {
                 ),
             ));
         };
-        let strings =
-            (|input: ParseStream<'_>| parse_strings(form, input)).parse2(list.tokens.clone())?;
+        let (strings, on_error) =
+            (|input: ParseStream<'_>| parse_args(form, input)).parse2(list.tokens.clone())?;
         let count = strings.len();
         let mut strings = strings.into_iter();
         let category = match form {
@@ -156,6 +166,7 @@ impl HandlerAttr {
                 category,
                 kind,
                 name,
+                on_error,
             }),
             _ => Err(syn::Error::new_spanned(
                 attr,
@@ -185,9 +196,41 @@ impl HandlerAttr {
     }
 }
 
+/// The arguments of a handler attribute: its strings, then an optional
+/// `on_error = <expr>`.
+fn parse_args(
+    form: Form,
+    input: ParseStream<'_>,
+) -> syn::Result<(Vec<LitStr>, Option<OnErrorArg>)> {
+    let strings = parse_strings(form, input)?;
+    let mut on_error = None;
+    if !input.is_empty() {
+        let keyword = input.call(Ident::parse_any)?;
+        if keyword != "on_error" || !input.peek(Token![=]) {
+            return Err(unknown_argument(form, &keyword));
+        }
+        input.parse::<Token![=]>()?;
+        on_error = Some(OnErrorArg {
+            keyword,
+            policy: input.parse()?,
+        });
+        if !input.is_empty() {
+            input.parse::<Token![,]>()?;
+        }
+        if !input.is_empty() {
+            return Err(input.error(format!(
+                "unexpected argument: {} takes the message {} and `on_error = ...`",
+                form.attribute(),
+                form.labels().join(" and "),
+            )));
+        }
+    }
+    Ok((strings, on_error))
+}
+
 /// The strings of a handler attribute: up to as many as the form takes,
 /// comma-separated, with an optional trailing comma. Fewer is not an
-/// error here.
+/// error here; what follows them is left to the caller.
 fn parse_strings(form: Form, input: ParseStream<'_>) -> syn::Result<Vec<LitStr>> {
     let labels = form.labels();
     let mut strings = Vec::with_capacity(labels.len());
@@ -204,7 +247,13 @@ fn parse_strings(form: Form, input: ParseStream<'_>) -> syn::Result<Vec<LitStr>>
         if input.peek(LitStr) {
             strings.push(input.parse::<LitStr>()?);
         } else if input.peek(Ident::peek_any) && input.peek2(Token![=]) {
-            let ident = input.call(Ident::parse_any)?;
+            // `on_error = ...` before the strings are all there: they are
+            // missing (the check says which).
+            let fork = input.fork();
+            let ident = fork.call(Ident::parse_any)?;
+            if ident == "on_error" {
+                break;
+            }
             return Err(unknown_argument(form, &ident));
         } else {
             let token: proc_macro2::TokenTree = input.parse()?;
@@ -217,14 +266,10 @@ fn parse_strings(form: Form, input: ParseStream<'_>) -> syn::Result<Vec<LitStr>>
             ));
         }
     }
-    if !input.is_empty() {
+    if !input.is_empty() && strings.len() == labels.len() {
         input.parse::<Token![,]>()?;
     }
-    if !input.is_empty() {
-        if input.peek(Ident::peek_any) {
-            let ident = input.call(Ident::parse_any)?;
-            return Err(unknown_argument(form, &ident));
-        }
+    if !input.is_empty() && !input.peek(Ident::peek_any) {
         return Err(input.error(format!(
             "unexpected argument: {} takes the message {}, `{}`",
             form.attribute(),
@@ -236,10 +281,14 @@ fn parse_strings(form: Form, input: ParseStream<'_>) -> syn::Result<Vec<LitStr>>
 }
 
 fn unknown_argument(form: Form, ident: &Ident) -> syn::Error {
+    let takes = match form {
+        Form::Rpc => "only strings",
+        _ => "strings and `on_error = ...`",
+    };
     syn::Error::new(
         ident.span(),
         format!(
-            "unknown argument `{ident}`: {} takes only strings, `{}`",
+            "unknown argument `{ident}`: {} takes {takes}, `{}`",
             form.attribute(),
             form.example()
         ),

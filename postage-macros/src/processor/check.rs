@@ -132,6 +132,15 @@ fn check_strings(cx: &Ctxt, attr: &HandlerAttr) -> bool {
         cx.error_spanned_by(category, "the category is \"message\" or \"rpc\"");
         ok = false;
     }
+    if let Some(on_error) = &attr.on_error
+        && attr.rpc()
+    {
+        cx.error_spanned_by(
+            &on_error.keyword,
+            "`on_error` is for message handlers: a failed RPC handler answers its caller with an exception result",
+        );
+        ok = false;
+    }
     ok
 }
 

@@ -26,7 +26,8 @@ pub(crate) fn expand(args: &Args, table: &Table<'_>) -> TokenStream {
     }
 }
 
-/// `Handler::message("command", "echo", |this, content| ...).labeled("echo")`
+/// `Handler::message("command", "echo", |this, content| ...).labeled("echo")`,
+/// with `.on_error(<expr>)` when the attribute gives a policy.
 fn expand_entry(args: &Args, table: &Table<'_>, entry: &Entry<'_>) -> TokenStream {
     let krate = &args.krate;
     let (kind, name) = (&entry.attr.kind, &entry.attr.name);
@@ -139,5 +140,12 @@ fn expand_entry(args: &Args, table: &Table<'_>, entry: &Entry<'_>) -> TokenStrea
             quote!(context(#krate::__private::Category::#category, #kind, #name, |ctx| #body))
         }
     };
-    quote!(#krate::__private::Handler::<#self_ty>::#entry_fn.labeled(#label))
+    let handler = quote!(#krate::__private::Handler::<#self_ty>::#entry_fn.labeled(#label));
+    match &entry.attr.on_error {
+        Some(on_error) => {
+            let policy = &on_error.policy;
+            quote!(#handler.on_error(#policy))
+        }
+        None => handler,
+    }
 }

@@ -1,11 +1,12 @@
 //! [`Delivery`]: a received message, decoded, with its acknowledgement.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::encoding::{DecodeError, Encoder};
 use crate::error::Result;
 use crate::message::Message;
-use crate::transport::{Headers, RawDelivery};
+use crate::transport::{DEADLINE_HEADER, Headers, RawDelivery};
 
 /// A received message, decoded, waiting for its acknowledgement.
 ///
@@ -78,6 +79,13 @@ impl Delivery {
     /// `x-delivery-count` header that quorum queues set), if known.
     pub fn delivery_count(&self) -> Option<u64> {
         self.raw.delivery_count()
+    }
+
+    /// When the caller of an RPC request stops waiting for its reply (the
+    /// `postage-deadline` header Postage callers write), if it said.
+    pub fn deadline(&self) -> Option<SystemTime> {
+        let ms = self.raw.header_count(DEADLINE_HEADER)?;
+        UNIX_EPOCH.checked_add(Duration::from_millis(ms))
     }
 
     /// The `content_type` property.

@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use super::control::ControlSenders;
 use super::dispatch::{Core, handler_label};
+use super::failure::Failures;
 use super::routes::RouteTable;
-use super::{Control, Handlers, Processor};
+use super::{Control, Handlers, OnError, Processor};
 use crate::consumer::ConsumerBuilder;
 use crate::encoding::Encoder;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
 use crate::message::WireFingerprint;
 use crate::telemetry::ProcessorInstruments;
@@ -27,6 +28,7 @@ pub struct ProcessorBuilder<P> {
     pub(super) restart_command: bool,
     pub(super) control_senders: Option<Vec<String>>,
     pub(super) max_deliveries: u64,
+    pub(super) on_error: OnError,
 }
 
 /// The redelivery bound of [`ProcessorBuilder::max_deliveries`].
@@ -128,8 +130,52 @@ impl<P: Handlers> ProcessorBuilder<P> {
         self
     }
 
+    /// What becomes of a message when a handler fails, for handlers
+    /// without a policy of their own (default [`OnError::Acknowledge`]).
+    /// A policy that retries or parks needs named queues: it is refused
+    /// at [`connect`](ProcessorBuilder::connect) for a server-named one.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use postage::prelude::*;
+    /// # struct Jobs;
+    /// # #[processor] impl Jobs { #[handler("command", "run")] async fn run(&self) {} }
+    ///
+    /// const JOBS: Exchange = Exchange::direct("jobs");
+    /// const DELAYS: &[Duration] = &[Duration::from_secs(1), Duration::from_secs(10)];
+    ///
+    /// # async fn run() -> postage::Result<()> {
+    /// let connection = Connection::from_env().await?;
+    /// let processor = Processor::builder(Jobs)
+    ///     .bind(JOBS, [(Queue::quorum("jobs"), "run")])
+    ///     .on_error(OnError::retry(DELAYS))
+    ///     .connect(&connection)
+    ///     .await?;
+    /// # let _ = processor; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn on_error(mut self, policy: OnError) -> Self {
+        self.on_error = policy;
+        self
+    }
+
     /// Declares and binds the queues and starts consuming.
     pub async fn connect(self, connection: &Connection) -> Result<Processor<P>> {
+        let table = P::handlers();
+        let policies = || table.iter().filter_map(|handler| handler.on_error);
+        if self.on_error.republishes() || policies().any(OnError::republishes) {
+            let server_named = self
+                .consumer
+                .bindings()
+                .iter()
+                .flat_map(|binding| &binding.queues)
+                .any(|(queue, _)| queue.name().is_empty());
+            if server_named {
+                return Err(Error::FailurePolicy {
+                    reason: "a policy that retries or parks needs named queues; a binding has a server-named one",
+                });
+            }
+        }
         let encoder = self.consumer.encoder_arc();
         let fingerprint = self
             .fingerprint
@@ -139,7 +185,7 @@ impl<P: Handlers> ProcessorBuilder<P> {
             .clone()
             .unwrap_or_else(|| "anonymous".into());
         let consumer = self.consumer.name(name.clone()).connect(connection).await?;
-        let table = P::handlers();
+        let failures = Failures::new(connection, self.on_error, policies()).await?;
         let instruments = ProcessorInstruments::new(&name, table.iter().map(handler_label));
         let routes = RouteTable::new(table);
         let core = Arc::new(Core {
@@ -156,6 +202,7 @@ impl<P: Handlers> ProcessorBuilder<P> {
             max_deliveries: self.max_deliveries,
             name,
             instruments,
+            failures,
         });
         Ok(Processor {
             core,

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::{Control, Reply};
 use crate::message::Message;
@@ -22,6 +23,15 @@ pub struct Context<P> {
     pub routing_key: String,
     /// Whether the broker delivered it before.
     pub redelivered: bool,
+    pub(super) deadline: Option<Instant>,
+}
+
+impl<P> Context<P> {
+    /// When the caller of an RPC request stops waiting for its reply, if
+    /// it said (see [`Reply::deadline`]); `None` for other messages.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
 }
 
 impl<P> fmt::Debug for Context<P> {

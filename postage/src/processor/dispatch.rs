@@ -6,13 +6,14 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use futures_util::FutureExt;
 use serde_json::Value;
 use tracing::{Instrument, Span};
 
 use super::control::ControlSenders;
+use super::failure::{Failure, Failures, Settle, Settled, finish};
 use super::handler::{HandlerError, HandlerFn, HandlerFuture, HandlerResult};
 use super::reply::{ReplySlot, ReplyTarget};
 use super::routes::{RouteTable, Routes};
@@ -40,6 +41,8 @@ pub(super) struct Core<P: 'static> {
     /// The processor's name in spans and metrics (its fingerprint's).
     pub(super) name: String,
     pub(super) instruments: ProcessorInstruments,
+    /// What becomes of messages whose handlers failed.
+    pub(super) failures: Failures,
 }
 
 impl<P: Handlers> Core<P> {
@@ -103,7 +106,7 @@ impl<P: Handlers> Core<P> {
                     _ => Rejection::Undecodable,
                 };
                 self.rejected(span, why);
-                finish(&delivery, false).await;
+                finish(&delivery, Settle::DeadLetter).await;
                 return;
             }
         };
@@ -119,7 +122,7 @@ impl<P: Handlers> Core<P> {
                 "rejecting a message delivered too many times"
             );
             self.rejected(span, Rejection::DeliveryLimit);
-            finish(&delivery, false).await;
+            finish(&delivery, Settle::DeadLetter).await;
             return;
         }
         match message.category {
@@ -143,12 +146,12 @@ impl<P: Handlers> Core<P> {
                 if self.control_senders.allow(&sender) {
                     tracing::info!(command = %message.name, %sender, "control command received");
                     self.handled(span);
-                    finish(&delivery, true).await;
+                    finish(&delivery, Settle::Ack).await;
                     self.control.request(stop);
                 } else {
                     tracing::warn!(command = %message.name, %sender, "control command from a sender not allowed; ignored");
                     self.rejected(span, Rejection::SenderNotAllowed);
-                    finish(&delivery, true).await;
+                    finish(&delivery, Settle::Ack).await;
                 }
                 return;
             }
@@ -160,18 +163,18 @@ impl<P: Handlers> Core<P> {
                 "rejecting a result message where commands are expected"
             );
             self.rejected(span, Rejection::UnexpectedResult);
-            finish(&delivery, false).await;
+            finish(&delivery, Settle::DeadLetter).await;
             return;
         }
         if handlers.is_empty() {
             tracing::debug!(kind = %message.kind, name = %message.name, "no handler; message dropped");
             self.rejected(span, Rejection::NoHandler);
-            finish(&delivery, true).await;
+            finish(&delivery, Settle::Ack).await;
             return;
         }
         let last = handlers.len() - 1;
         let mut message = Some(message);
-        let mut failures = 0;
+        let mut failed = None;
         for (position, &i) in handlers.iter().enumerate() {
             let handler = &self.table[i];
             let Some(current) = (if position == last {
@@ -185,22 +188,32 @@ impl<P: Handlers> Core<P> {
                 HandlerFn::Message(f) => call(|| f(self.handlers.clone(), current.content)),
                 HandlerFn::FullBody(f) => call(|| f(self.handlers.clone(), current)),
                 HandlerFn::Context(f) => {
-                    let context = self.context(&delivery, current, None);
+                    let context = self.context(&delivery, current, None, None);
                     call(|| f(context))
                 }
                 HandlerFn::Rpc(_) => continue,
             };
             if let Err(error) = self.run_handler(i, future).await {
-                failures += 1;
                 tracing::error!(handler = handler.label, kind = handler.kind, name = handler.name, %error, "handler failed");
+                failed.get_or_insert((handler, error));
             }
         }
-        if failures == 0 {
+        let Some((handler, error)) = failed else {
             self.handled(span);
-        } else {
-            self.failed(span);
+            finish(&delivery, Settle::Ack).await;
+            return;
+        };
+        self.failed(span);
+        let failure = Failure {
+            policy: handler.on_error.unwrap_or(self.failures.default),
+            handler: handler_label(handler),
+            error: &error,
+        };
+        match self.failures.settle(&delivery, &failure).await {
+            Settled::Retried => self.instruments.retried(),
+            Settled::Parked => self.instruments.parked(),
+            Settled::Other => {}
         }
-        finish(&delivery, true).await;
     }
 
     async fn process_rpc(&self, delivery: Delivery, mut message: Message, span: &Span) {
@@ -211,8 +224,24 @@ impl<P: Handlers> Core<P> {
                 "rejecting an RPC request without reply_to"
             );
             self.rejected(span, Rejection::NoReplyTo);
-            finish(&delivery, false).await;
+            finish(&delivery, Settle::DeadLetter).await;
             return;
+        };
+        let deadline = match delivery.deadline() {
+            None => None,
+            Some(at) => match at.duration_since(SystemTime::now()) {
+                Ok(left) if !left.is_zero() => Some(Instant::now() + left),
+                _ => {
+                    tracing::warn!(
+                        name = %message.name,
+                        sender = %message.sender(),
+                        "dropping an RPC request that arrived after its caller's deadline"
+                    );
+                    self.rejected(span, Rejection::Expired);
+                    finish(&delivery, Settle::Ack).await;
+                    return;
+                }
+            },
         };
         let target = ReplyTarget {
             channel: self.reply_channel.clone(),
@@ -226,7 +255,7 @@ impl<P: Handlers> Core<P> {
             self.rejected(span, Rejection::NoHandler);
             let text = format!("no handler for RPC {} {:?}", message.kind, message.name);
             target.answer(Outcome::Error { message: text }).await;
-            finish(&delivery, true).await;
+            finish(&delivery, Settle::Ack).await;
             return;
         };
         let handler = &self.table[i];
@@ -239,12 +268,13 @@ impl<P: Handlers> Core<P> {
             target: Mutex::new(Some(target)),
             handler_done: AtomicBool::new(false),
             command,
+            deadline,
         });
         let reply = Reply { slot: slot.clone() };
         let future = match &handler.call {
             HandlerFn::Rpc(f) => call(|| f(self.handlers.clone(), message.content, reply)),
             HandlerFn::Context(f) => {
-                let context = self.context(&delivery, message, Some(reply));
+                let context = self.context(&delivery, message, Some(reply), deadline);
                 call(|| f(context))
             }
             HandlerFn::Message(_) | HandlerFn::FullBody(_) => {
@@ -252,7 +282,30 @@ impl<P: Handlers> Core<P> {
                 Box::pin(async { Ok(()) })
             }
         };
-        let outcome = self.run_handler(i, future).await;
+        let outcome = match deadline {
+            None => self.run_handler(i, future).await,
+            Some(at) => {
+                let running = self.run_handler(i, future);
+                match tokio::time::timeout_at(at.into(), running).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        // The caller gave up: no reply, now or later.
+                        drop(slot.take());
+                        slot.handler_done.store(true, Ordering::Release);
+                        tracing::warn!(
+                            handler = handler.label,
+                            kind = handler.kind,
+                            name = handler.name,
+                            "RPC handler cancelled at its caller's deadline; no reply sent"
+                        );
+                        self.instruments.failed();
+                        span::outcome(span, "cancelled", Some("DeadlineExceeded"));
+                        finish(&delivery, Settle::Ack).await;
+                        return;
+                    }
+                }
+            }
+        };
         slot.handler_done.store(true, Ordering::Release);
         if let Err(error) = &outcome {
             tracing::error!(handler = handler.label, kind = handler.kind, name = handler.name, %error, "RPC handler failed");
@@ -279,7 +332,7 @@ impl<P: Handlers> Core<P> {
             };
             target.answer(answer).await;
         }
-        finish(&delivery, true).await;
+        finish(&delivery, Settle::Ack).await;
     }
 
     /// Runs handler `index` of the table within its `handler` span, timed.
@@ -321,7 +374,13 @@ impl<P: Handlers> Core<P> {
         self.routes.get(&message.kind, &message.name)
     }
 
-    fn context(&self, delivery: &Delivery, message: Message, reply: Option<Reply>) -> Context<P> {
+    fn context(
+        &self,
+        delivery: &Delivery,
+        message: Message,
+        reply: Option<Reply>,
+        deadline: Option<Instant>,
+    ) -> Context<P> {
         Context {
             processor: self.handlers.clone(),
             message,
@@ -330,6 +389,7 @@ impl<P: Handlers> Core<P> {
             queue: delivery.queue().to_owned(),
             routing_key: delivery.routing_key().to_owned(),
             redelivered: delivery.redelivered(),
+            deadline,
         }
     }
 }
@@ -375,17 +435,6 @@ async fn run_caught(future: HandlerFuture) -> HandlerResult {
     match AssertUnwindSafe(future).catch_unwind().await {
         Ok(result) => result,
         Err(panic) => Err(HandlerError::panic(&*panic)),
-    }
-}
-
-async fn finish(delivery: &Delivery, ack: bool) {
-    let result = if ack {
-        delivery.ack().await
-    } else {
-        delivery.reject(false).await
-    };
-    if let Err(error) = result {
-        tracing::warn!(error = %error.report(), "could not acknowledge a delivery; the broker will redeliver it");
     }
 }
 

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::{Context, Reply};
+use super::{Context, OnError, Reply};
 use crate::BoxFuture;
 use crate::error::Error;
 use crate::message::{Category, Content, Message};
@@ -17,22 +17,57 @@ pub type HandlerResult = Result<(), HandlerError>;
 pub type HandlerFuture = BoxFuture<'static, HandlerResult>;
 
 /// A handler's failure: a name (like a Python exception class) and a text.
-/// An RPC caller receives it as an exception result.
+/// An RPC caller receives it as an exception result. A failure is
+/// transient unless made [permanent](HandlerError::permanent): the
+/// processor's [failure policy](OnError) may retry a transient one, and
+/// parks a permanent one at once.
+///
+/// A handler that returns `Result<(), HandlerError>` keeps its error's name
+/// and permanence:
+///
+/// ```
+/// use postage::processor::HandlerError;
+///
+/// fn check(width: u32) -> Result<(), HandlerError> {
+///     if width == 0 {
+///         // Retrying cannot help: park it for an operator.
+///         return Err(HandlerError::permanent("InvalidSize", "width 0"));
+///     }
+///     Ok(())
+/// }
+/// assert!(check(0).unwrap_err().is_permanent());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HandlerError {
     /// A short name, e.g. the error type or `Panic`.
     pub name: String,
     /// What went wrong.
     pub message: String,
+    permanent: bool,
 }
 
 impl HandlerError {
-    /// A failure called `name` saying `message`.
+    /// A transient failure called `name` saying `message`.
     pub fn new(name: impl Into<String>, message: impl Into<String>) -> Self {
         HandlerError {
             name: name.into(),
             message: message.into(),
+            permanent: false,
         }
+    }
+
+    /// A permanent failure: trying again cannot help (bad input, say), so
+    /// a policy that retries parks the message at once.
+    pub fn permanent(name: impl Into<String>, message: impl Into<String>) -> Self {
+        HandlerError {
+            permanent: true,
+            ..HandlerError::new(name, message)
+        }
+    }
+
+    /// Was it marked permanent?
+    pub fn is_permanent(&self) -> bool {
+        self.permanent
     }
 
     pub(super) fn panic(payload: &(dyn std::any::Any + Send)) -> Self {
@@ -68,7 +103,8 @@ pub(crate) fn short_type_name<T: ?Sized>() -> String {
 }
 
 /// Turns what a handler method returns into a [`HandlerResult`]: `()` is
-/// success, `Result<(), E>` fails with `E`'s type name and text.
+/// success, `Result<(), E>` fails with `E`'s type name and text, or, when
+/// `E` is a [`HandlerError`], with that error as it is.
 #[diagnostic::on_unimplemented(
     message = "a Postage handler cannot return `{Self}`",
     label = "handlers return `()` or `Result<(), E>` with `E: Display`",
@@ -85,9 +121,14 @@ impl IntoHandlerResult for () {
     }
 }
 
-impl<E: fmt::Display> IntoHandlerResult for Result<(), E> {
+impl<E: fmt::Display + 'static> IntoHandlerResult for Result<(), E> {
     fn into_handler_result(self) -> HandlerResult {
-        self.map_err(|e| HandlerError::new(short_type_name::<E>(), e.to_string()))
+        self.map_err(
+            |e| match (&e as &dyn std::any::Any).downcast_ref::<HandlerError>() {
+                Some(error) => error.clone(),
+                None => HandlerError::new(short_type_name::<E>(), e.to_string()),
+            },
+        )
     }
 }
 
@@ -129,6 +170,9 @@ pub struct Handler<P> {
     pub call: HandlerFn<P>,
     /// The method's name, for logs.
     pub label: &'static str,
+    /// What becomes of a message when this handler fails (`None`: the
+    /// processor's policy).
+    pub on_error: Option<OnError>,
 }
 
 impl<P> Handler<P> {
@@ -181,6 +225,7 @@ impl<P> Handler<P> {
             name,
             call,
             label: "",
+            on_error: None,
         }
     }
 
@@ -188,6 +233,14 @@ impl<P> Handler<P> {
     #[must_use]
     pub const fn labeled(mut self, label: &'static str) -> Self {
         self.label = label;
+        self
+    }
+
+    /// What becomes of a message when this handler fails, in place of the
+    /// processor's policy (`message` category handlers only).
+    #[must_use]
+    pub const fn on_error(mut self, policy: OnError) -> Self {
+        self.on_error = Some(policy);
         self
     }
 }
@@ -219,6 +272,14 @@ mod tests {
             error.to_string(),
             "ParseIntError: invalid digit found in string"
         );
+        // A HandlerError returned as it is keeps its name and permanence.
+        let permanent: Result<(), HandlerError> = Err(HandlerError::permanent("Invalid", "w=0"));
+        let error = permanent.into_handler_result().unwrap_err();
+        assert_eq!(
+            (error.name.as_str(), error.is_permanent()),
+            ("Invalid", true)
+        );
+        assert!(!HandlerError::new("A", "b").is_permanent());
         let payload: Box<dyn std::any::Any + Send> = Box::new("boom");
         assert_eq!(
             HandlerError::panic(&*payload),

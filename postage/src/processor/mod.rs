@@ -59,6 +59,8 @@
 //! | `reply` | [`Reply`]: the answer to an RPC request |
 //! | `context` | [`Context`]: what a context handler can reach |
 //! | `control` | [`Stop`], [`Control`], who may send `quit` / `restart` |
+//! | `policy` | [`OnError`]: what becomes of a message whose handler failed |
+//! | `failure` | a failure policy carried out: retry and parking queues, replay |
 //! | `routes` | which handlers serve each (type, name) |
 //! | `builder` | [`ProcessorBuilder`] |
 //! | `dispatch` | one delivery's way through the handlers to its acknowledgement |
@@ -70,7 +72,9 @@ mod context;
 mod control;
 mod dispatch;
 mod extract;
+mod failure;
 mod handler;
+mod policy;
 mod reply;
 mod routes;
 mod run;
@@ -80,8 +84,10 @@ pub use builder::{DEFAULT_MAX_DELIVERIES, ProcessorBuilder};
 pub use context::Context;
 pub use control::{Control, Stop};
 pub use extract::{FromContent, Params};
+pub use failure::replay_parked;
 pub use handler::{
     Handler, HandlerError, HandlerFn, HandlerFuture, HandlerResult, Handlers, IntoHandlerResult,
 };
+pub use policy::{OnError, failure_headers, parking_queue};
 pub use reply::Reply;
 pub use run::Processor;

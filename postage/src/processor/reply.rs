@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use serde_json::Value;
 
@@ -62,6 +63,8 @@ pub(super) struct ReplySlot {
     pub(super) target: Mutex<Option<ReplyTarget>>,
     pub(super) handler_done: AtomicBool,
     pub(super) command: String,
+    /// When the caller stops waiting, if it said.
+    pub(super) deadline: Option<Instant>,
 }
 
 impl ReplySlot {
@@ -90,6 +93,13 @@ impl fmt::Debug for Reply {
 }
 
 impl Reply {
+    /// When the caller stops waiting for this reply, if it said (Postage
+    /// callers do; Python Postage callers do not). A handler still running
+    /// then is cancelled, and no reply is sent.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.slot.deadline
+    }
+
     /// Sends `message` (normally a result) to the caller, with the
     /// request's correlation id and this processor's fingerprint.
     pub async fn send(self, message: impl IntoMessage) -> Result<()> {

@@ -64,6 +64,7 @@ impl<P: Handlers> Processor<P> {
             restart_command: true,
             control_senders: None,
             max_deliveries: super::DEFAULT_MAX_DELIVERIES,
+            on_error: super::OnError::default(),
         }
     }
 
@@ -80,6 +81,12 @@ impl<P: Handlers> Processor<P> {
     /// The consumer: bind more queues at run time, read its health.
     pub fn consumer(&self) -> ConsumerHandle {
         self.consumer.handle()
+    }
+
+    /// Moves the messages parked from `queue` back into it: see
+    /// [`replay_parked`](super::replay_parked).
+    pub async fn replay_parked(&self, queue: &str) -> Result<u64> {
+        super::replay_parked(&self.connection, queue).await
     }
 
     /// The connection the processor uses.

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::future::IntoFuture;
 use std::sync::{Arc, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -232,6 +232,15 @@ impl<'a> RpcCall<'a> {
     }
 }
 
+/// `deadline` in milliseconds since the Unix epoch, by the system clock:
+/// what the request's [`DEADLINE_HEADER`](crate::transport::DEADLINE_HEADER)
+/// says.
+fn epoch_millis(deadline: Instant) -> Option<u64> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let at = SystemTime::now().checked_add(left)?;
+    u64::try_from(at.duration_since(UNIX_EPOCH).ok()?.as_millis()).ok()
+}
+
 /// What became of a call's attempts.
 #[derive(Default)]
 struct Tries {
@@ -385,6 +394,7 @@ impl Prepared<'_> {
             correlation_id: Some(&id),
             expiration_ms: Some(self.timeout.as_millis().max(1)),
             headers: None,
+            deadline_ms: epoch_millis(deadline),
         };
         channel
             .publish(

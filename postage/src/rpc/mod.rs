@@ -30,6 +30,7 @@ mod pending;
 mod reader;
 mod state;
 
+pub use crate::transport::DEADLINE_HEADER;
 pub(crate) use call::Origin;
 pub use call::RpcCall;
 pub use pending::PendingReply;

@@ -4,9 +4,9 @@ use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 
 use super::names::{
     CONNECTION_RECOVERIES, CONNECTION_STALLS, CONSUMER_HEALTH, DELIVERIES_FAILED,
-    DELIVERIES_HANDLED, DELIVERIES_RECEIVED, DELIVERIES_REJECTED, HANDLER_DURATION,
-    MESSAGES_CONFIRMED, MESSAGES_IN_FLIGHT, MESSAGES_PUBLISHED, MESSAGES_RETURNED,
-    PUBLISH_FAILURES, RPC_CALL_DURATION, RPC_TIMEOUTS,
+    DELIVERIES_HANDLED, DELIVERIES_PARKED, DELIVERIES_RECEIVED, DELIVERIES_REJECTED,
+    DELIVERIES_RETRIED, HANDLER_DURATION, MESSAGES_CONFIRMED, MESSAGES_IN_FLIGHT,
+    MESSAGES_PUBLISHED, MESSAGES_RETURNED, PUBLISH_FAILURES, RPC_CALL_DURATION, RPC_TIMEOUTS,
 };
 
 /// Gives the installed `metrics` recorder the description and unit of
@@ -30,6 +30,11 @@ pub fn describe_metrics() {
             "Deliveries whose handlers all succeeded",
         ),
         (DELIVERIES_FAILED, "Deliveries of which a handler failed"),
+        (
+            DELIVERIES_RETRIED,
+            "Failed deliveries sent back for another attempt",
+        ),
+        (DELIVERIES_PARKED, "Failed deliveries parked"),
         (
             DELIVERIES_REJECTED,
             "Deliveries no handler ran for, by reason",

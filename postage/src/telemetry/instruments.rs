@@ -9,9 +9,10 @@ use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 
 use super::names::{
     CONNECTION_RECOVERIES, CONNECTION_STALLS, CONSUMER_HEALTH, DELIVERIES_FAILED,
-    DELIVERIES_HANDLED, DELIVERIES_RECEIVED, DELIVERIES_REJECTED, HANDLER_DURATION,
-    MESSAGES_CONFIRMED, MESSAGES_IN_FLIGHT, MESSAGES_PUBLISHED, MESSAGES_RETURNED,
-    PUBLISH_FAILURES, REJECTION_REASONS, RPC_CALL_DURATION, RPC_OUTCOMES, RPC_TIMEOUTS,
+    DELIVERIES_HANDLED, DELIVERIES_PARKED, DELIVERIES_RECEIVED, DELIVERIES_REJECTED,
+    DELIVERIES_RETRIED, HANDLER_DURATION, MESSAGES_CONFIRMED, MESSAGES_IN_FLIGHT,
+    MESSAGES_PUBLISHED, MESSAGES_RETURNED, PUBLISH_FAILURES, REJECTION_REASONS, RPC_CALL_DURATION,
+    RPC_OUTCOMES, RPC_TIMEOUTS,
 };
 
 /// Label sets kept per cache; beyond, handles are registered at each use.
@@ -129,6 +130,8 @@ pub(crate) enum Rejection {
     NoHandler,
     /// A control command from a sender not allowed.
     SenderNotAllowed,
+    /// An RPC request that arrived after its caller's deadline.
+    Expired,
 }
 
 impl Rejection {
@@ -143,6 +146,8 @@ pub(crate) struct ProcessorInstruments {
     received: Counter,
     handled: Counter,
     failed: Counter,
+    retried: Counter,
+    parked: Counter,
     rejected: Vec<Counter>,
     in_flight: Gauge,
     /// Per handler of the table: (ok, error) durations.
@@ -166,6 +171,8 @@ impl ProcessorInstruments {
             received: counter!(DELIVERIES_RECEIVED, &[p()]),
             handled: counter!(DELIVERIES_HANDLED, &[p()]),
             failed: counter!(DELIVERIES_FAILED, &[p()]),
+            retried: counter!(DELIVERIES_RETRIED, &[p()]),
+            parked: counter!(DELIVERIES_PARKED, &[p()]),
             rejected: REJECTION_REASONS
                 .iter()
                 .map(|&reason| counter!(DELIVERIES_REJECTED, &[p(), ("reason", reason.into())]))
@@ -193,6 +200,16 @@ impl ProcessorInstruments {
     /// One of its handlers failed.
     pub(crate) fn failed(&self) {
         self.failed.increment(1);
+    }
+
+    /// Its failure policy sent it back for another attempt.
+    pub(crate) fn retried(&self) {
+        self.retried.increment(1);
+    }
+
+    /// Its failure policy parked it.
+    pub(crate) fn parked(&self) {
+        self.parked.increment(1);
     }
 
     /// No handler ran for it.
@@ -344,6 +361,7 @@ mod tests {
             (Rejection::UnexpectedResult, "unexpected_result"),
             (Rejection::NoHandler, "no_handler"),
             (Rejection::SenderNotAllowed, "sender_not_allowed"),
+            (Rejection::Expired, "expired"),
         ];
         assert_eq!(reasons.len(), REJECTION_REASONS.len());
         for (why, label) in reasons {

@@ -21,6 +21,13 @@ pub const DELIVERIES_HANDLED: &str = "postage_deliveries_handled_total";
 /// Counter: deliveries of which a handler failed or panicked. Label:
 /// `processor`.
 pub const DELIVERIES_FAILED: &str = "postage_deliveries_failed_total";
+/// Counter: failed deliveries sent back for another attempt by the
+/// failure policy (`OnError::Retry`, `OnError::Requeue`). Label:
+/// `processor`.
+pub const DELIVERIES_RETRIED: &str = "postage_deliveries_retried_total";
+/// Counter: failed deliveries parked by the failure policy. Label:
+/// `processor`.
+pub const DELIVERIES_PARKED: &str = "postage_deliveries_parked_total";
 /// Counter: deliveries no handler ran for. Labels: `processor`, `reason`
 /// (one of [`REJECTION_REASONS`]).
 pub const DELIVERIES_REJECTED: &str = "postage_deliveries_rejected_total";
@@ -54,6 +61,7 @@ pub const REJECTION_REASONS: &[&str] = &[
     "unexpected_result",
     "no_handler",
     "sender_not_allowed",
+    "expired",
 ];
 
 /// The values of `outcome` on [`RPC_CALL_DURATION`].

@@ -291,6 +291,7 @@ impl<'a> IntoFuture for ProbePublish<'a> {
                 correlation_id: self.correlation_id.as_deref(),
                 expiration_ms: self.expiration.map(|ttl| ttl.as_millis()),
                 headers: self.headers.as_ref(),
+                deadline_ms: None,
             };
             self.probe
                 .channel

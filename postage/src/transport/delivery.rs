@@ -145,6 +145,11 @@ impl RawDelivery {
         on_backend!(self, RawDelivery, delivery => delivery.is_persistent())
     }
 
+    /// A header's value when it is a non-negative integer.
+    pub(crate) fn header_count(&self, key: &str) -> Option<u64> {
+        on_backend!(self, RawDelivery, delivery => delivery.header_count(key))
+    }
+
     /// The `x-delivery-count` header (quorum queues), if any.
     pub(crate) fn delivery_count(&self) -> Option<u64> {
         on_backend!(self, RawDelivery, delivery => delivery.delivery_count())

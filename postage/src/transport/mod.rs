@@ -32,5 +32,5 @@ pub(crate) use channel::Channel;
 pub use connection::Connection;
 pub(crate) use delivery::{ConsumerId, Interruption, RawConsumer, RawDelivery};
 pub(crate) use link::Link;
-pub use properties::Headers;
+pub use properties::{DEADLINE_HEADER, Headers};
 pub(crate) use properties::{Declared, OutgoingProperties};

@@ -11,6 +11,11 @@ use serde_json::Value;
 /// AMQP timestamps read as seconds.
 pub type Headers = BTreeMap<String, Value>;
 
+/// The header that carries an RPC request's deadline: the time after
+/// which its caller no longer waits for the reply, in milliseconds since
+/// the Unix epoch (an integer). Python Postage sends none.
+pub const DEADLINE_HEADER: &str = "postage-deadline";
+
 /// Properties of a published message, borrowed for the publish.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct OutgoingProperties<'a> {
@@ -21,6 +26,8 @@ pub(crate) struct OutgoingProperties<'a> {
     pub(crate) correlation_id: Option<&'a str>,
     pub(crate) expiration_ms: Option<u128>,
     pub(crate) headers: Option<&'a Headers>,
+    /// The [`DEADLINE_HEADER`], added to the headers.
+    pub(crate) deadline_ms: Option<u64>,
 }
 
 /// A queue as a declaration found it.

@@ -6,6 +6,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stderr)]
 
 mod consumers;
+mod failures;
 mod processors;
 mod publishing;
 mod queues;

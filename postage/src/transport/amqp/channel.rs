@@ -9,14 +9,14 @@ use std::time::Duration;
 use lapin::options::{
     BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Confirmation};
 
 use super::convert::{amqp_error, field_table};
 use super::delivery::{Consumer, ConsumerId, Interruption, Slot};
 use super::session::{Shared, open_lapin_channel};
 use crate::error::{Error, Result};
-use crate::transport::OutgoingProperties;
+use crate::transport::{DEADLINE_HEADER, OutgoingProperties};
 
 /// How many times an operation interrupted by a lost connection is tried
 /// again once the connection is back.
@@ -78,8 +78,15 @@ fn basic_properties(props: &OutgoingProperties<'_>) -> BasicProperties {
     if let Some(ms) = props.expiration_ms {
         properties = properties.with_expiration(ms.to_string().into());
     }
-    if let Some(headers) = props.headers {
-        properties = properties.with_headers(field_table(headers));
+    let mut headers = props.headers.map(field_table);
+    if let Some(ms) = props.deadline_ms {
+        headers.get_or_insert_with(FieldTable::default).insert(
+            DEADLINE_HEADER.into(),
+            AMQPValue::LongLongInt(i64::try_from(ms).unwrap_or(i64::MAX)),
+        );
+    }
+    if let Some(headers) = headers {
+        properties = properties.with_headers(headers);
     }
     properties
 }

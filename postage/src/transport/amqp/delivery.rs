@@ -262,8 +262,12 @@ impl Delivery {
     }
 
     pub(crate) fn delivery_count(&self) -> Option<u64> {
+        self.header_count("x-delivery-count")
+    }
+
+    pub(crate) fn header_count(&self, key: &str) -> Option<u64> {
         let headers = self.inner.properties.headers().as_ref()?;
-        count(headers.inner().get("x-delivery-count")?)
+        count(headers.inner().get(key)?)
     }
 
     pub(crate) async fn ack(&self) -> Result<()> {

@@ -16,7 +16,7 @@ use super::session::Session;
 use super::state::{Destination, Message, Refused, State};
 use crate::error::{Error, Result};
 use crate::topology::{Exchange, Queue};
-use crate::transport::{Declared, OutgoingProperties};
+use crate::transport::{DEADLINE_HEADER, Declared, OutgoingProperties};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -336,7 +336,13 @@ impl Channel {
             reply_to: props.reply_to.map(str::to_owned),
             correlation_id: props.correlation_id.map(str::to_owned),
             expiration: props.expiration_ms.map(|ms| ms.to_string()),
-            headers: props.headers.cloned().unwrap_or_default(),
+            headers: {
+                let mut headers = props.headers.cloned().unwrap_or_default();
+                if let Some(ms) = props.deadline_ms {
+                    headers.insert(DEADLINE_HEADER.into(), ms.into());
+                }
+                headers
+            },
         };
         let what = || format!("basic.publish to {exchange:?}");
         let published = self

@@ -262,6 +262,10 @@ impl Delivery {
         })
     }
 
+    pub(crate) fn header_count(&self, key: &str) -> Option<u64> {
+        self.delivered.message.headers.get(key)?.as_u64()
+    }
+
     pub(crate) fn header_text(&self, key: &str) -> Option<&str> {
         self.delivered.message.headers.get(key)?.as_str()
     }
