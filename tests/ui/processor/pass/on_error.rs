@@ -32,7 +32,8 @@ impl Jobs {
 
 fn main() {
     let table = <Jobs as Handlers>::handlers();
-    assert_eq!(table[0].on_error, Some(OnError::retry(&[Duration::from_secs(1), Duration::from_secs(30)])));
+    const RESIZE: OnError = OnError::retry(&[Duration::from_secs(1), Duration::from_secs(30)]);
+    assert_eq!(table[0].on_error, Some(RESIZE));
     assert_eq!(table[1].on_error, Some(OnError::Park));
     assert_eq!(table[2].on_error, Some(OnError::Retry { delays: DELAYS }));
     assert_eq!(table[3].on_error, Some(OnError::Requeue { times: 3 }));
