@@ -88,8 +88,10 @@ impl EchoProducer {
 /// consumes, then serves until `quit`, Ctrl-C or SIGTERM (and restarts in
 /// place on `restart`).
 pub async fn serve<P: Handlers>(processor: Processor<P>) -> postage::Result<()> {
-    println!("ready pid={}", std::process::id());
     let mut scheduler = Scheduler::new();
     scheduler.add(processor);
+    // A SIGTERM right after `ready` shuts down gracefully, not by default.
+    scheduler.listen_for_signals()?;
+    println!("ready pid={}", std::process::id());
     scheduler.run().await
 }

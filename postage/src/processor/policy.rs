@@ -29,14 +29,12 @@ use crate::transport::Headers;
 ///         Duration::from_secs(30),
 ///     ]))]
 ///     async fn resize(&self, Params(path): Params<String>) -> Result<(), std::io::Error> {
-///         # let _ = path;
-///         Ok(())
+///         std::fs::metadata(path).map(drop)
 ///     }
 ///
 ///     // Parked at once: an operator looks at it.
 ///     #[handler("command", "bill", on_error = OnError::Park)]
-///     async fn bill(&self, content: Content) { # let _ = content;
-///     }
+///     async fn bill(&self, _content: Content) {}
 /// }
 /// ```
 ///

@@ -11,6 +11,13 @@ pub(super) struct Signals {
 }
 
 #[cfg(unix)]
+impl std::fmt::Debug for Signals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signals(SIGINT, SIGTERM)")
+    }
+}
+
+#[cfg(unix)]
 impl Signals {
     pub(super) fn new() -> Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
@@ -36,6 +43,7 @@ impl Signals {
 
 /// Ctrl-C, where there are no Unix signals.
 #[cfg(not(unix))]
+#[derive(Debug)]
 pub(super) struct Signals;
 
 #[cfg(not(unix))]

@@ -36,6 +36,8 @@ pub struct Scheduler {
     shutdown: watch::Sender<bool>,
     connections: Vec<Connection>,
     signals: bool,
+    /// Handlers installed ahead of `run` ([`Scheduler::listen_for_signals`]).
+    installed: Option<Signals>,
     shutdown_timeout: Duration,
 }
 
@@ -57,6 +59,7 @@ impl Scheduler {
             shutdown: watch::channel(false).0,
             connections: Vec::new(),
             signals: true,
+            installed: None,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
         }
     }
@@ -78,6 +81,18 @@ impl Scheduler {
     pub fn handle_signals(mut self, enabled: bool) -> Self {
         self.signals = enabled;
         self
+    }
+
+    /// Installs the SIGINT / SIGTERM handlers now rather than when
+    /// [`run`](Scheduler::run) starts. A component that says it is ready
+    /// after this call cannot be killed by a signal that comes before `run`
+    /// is polled: the signal waits and begins the graceful shutdown then.
+    /// Nothing to do when signals are switched off or already installed.
+    pub fn listen_for_signals(&mut self) -> Result<()> {
+        if self.signals && self.installed.is_none() {
+            self.installed = Some(Signals::new()?);
+        }
+        Ok(())
     }
 
     /// Adds a processor; its connection is closed when the scheduler ends.
@@ -134,10 +149,10 @@ impl Scheduler {
     /// Runs until every task has ended. Returns the first error a task
     /// ended with, after all have ended.
     pub async fn run(mut self) -> Result<()> {
-        let mut signals = if self.signals {
-            Some(Signals::new()?)
-        } else {
-            None
+        let mut signals = match self.installed.take() {
+            Some(installed) => Some(installed),
+            None if self.signals => Some(Signals::new()?),
+            None => None,
         };
         let mut restart = false;
         let mut first_error: Option<Error> = None;
