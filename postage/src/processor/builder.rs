@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::control::ControlSenders;
+use super::discovery::Discovery;
 use super::dispatch::{Core, handler_label};
 use super::routes::RouteTable;
 use super::{Control, Handlers, Processor};
@@ -27,6 +28,7 @@ pub struct ProcessorBuilder<P> {
     pub(super) restart_command: bool,
     pub(super) control_senders: Option<Vec<String>>,
     pub(super) max_deliveries: u64,
+    pub(super) discoverable: bool,
 }
 
 /// The redelivery bound of [`ProcessorBuilder::max_deliveries`].
@@ -128,6 +130,17 @@ impl<P: Handlers> ProcessorBuilder<P> {
         self
     }
 
+    /// Whether the processor answers `ping` and `info` and obeys `quit` /
+    /// `restart` sent through the control exchange (default on; see
+    /// [`remote`](crate::remote)). Off, it does not listen there: it is
+    /// invisible to `postage ping` and `postage ps`, and only the classic
+    /// `quit` / `restart` commands on its own queues reach it.
+    #[must_use]
+    pub fn discoverable(mut self, discoverable: bool) -> Self {
+        self.discoverable = discoverable;
+        self
+    }
+
     /// Declares and binds the queues and starts consuming.
     pub async fn connect(self, connection: &Connection) -> Result<Processor<P>> {
         let encoder = self.consumer.encoder_arc();
@@ -138,6 +151,12 @@ impl<P: Handlers> ProcessorBuilder<P> {
             .name
             .clone()
             .unwrap_or_else(|| "anonymous".into());
+        let discovery = if self.discoverable {
+            let bindings = self.consumer.bindings();
+            Some(Discovery::connect(connection, &name, &fingerprint, bindings).await?)
+        } else {
+            None
+        };
         let consumer = self.consumer.name(name.clone()).connect(connection).await?;
         let table = P::handlers();
         let instruments = ProcessorInstruments::new(&name, table.iter().map(handler_label));
@@ -162,6 +181,7 @@ impl<P: Handlers> ProcessorBuilder<P> {
             consumer,
             connection: connection.clone(),
             concurrency: self.concurrency,
+            discovery,
         })
     }
 }

@@ -53,12 +53,13 @@
 //!
 //! | file | holds |
 //! |---|---|
-//! | `handler` | [`Handler`] entries, [`Handlers`], [`HandlerResult`], [`HandlerError`] |
+//! | `handler` | [`Handler`] entries, [`Handlers`], [`HandlerResult`], [`HandlerError`], [`ParamType`] |
 //! | `extract` | handler arguments: [`Params<T>`], [`FromContent`] |
 //! | `answer` | what RPC handlers return: [`IntoReply`], [`IntoErrorReply`], [`RpcError`] |
 //! | `reply` | [`Reply`]: the answer to an RPC request |
 //! | `context` | [`Context`]: what a context handler can reach |
 //! | `control` | [`Stop`], [`Control`], who may send `quit` / `restart` |
+//! | `discovery` | the control consumer: `ping`, `info`, `quit` and `restart` through the control exchange ([`remote`](crate::remote)) |
 //! | `routes` | which handlers serve each (type, name) |
 //! | `builder` | [`ProcessorBuilder`] |
 //! | `dispatch` | one delivery's way through the handlers to its acknowledgement |
@@ -68,6 +69,7 @@ mod answer;
 mod builder;
 mod context;
 mod control;
+mod discovery;
 mod dispatch;
 mod extract;
 mod handler;
@@ -78,10 +80,12 @@ mod run;
 pub use answer::{IntoErrorReply, IntoReply, RpcError};
 pub use builder::{DEFAULT_MAX_DELIVERIES, ProcessorBuilder};
 pub use context::Context;
+pub(crate) use discovery::{binding_infos, handler_info};
 pub use control::{Control, Stop};
 pub use extract::{FromContent, Params};
 pub use handler::{
     Handler, HandlerError, HandlerFn, HandlerFuture, HandlerResult, Handlers, IntoHandlerResult,
+    ParamType,
 };
 pub use reply::Reply;
 pub use run::Processor;

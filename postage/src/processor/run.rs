@@ -9,6 +9,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::builder::ProcessorBuilder;
+use super::discovery::Discovery;
 use super::dispatch::Core;
 use super::{Control, Handlers, Stop};
 use crate::consumer::{Consumer, ConsumerBuilder, ConsumerHandle};
@@ -36,6 +37,8 @@ pub struct Processor<P: 'static> {
     pub(super) consumer: Consumer,
     pub(super) connection: Connection,
     pub(super) concurrency: usize,
+    /// The control consumer, until the processor runs.
+    pub(super) discovery: Option<Discovery>,
 }
 
 impl<P: 'static> fmt::Debug for Processor<P> {
@@ -64,6 +67,7 @@ impl<P: Handlers> Processor<P> {
             restart_command: true,
             control_senders: None,
             max_deliveries: super::DEFAULT_MAX_DELIVERIES,
+            discoverable: true,
         }
     }
 
@@ -102,6 +106,9 @@ impl<P: Handlers> Processor<P> {
     /// the queue.
     pub async fn run_until(mut self, shutdown: impl Future<Output = ()> + Send) -> Result<Stop> {
         let core = self.core.clone();
+        let control_plane = self.discovery.take().map(|discovery| {
+            discovery.serve(core.clone(), self.consumer.handle(), self.concurrency)
+        });
         let semaphore = Arc::new(Semaphore::new(self.concurrency));
         let mut running = JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
@@ -144,6 +151,9 @@ impl<P: Handlers> Processor<P> {
         self.consumer.stop().await;
         while running.join_next().await.is_some() {}
         self.consumer.close().await;
+        if let Some(control_plane) = control_plane {
+            control_plane.stop().await;
+        }
         match lost {
             Some(reason) => Err(Error::ConsumerLost(reason)),
             None => Ok(stop),
