@@ -141,7 +141,7 @@ mod tests {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(19_723), (2024, 1, 1));
         assert_eq!(civil_from_days(19_782), (2024, 2, 29));
-        assert_eq!(civil_from_days(20_789), (2026, 12, 1));
+        assert_eq!(civil_from_days(20_788), (2026, 12, 1));
         assert_eq!(uptime(12.34), "12.3s");
         assert_eq!(uptime(250.0), "4m10s");
         assert_eq!(uptime(7500.0), "2h5m");

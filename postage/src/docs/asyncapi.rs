@@ -81,7 +81,7 @@ impl AsyncApi {
             for api in S::API {
                 let message = self.message_of_api(api);
                 self.link(&channel, &message);
-                let id = schema::id(&format!("{name}.send.{}.{channel}", api.sender));
+                let id = schema::id(&format!("{name}.{}.{channel}", api.sender));
                 let operation = operation("send", &channel, &message, false, None);
                 self.operations.insert(id, operation);
             }
