@@ -168,7 +168,12 @@ pub(crate) async fn stop(url: Option<&str>, command: &str, args: StopArgs) -> Re
 
 /// The command as Python Postage sends it: a plain `command` message to
 /// an exchange (which must exist) with a key.
-async fn classic(url: Option<&str>, command: &str, exchange: &str, key: &str) -> Result<(), Failure> {
+async fn classic(
+    url: Option<&str>,
+    command: &str,
+    exchange: &str,
+    key: &str,
+) -> Result<(), Failure> {
     let connection = output::connect(url).await?;
     let producer = Producer::builder()
         .ek(

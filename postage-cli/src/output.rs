@@ -65,7 +65,9 @@ pub(crate) fn who(fingerprint: &Fingerprint) -> String {
         "{}/{} {}@{}",
         or_unknown(&fingerprint.name),
         or_unknown(&fingerprint.kind),
-        fingerprint.pid.map_or_else(|| "?".into(), |p| p.to_string()),
+        fingerprint
+            .pid
+            .map_or_else(|| "?".into(), |p| p.to_string()),
         or_unknown(&fingerprint.host)
     )
 }

@@ -80,18 +80,12 @@ pub fn message<M: IntoMessage>(message: M) -> M {
     message
 }
 
-/// Asks whether `T` has a JSON Schema: `(&&SchemaProbe::<T>::new()).schema()`
-/// with [`HasSchema`] and [`NoSchema`] in scope gives it when `T`
-/// implements `schemars::JsonSchema` (feature `schemars`), `None`
-/// otherwise (method resolution prefers the impl on `&SchemaProbe<T>`).
-pub struct SchemaProbe<T: ?Sized>(PhantomData<T>);
-
-impl<T: ?Sized> SchemaProbe<T> {
-    /// A probe.
-    pub const fn new() -> Self {
-        SchemaProbe(PhantomData)
-    }
-}
+/// Asks whether `T` has a JSON Schema:
+/// `(&&SchemaProbe::<T>(PhantomData)).schema()` with [`HasSchema`] and
+/// [`NoSchema`] in scope gives it when `T` implements
+/// `schemars::JsonSchema` (feature `schemars`), `None` otherwise (method
+/// resolution prefers the impl on `&SchemaProbe<T>`).
+pub struct SchemaProbe<T: ?Sized>(pub PhantomData<T>);
 
 /// The fallback: no schema.
 pub trait NoSchema {

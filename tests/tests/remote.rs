@@ -57,7 +57,9 @@ struct Running {
 /// A worker named uniquely (type `worker`), on an exchange of its own.
 async fn start(
     connection: &Connection,
-    configure: impl FnOnce(postage::processor::ProcessorBuilder<Worker>) -> postage::processor::ProcessorBuilder<Worker>,
+    configure: impl FnOnce(
+        postage::processor::ProcessorBuilder<Worker>,
+    ) -> postage::processor::ProcessorBuilder<Worker>,
 ) -> Running {
     let name = unique("worker");
     let exchange = Exchange::new(unique("remote"), ExchangeKind::Direct).auto_delete(true);
@@ -67,7 +69,10 @@ async fn start(
     })
     .bind(exchange.clone(), [(Queue::server_named(), "work")])
     .fingerprint(Fingerprint::new(name.clone(), "worker"));
-    let processor = configure(builder).connect(connection).await.expect("processor");
+    let processor = configure(builder)
+        .connect(connection)
+        .await
+        .expect("processor");
     Running {
         name,
         exchange,
@@ -101,7 +106,10 @@ async fn ping_and_info_describe_the_processor_and_what_it_did() {
     let me = Destination::new([worker.name.as_str()]);
     let pongs = remote.ping(&me, WAIT).await.unwrap();
     assert_eq!(pongs.len(), 1, "{pongs:?}");
-    assert_eq!(pongs[0].fingerprint.name.as_deref(), Some(worker.name.as_str()));
+    assert_eq!(
+        pongs[0].fingerprint.name.as_deref(),
+        Some(worker.name.as_str())
+    );
     assert_eq!(pongs[0].fingerprint.pid, Some(std::process::id()));
     assert_eq!(pongs[0].postage, env!("CARGO_PKG_VERSION"));
     assert!(pongs[0].uptime_secs >= 0.0);
@@ -123,21 +131,35 @@ async fn ping_and_info_describe_the_processor_and_what_it_did() {
             ("rpc", "sum", "sum"),
         ]
     );
-    let sum = info.handlers[3].params.as_ref().expect("Params<T> is described");
+    let sum = info.handlers[3]
+        .params
+        .as_ref()
+        .expect("Params<T> is described");
     assert_eq!(sum.type_name, "Vec<i64>");
     // The tests build Postage with the `schemars` feature.
     let schema = sum.schema.as_ref().expect("Vec<i64> has a JSON Schema");
     assert_eq!(schema["type"], "array", "{schema}");
     assert_eq!(schema["items"]["type"], "integer", "{schema}");
-    assert!(info.handlers[0].params.is_none(), "Content is not described");
+    assert!(
+        info.handlers[0].params.is_none(),
+        "Content is not described"
+    );
     assert_eq!(info.bindings.len(), 1);
     let binding = &info.bindings[0];
     assert_eq!(binding.exchange, worker.exchange.name());
-    assert_eq!((binding.exchange_type.as_str(), binding.key.as_str()), ("direct", "work"));
+    assert_eq!(
+        (binding.exchange_type.as_str(), binding.key.as_str()),
+        ("direct", "work")
+    );
     assert!(binding.exclusive && binding.auto_delete && binding.queue.is_empty());
     // echo and sum handled, fail failed, nobody rejected (no handler).
     assert_eq!(
-        (info.counters.received, info.counters.handled, info.counters.failed, info.counters.rejected),
+        (
+            info.counters.received,
+            info.counters.handled,
+            info.counters.failed,
+            info.counters.rejected
+        ),
         (4, 2, 1, 1)
     );
     assert_eq!(info.health, "consuming");
@@ -169,12 +191,18 @@ async fn a_destination_selects_by_name_type_or_pid_at_host_and_others_stay_silen
         both.sort();
         both
     };
-    let by_name = remote.ping(&Destination::new([first.name.as_str()]), WAIT).await.unwrap();
-    assert_eq!(names(by_name), [first.name.clone()]);
+    let by_name = remote
+        .ping(&Destination::new([first.name.as_str()]), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(names(by_name), std::slice::from_ref(&first.name));
     let by_names = Destination::new([first.name.as_str(), second.name.as_str()]);
     assert_eq!(names(remote.ping(&by_names, WAIT).await.unwrap()), both);
     // Type and pid@host select both (and whatever else runs in this process).
-    let by_type = remote.ping(&Destination::new(["worker"]), WAIT).await.unwrap();
+    let by_type = remote
+        .ping(&Destination::new(["worker"]), WAIT)
+        .await
+        .unwrap();
     assert_eq!(names(by_type), both);
     let here = format!(
         "{}@{}",
@@ -211,13 +239,20 @@ async fn quit_from_a_sender_not_allowed_is_refused_with_an_error_and_obeyed_from
         }
         other => panic!("expected an error result, got {other:?}"),
     }
-    assert_eq!(intruder.ping(&me, WAIT).await.unwrap().len(), 1, "still running");
+    assert_eq!(
+        intruder.ping(&me, WAIT).await.unwrap().len(),
+        1,
+        "still running"
+    );
     assert!(!worker.task.is_finished());
 
     let mut ops = remote(&connection, "ops").await;
     let answers = ops.quit(&me, WAIT).await.unwrap();
     assert_eq!(answers.len(), 1, "{answers:?}");
-    assert!(matches!(answers[0].outcome, Outcome::Success { .. }), "{answers:?}");
+    assert!(
+        matches!(answers[0].outcome, Outcome::Success { .. }),
+        "{answers:?}"
+    );
     let stop = tokio::time::timeout(Duration::from_secs(10), worker.task)
         .await
         .expect("the processor ends")
@@ -259,7 +294,10 @@ async fn ping_is_answered_while_the_only_handler_slot_is_busy() {
     worker.release.notify_one();
     let mut tries = 0..50;
     let handled = loop {
-        assert!(tries.next().is_some(), "the held messages were never handled");
+        assert!(
+            tries.next().is_some(),
+            "the held messages were never handled"
+        );
         let infos = remote.info(&me, WAIT).await.unwrap();
         if infos[0].counters.handled == 2 {
             break infos[0].counters;
@@ -312,8 +350,11 @@ async fn a_processor_that_is_not_discoverable_does_not_answer() {
     let mut remote = remote(&connection, "ops").await;
     let both = Destination::new([hidden.name.as_str(), seen.name.as_str()]);
     let pongs = remote.ping(&both, WAIT).await.unwrap();
-    let names: Vec<_> = pongs.iter().filter_map(|p| p.fingerprint.name.clone()).collect();
-    assert_eq!(names, [seen.name.clone()]);
+    let names: Vec<_> = pongs
+        .iter()
+        .filter_map(|p| p.fingerprint.name.clone())
+        .collect();
+    assert_eq!(names, std::slice::from_ref(&seen.name));
 
     remote.close().await;
     hidden.task.abort();
@@ -329,16 +370,30 @@ async fn in_memory_ping_info_and_quit_work_as_on_rabbitmq() {
     let mut ops = remote(&connection, "ops").await;
     let pongs = ops.ping(&Destination::all(), WAIT).await.unwrap();
     assert_eq!(pongs.len(), 1);
-    assert_eq!(pongs[0].fingerprint.name.as_deref(), Some(worker.name.as_str()));
+    assert_eq!(
+        pongs[0].fingerprint.name.as_deref(),
+        Some(worker.name.as_str())
+    );
     let infos = ops.info(&Destination::new(["worker"]), WAIT).await.unwrap();
     assert_eq!(infos[0].handlers.len(), 4);
-    assert!(ops.ping(&Destination::new(["other"]), WAIT).await.unwrap().is_empty());
+    assert!(
+        ops.ping(&Destination::new(["other"]), WAIT)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     let mut intruder = remote(&connection, "intruder").await;
     let refused = intruder.quit(&Destination::all(), WAIT).await.unwrap();
-    assert!(matches!(refused[0].outcome, Outcome::Error { .. }), "{refused:?}");
+    assert!(
+        matches!(refused[0].outcome, Outcome::Error { .. }),
+        "{refused:?}"
+    );
     let obeyed = ops.quit(&Destination::all(), WAIT).await.unwrap();
-    assert!(matches!(obeyed[0].outcome, Outcome::Success { .. }), "{obeyed:?}");
+    assert!(
+        matches!(obeyed[0].outcome, Outcome::Success { .. }),
+        "{obeyed:?}"
+    );
     let stop = tokio::time::timeout(Duration::from_secs(10), worker.task)
         .await
         .expect("the processor ends")
@@ -346,7 +401,46 @@ async fn in_memory_ping_info_and_quit_work_as_on_rabbitmq() {
         .unwrap();
     assert_eq!(stop, postage::Stop::Quit);
     // Its control queue went with its consumer.
-    assert!(ops.ping(&Destination::all(), WAIT).await.unwrap().is_empty());
+    assert!(
+        ops.ping(&Destination::all(), WAIT)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     intruder.close().await;
     ops.close().await;
+}
+
+#[tokio::test]
+async fn the_control_consumer_comes_back_with_its_connection() {
+    let broker = MemoryBroker::new();
+    let connection = broker.connect().await.unwrap();
+    let worker = start(&connection, |b| b).await;
+    let observer = broker.connect().await.unwrap();
+    let mut remote = remote(&observer, "ops").await;
+    assert_eq!(
+        remote.ping(&Destination::all(), WAIT).await.unwrap().len(),
+        1
+    );
+    for lost in 1..=2 {
+        broker.drop_connections();
+        let mut tries = 0..100;
+        while connection.recoveries() < lost || observer.recoveries() < lost {
+            assert!(tries.next().is_some(), "the connections came back");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The remote's reply queue was renamed: a new client.
+        let mut remote = Remote::connect(&observer, Fingerprint::new("ops", "tool"))
+            .await
+            .unwrap();
+        let pongs = remote.ping(&Destination::all(), WAIT).await.unwrap();
+        assert_eq!(pongs.len(), 1, "after {lost} lost connection(s)");
+        assert_eq!(
+            pongs[0].fingerprint.name.as_deref(),
+            Some(worker.name.as_str())
+        );
+    }
+    assert!(!worker.task.is_finished());
+    remote.close().await;
+    worker.task.abort();
 }

@@ -160,7 +160,7 @@ fn params_type(args: &Args, entry: &Entry<'_>) -> TokenStream {
     quote! {
         .with_params(#krate::__private::ParamType::with_schema(#name, || {
             use #krate::__private::{HasSchema as _, NoSchema as _};
-            (&&#krate::__private::SchemaProbe::<#ty>::new()).schema()
+            (&&#krate::__private::SchemaProbe::<#ty>(::core::marker::PhantomData)).schema()
         }))
     }
 }

@@ -216,8 +216,7 @@ impl AsyncApi {
     ) -> String {
         let id = schema::id(&format!("{kind}.{name}.{category}"));
         self.messages.entry(id.clone()).or_insert_with(|| {
-            let payload =
-                schema::message_payload(kind, name, category, schema::parameters(params));
+            let payload = schema::message_payload(kind, name, category, schema::parameters(params));
             json!({
                 "name": name,
                 "title": format!("{kind} {name} ({category})"),

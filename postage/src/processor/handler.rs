@@ -138,7 +138,7 @@ pub struct Handler<P> {
 }
 
 /// The Rust type a handler decodes a command's parameters into, for
-/// documents (`info` answers, [`docs`](crate::docs)): its name as written,
+/// documents (`info` answers, `postage::docs`): its name as written,
 /// and its JSON Schema when it has one (types implementing
 /// `schemars::JsonSchema`, with the feature `schemars`).
 #[derive(Clone, Copy)]

@@ -80,8 +80,8 @@ mod run;
 pub use answer::{IntoErrorReply, IntoReply, RpcError};
 pub use builder::{DEFAULT_MAX_DELIVERIES, ProcessorBuilder};
 pub use context::Context;
-pub(crate) use discovery::{binding_infos, handler_info};
 pub use control::{Control, Stop};
+pub(crate) use discovery::{binding_infos, handler_info};
 pub use extract::{FromContent, Params};
 pub use handler::{
     Handler, HandlerError, HandlerFn, HandlerFuture, HandlerResult, Handlers, IntoHandlerResult,

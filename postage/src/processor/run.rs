@@ -32,6 +32,10 @@ use crate::transport::Connection;
 ///   keeps running.
 /// - `command quit` stops it, `command restart` ends it with
 ///   [`Stop::Restart`] (unless switched off or handled by your own handler).
+/// - While it runs it answers `ping` and `info` and obeys `quit` and
+///   `restart` sent through the control exchange, on a consumer of its
+///   own ([`remote`](crate::remote)), unless its builder says
+///   [`discoverable(false)`](ProcessorBuilder::discoverable).
 pub struct Processor<P: 'static> {
     pub(super) core: Arc<Core<P>>,
     pub(super) consumer: Consumer,

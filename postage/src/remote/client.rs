@@ -41,7 +41,7 @@ impl Answer {
 /// Sends control commands (`ping`, `info`, `quit`, `restart`) to the
 /// components on a broker through [`CONTROL_EXCHANGE`], and gathers their
 /// answers: every processor listens there unless its builder says
-/// [`discoverable(false)`](crate::processor::ProcessorBuilder::discoverable).
+/// `discoverable(false)` (see [`Processor`](crate::Processor)).
 ///
 /// The answers come to a queue of the client's own, named by the broker;
 /// each command waits the time it is given for every answer (there is no

@@ -2,7 +2,7 @@
 //! `quit` / `restart` by component, through one fanout exchange.
 //!
 //! Every processor, unless its builder says
-//! [`discoverable(false)`](crate::processor::ProcessorBuilder::discoverable),
+//! `discoverable(false)` (see [`Processor`](crate::Processor)),
 //! also consumes from [`CONTROL_EXCHANGE`] (`postage-control`, fanout,
 //! durable, as Python Postage declares exchanges) through a queue of its
 //! own that the broker names, on a consumer of its own: it answers even
