@@ -39,9 +39,9 @@ pub(crate) enum Command {
     /// Print the messages an exchange routes, as they arrive.
     Tail(TailArgs),
     /// Ask which components are running (all, or those named).
-    Ping(PingArgs),
+    Ping(QueryArgs),
     /// List the running components with their handlers and counters.
-    Ps(PsArgs),
+    Ps(QueryArgs),
     /// Stop components, by name, pid@host or type.
     Quit(StopArgs),
     /// Restart components in place, by name, pid@host or type.
@@ -130,26 +130,16 @@ pub(crate) struct Wait {
     pub(crate) timeout: Duration,
 }
 
+/// `ping` and `ps`: whom to ask, how long to wait, how to print.
 #[derive(Debug, Args)]
-pub(crate) struct PingArgs {
+pub(crate) struct QueryArgs {
     /// Components by name, pid@host or type (default: all).
     #[arg(value_name = "DESTINATION")]
     pub(crate) destination: Vec<String>,
     #[command(flatten)]
     pub(crate) wait: Wait,
-    /// One JSON object per answer.
-    #[arg(long)]
-    pub(crate) json: bool,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct PsArgs {
-    /// Components by name, pid@host or type (default: all).
-    #[arg(value_name = "DESTINATION")]
-    pub(crate) destination: Vec<String>,
-    #[command(flatten)]
-    pub(crate) wait: Wait,
-    /// The `info` answers as a JSON array (what `docs --from` reads).
+    /// JSON: one object per answer (ping), or the `info` answers as an
+    /// array (ps; what `docs --from` reads).
     #[arg(long)]
     pub(crate) json: bool,
 }

@@ -2,9 +2,9 @@
 //! for `quit` / `restart` the classic way.
 
 use postage::remote::{Destination, Info, Remote};
-use postage::{Connection, Exchange, ExchangeKind, Outcome, Producer};
+use postage::{Connection, Outcome};
 
-use crate::args::{PingArgs, PsArgs, StopArgs};
+use crate::args::{QueryArgs, SendArgs, StopArgs, Target};
 use crate::failure::Failure;
 use crate::output;
 
@@ -30,7 +30,7 @@ fn nobody(destination: &Destination) -> Failure {
 }
 
 /// One line per component that answers; nobody is a failure.
-pub(crate) async fn ping(url: Option<&str>, args: PingArgs) -> Result<(), Failure> {
+pub(crate) async fn ping(url: Option<&str>, args: QueryArgs) -> Result<(), Failure> {
     let destination = Destination::new(args.destination);
     let (connection, mut remote) = remote(url).await?;
     let pongs = remote.ping(&destination, args.wait.timeout).await;
@@ -56,7 +56,7 @@ pub(crate) async fn ping(url: Option<&str>, args: PingArgs) -> Result<(), Failur
 
 /// A table of the components that answer `info`, or their answers as a
 /// JSON array.
-pub(crate) async fn ps(url: Option<&str>, args: PsArgs) -> Result<(), Failure> {
+pub(crate) async fn ps(url: Option<&str>, args: QueryArgs) -> Result<(), Failure> {
     let destination = Destination::new(args.destination);
     let (connection, mut remote) = remote(url).await?;
     let infos = remote.info(&destination, args.wait.timeout).await;
@@ -174,17 +174,18 @@ async fn classic(
     exchange: &str,
     key: &str,
 ) -> Result<(), Failure> {
-    let connection = output::connect(url).await?;
-    let producer = Producer::builder()
-        .ek(
-            Exchange::new(exchange, ExchangeKind::Direct).passive(true),
-            key,
-        )
-        .fingerprint(output::fingerprint())
-        .connect(&connection)
-        .await?;
-    producer.command(command, serde_json::json!({})).await?;
-    println!("sent: {command} to {exchange}/{key}");
-    connection.close().await?;
-    Ok(())
+    let target = Target {
+        exchange: exchange.to_owned(),
+        key: key.to_owned(),
+        command: command.to_owned(),
+        params: None,
+        exchange_type: None,
+    };
+    let args = SendArgs {
+        target,
+        count: 1,
+        persistent: false,
+        confirm: false,
+    };
+    crate::send::send(url, args).await
 }

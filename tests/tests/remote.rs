@@ -81,6 +81,16 @@ async fn start(
     }
 }
 
+/// The processor ends, having quit.
+async fn assert_quits(task: tokio::task::JoinHandle<postage::Result<postage::Stop>>) {
+    let stop = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the processor ends")
+        .unwrap()
+        .unwrap();
+    assert_eq!(stop, postage::Stop::Quit);
+}
+
 async fn remote(connection: &Connection, name: &str) -> Remote {
     Remote::connect(connection, Fingerprint::new(name, "tool"))
         .await
@@ -253,12 +263,7 @@ async fn quit_from_a_sender_not_allowed_is_refused_with_an_error_and_obeyed_from
         matches!(answers[0].outcome, Outcome::Success { .. }),
         "{answers:?}"
     );
-    let stop = tokio::time::timeout(Duration::from_secs(10), worker.task)
-        .await
-        .expect("the processor ends")
-        .unwrap()
-        .unwrap();
-    assert_eq!(stop, postage::Stop::Quit);
+    assert_quits(worker.task).await;
     assert!(ops.ping(&me, WAIT).await.unwrap().is_empty(), "gone");
 
     intruder.close().await;
@@ -394,12 +399,7 @@ async fn in_memory_ping_info_and_quit_work_as_on_rabbitmq() {
         matches!(obeyed[0].outcome, Outcome::Success { .. }),
         "{obeyed:?}"
     );
-    let stop = tokio::time::timeout(Duration::from_secs(10), worker.task)
-        .await
-        .expect("the processor ends")
-        .unwrap()
-        .unwrap();
-    assert_eq!(stop, postage::Stop::Quit);
+    assert_quits(worker.task).await;
     // Its control queue went with its consumer.
     assert!(
         ops.ping(&Destination::all(), WAIT)
