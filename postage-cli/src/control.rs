@@ -21,12 +21,24 @@ async fn close(connection: Connection, remote: Remote) {
 }
 
 /// Nobody answered: status 1, saying whom we asked.
-fn nobody(destination: &Destination) -> Failure {
+pub(crate) fn nobody(destination: &Destination) -> Failure {
     if destination.is_all() {
         Failure::refused("no component answered")
     } else {
         Failure::refused(format!("no component answered as {destination}"))
     }
+}
+
+/// The `info` answers of the components `destination` selects.
+pub(crate) async fn infos(
+    url: Option<&str>,
+    destination: &Destination,
+    wait: std::time::Duration,
+) -> Result<Vec<Info>, Failure> {
+    let (connection, mut remote) = remote(url).await?;
+    let infos = remote.info(destination, wait).await;
+    close(connection, remote).await;
+    Ok(infos?)
 }
 
 /// One line per component that answers; nobody is a failure.
@@ -58,10 +70,7 @@ pub(crate) async fn ping(url: Option<&str>, args: QueryArgs) -> Result<(), Failu
 /// JSON array.
 pub(crate) async fn ps(url: Option<&str>, args: QueryArgs) -> Result<(), Failure> {
     let destination = Destination::new(args.destination);
-    let (connection, mut remote) = remote(url).await?;
-    let infos = remote.info(&destination, args.wait.timeout).await;
-    close(connection, remote).await;
-    let mut infos = infos?;
+    let mut infos = infos(url, &destination, args.wait.timeout).await?;
     infos.sort_by(|a, b| {
         (&a.fingerprint.name, a.fingerprint.pid).cmp(&(&b.fingerprint.name, b.fingerprint.pid))
     });

@@ -3,7 +3,7 @@
 //! (`--from FILE`), in YAML or JSON.
 
 use postage::docs::AsyncApi;
-use postage::remote::{Destination, Info, Remote};
+use postage::remote::{Destination, Info};
 
 use crate::args::DocsArgs;
 use crate::failure::Failure;
@@ -38,16 +38,9 @@ pub(crate) async fn docs(url: Option<&str>, args: DocsArgs) -> Result<(), Failur
 
 async fn live(url: Option<&str>, args: &DocsArgs) -> Result<Vec<Info>, Failure> {
     let destination = Destination::new(args.destination.clone());
-    let connection = output::connect(url).await?;
-    let mut remote = Remote::connect(&connection, output::fingerprint()).await?;
-    let infos = remote.info(&destination, args.wait.timeout).await;
-    remote.close().await;
-    let _ = connection.close().await;
-    let infos = infos?;
+    let infos = crate::control::infos(url, &destination, args.wait.timeout).await?;
     if infos.is_empty() {
-        return Err(Failure::refused(format!(
-            "no component answered as {destination}"
-        )));
+        return Err(crate::control::nobody(&destination));
     }
     Ok(infos)
 }
