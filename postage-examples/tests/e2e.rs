@@ -112,30 +112,6 @@ fn rpc_echo_returns_the_reply() {
 }
 
 #[test]
-fn quit_ends_a_receiver_restart_brings_it_back_with_the_same_pid() {
-    let vhost = TestVhost::create();
-    let mut receiver = start(&vhost, env!("CARGO_BIN_EXE_echo_receive"));
-    let pid = receiver.pid();
-
-    let (out, ok) = run(&vhost, env!("CARGO_BIN_EXE_postage_ctl"), &["restart"]);
-    assert!(ok);
-    assert_eq!(out, "sent: restart to echo-exchange/echo-rk\n");
-    assert_eq!(
-        receiver.expect_line("ready pid="),
-        format!("ready pid={pid}")
-    );
-
-    let (_, ok) = run(&vhost, env!("CARGO_BIN_EXE_echo_send"), &["after restart"]);
-    assert!(ok);
-    assert_eq!(receiver.expect_line("echo:"), "echo: after restart");
-
-    let (_, ok) = run(&vhost, env!("CARGO_BIN_EXE_postage_ctl"), &["quit"]);
-    assert!(ok);
-    let status = receiver.wait_exit();
-    assert!(status.success(), "{status}");
-}
-
-#[test]
 fn sigterm_stops_a_receiver_cleanly() {
     let vhost = TestVhost::create();
     let mut receiver = start(&vhost, env!("CARGO_BIN_EXE_echo_receive"));
@@ -188,12 +164,16 @@ async fn calculator_results_and_status_broadcast() {
     }
     assert_eq!(service.expect_line("sqrt"), "sqrt -1");
 
-    let (_, ok) = run(
-        &vhost,
-        env!("CARGO_BIN_EXE_postage_ctl"),
-        &["quit", "calc-exchange", "calc-rk"],
-    );
-    assert!(ok);
+    // The classic `quit`, as Python Postage sends it.
+    let control = postage::Producer::builder()
+        .ek(Exchange::direct("calc-exchange"), "calc-rk")
+        .connect(&connection)
+        .await
+        .expect("producer");
+    control
+        .command("quit", serde_json::json!({}))
+        .await
+        .expect("quit sent");
     assert!(service.wait_exit().success());
     let offline = postage_tests::next_within(&mut statuses, 10).await;
     assert_eq!(offline.message().expect("a status").name, "offline");

@@ -166,7 +166,13 @@
 //!                     ::postage::__private::reply_value(reply, this.sum(content).await).await
 //!                 })
 //!             })
-//!             .labeled("sum"),
+//!             .labeled("sum")
+//!             // For documents: the parameters' type, and its JSON Schema
+//!             // when it has one (`schemars::JsonSchema`, feature `schemars`).
+//!             .with_params(::postage::__private::ParamType::with_schema("Vec<i64>", || {
+//!                 use ::postage::__private::{HasSchema as _, NoSchema as _};
+//!                 (&&::postage::__private::SchemaProbe::<Vec<i64>>(::core::marker::PhantomData)).schema()
+//!             })),
 //!         ];
 //!         TABLE
 //!     }

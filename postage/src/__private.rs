@@ -5,9 +5,12 @@
 //! token (a parameter type, a return type).
 
 use std::future::Future;
+use std::marker::PhantomData;
+
+use serde_json::Value;
 
 pub use crate::message::{Category, IntoMessage};
-pub use crate::processor::{Handler, HandlerFuture, HandlerResult, IntoHandlerResult};
+pub use crate::processor::{Handler, HandlerFuture, HandlerResult, IntoHandlerResult, ParamType};
 pub use crate::producer::{ApiParam, MessageApi, Producer, ProducerSpec, Publish};
 pub use crate::rpc::RpcCall;
 
@@ -75,4 +78,34 @@ pub fn reply_result<T: IntoReply, E: IntoErrorReply>(
 /// A `build_` method's return value, checked to be a message.
 pub fn message<M: IntoMessage>(message: M) -> M {
     message
+}
+
+/// Asks whether `T` has a JSON Schema:
+/// `(&&SchemaProbe::<T>(PhantomData)).schema()` with [`HasSchema`] and
+/// [`NoSchema`] in scope gives it when `T` implements
+/// `schemars::JsonSchema` (feature `schemars`), `None` otherwise (method
+/// resolution prefers the impl on `&SchemaProbe<T>`).
+pub struct SchemaProbe<T: ?Sized>(pub PhantomData<T>);
+
+/// The fallback: no schema.
+pub trait NoSchema {
+    /// `None`.
+    fn schema(&self) -> Option<Value> {
+        None
+    }
+}
+
+impl<T: ?Sized> NoSchema for SchemaProbe<T> {}
+
+/// The schema of a type that has one.
+pub trait HasSchema {
+    /// Its JSON Schema.
+    fn schema(&self) -> Option<Value>;
+}
+
+#[cfg(feature = "schemars")]
+impl<T: schemars::JsonSchema + ?Sized> HasSchema for &SchemaProbe<T> {
+    fn schema(&self) -> Option<Value> {
+        Some(crate::docs::json_schema::<T>())
+    }
 }

@@ -146,6 +146,20 @@ impl std::fmt::Display for Fingerprint {
     }
 }
 
+/// As on the wire: [`as_map`](Fingerprint::as_map).
+impl serde::Serialize for Fingerprint {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.as_map().serialize(serializer)
+    }
+}
+
+/// Leniently, as [`from_map`](Fingerprint::from_map) reads: any object.
+impl<'de> serde::Deserialize<'de> for Fingerprint {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Map::<String, Value>::deserialize(deserializer).map(|map| Fingerprint::from_map(&map))
+    }
+}
+
 fn hostname() -> Option<String> {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()

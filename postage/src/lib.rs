@@ -18,7 +18,9 @@
 //! | [`topology`] | [`Exchange`], [`Queue`], [`Binding`]: declarations as values |
 //! | [`producer`](mod@producer) | [`Producer`], its send builder, [`ProducerSpec`] of `#[producer]` |
 //! | [`rpc`] | RPC calls: reply strategies, timeouts, retries |
+//! | [`remote`] | remote control: `ping`, `info`, `quit`, `restart` by component through the control exchange |
 //! | [`consumer`] | [`Consumer`], deliveries, prefetch |
+//! | [`docs`] | [`AsyncApi`](docs::AsyncApi): AsyncAPI 3.0 documents of components |
 //! | [`processor`](mod@processor) | [`Processor`], handler tables, extractors, replies, `quit` / `restart` |
 //! | [`scheduler`] | [`Scheduler`]: many processors, signals, graceful shutdown, restart |
 //! | [`telemetry`] | spans (OpenTelemetry's messaging conventions), trace context (feature `opentelemetry`), metric names |
@@ -130,12 +132,14 @@ use std::pin::Pin;
 
 pub mod config;
 pub mod consumer;
+pub mod docs;
 pub mod encoding;
 pub mod error;
 pub mod fingerprint;
 pub mod message;
 pub mod processor;
 pub mod producer;
+pub mod remote;
 pub mod rpc;
 pub mod scheduler;
 pub mod telemetry;

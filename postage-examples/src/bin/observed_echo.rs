@@ -23,8 +23,9 @@
 //!   reply). In this output a `process` span is a root of its own: the two
 //!   sides meet by `messaging.message.conversation_id` (the correlation
 //!   id). Exported with OTLP, they are one trace.
-//! - It serves until `quit` (`postage_ctl quit`, or `postage_ctl quit
-//!   EXCHANGE echo-rk`), Ctrl-C or SIGTERM, then prints `stopped`.
+//! - It serves until `quit` (`postage quit observed_echo`, or `postage
+//!   quit --exchange EXCHANGE --key echo-rk`), Ctrl-C or SIGTERM, then
+//!   prints `stopped`.
 //!
 //! | variable | what | default |
 //! |---|---|---|
@@ -57,7 +58,7 @@
 //! 2026-12-02T07:30:17.740966Z  INFO caller{call=2 text=fail 2}:rpc{otel.name=call echo … postage.rpc.attempts=1 postage.outcome="exception" error.type="exception" otel.status_code="error"}: close time.busy=294µs time.idle=1.80ms
 //! 2026-12-02T07:30:17.740999Z  INFO caller{call=2 text=fail 2}: close time.busy=445µs time.idle=1.75ms
 //! calls: 1 succeeded, 1 failed
-//! 2026-12-02T07:30:22.786136Z  INFO process{… postage.message.name="quit" … postage.sender="postage_ctl"}: control command received command=quit sender=postage_ctl/tool 11614@vm (root, /)
+//! 2026-12-02T07:30:22.786136Z  INFO process{… postage.message.name="quit" … postage.sender="postage"}: control command received command=quit sender=postage/tool 11614@vm (root, /)
 //! 2026-12-02T07:30:22.793201Z  INFO process{… postage.message.name="quit" … postage.outcome="handled"}: close time.busy=466µs time.idle=6.75ms
 //! stopped
 //! ```
@@ -106,7 +107,8 @@
 //! writes `traceparent` into the messages' headers, and each call is one
 //! trace: `caller` > `call echo` > `publish echo-exchange` > `process
 //! echo-exchange` > `handle echo` > `publish` (the reply). A message
-//! without trace context (`postage_ctl quit`) starts a trace of its own.
+//! without trace context (`postage quit --exchange echo-exchange --key
+//! echo-rk`) starts a trace of its own.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::fmt;

@@ -173,6 +173,27 @@ impl Handler {
             .is_some_and(|arg| last_segment_is(&arg.ty, "Reply"))
     }
 
+    /// The `T` of a first argument written `Params<T>` (by last path
+    /// segment): the type the parameters are decoded into, for documents.
+    pub(crate) fn params_type(&self) -> Option<&Type> {
+        let Type::Path(path) = &*self.args.first()?.ty else {
+            return None;
+        };
+        let last = path.path.segments.last()?;
+        if last.ident != "Params" {
+            return None;
+        }
+        match &last.arguments {
+            syn::PathArguments::AngleBracketed(args) if args.args.len() == 1 => {
+                match args.args.first()? {
+                    syn::GenericArgument::Type(ty) => Some(ty),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
     /// The call shape for `form`, from the arguments.
     fn shape(&self, form: Form) -> Result<Shape, Misfit> {
         let ty = |i: usize| self.args[i].ty.span();

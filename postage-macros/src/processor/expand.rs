@@ -140,12 +140,35 @@ fn expand_entry(args: &Args, table: &Table<'_>, entry: &Entry<'_>) -> TokenStrea
             quote!(context(#krate::__private::Category::#category, #kind, #name, |ctx| #body))
         }
     };
-    let handler = quote!(#krate::__private::Handler::<#self_ty>::#entry_fn.labeled(#label));
+    let params = params_type(args, entry);
+    let handler = quote!(#krate::__private::Handler::<#self_ty>::#entry_fn.labeled(#label) #params);
     match &entry.attr.on_error {
         Some(on_error) => {
             let policy = &on_error.policy;
             quote!(#handler.on_error(#policy))
         }
         None => handler,
+    }
+}
+
+/// `.with_params(ParamType::with_schema("Operands", || ...))` for a
+/// handler whose content argument is `Params<T>`: `T`'s name, and its JSON
+/// Schema when it has one (see `__private::SchemaProbe`).
+fn params_type(args: &Args, entry: &Entry<'_>) -> TokenStream {
+    let has_content = match entry.shape {
+        Shape::Message { content } | Shape::RpcValue { content, .. } => content.is_some(),
+        Shape::RpcReply { content, .. } => content.is_some(),
+        Shape::FullBody { .. } | Shape::Context { .. } => false,
+    };
+    let Some(ty) = entry.handler.params_type().filter(|_| has_content) else {
+        return TokenStream::new();
+    };
+    let krate = &args.krate;
+    let name = quote!(#ty).to_string().replace(' ', "").replace(',', ", ");
+    quote! {
+        .with_params(#krate::__private::ParamType::with_schema(#name, || {
+            use #krate::__private::{HasSchema as _, NoSchema as _};
+            (&&#krate::__private::SchemaProbe::<#ty>(::core::marker::PhantomData)).schema()
+        }))
     }
 }

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::control::ControlSenders;
+use super::discovery::Discovery;
 use super::dispatch::{Core, handler_label};
 use super::failure::Failures;
 use super::routes::RouteTable;
@@ -29,6 +30,7 @@ pub struct ProcessorBuilder<P> {
     pub(super) control_senders: Option<Vec<String>>,
     pub(super) max_deliveries: u64,
     pub(super) on_error: OnError,
+    pub(super) discoverable: bool,
 }
 
 /// The redelivery bound of [`ProcessorBuilder::max_deliveries`].
@@ -159,6 +161,17 @@ impl<P: Handlers> ProcessorBuilder<P> {
         self
     }
 
+    /// Whether the processor answers `ping` and `info` and obeys `quit` /
+    /// `restart` sent through the control exchange (default on; see
+    /// [`remote`](crate::remote)). Off, it does not listen there: it is
+    /// invisible to `postage ping` and `postage ps`, and only the classic
+    /// `quit` / `restart` commands on its own queues reach it.
+    #[must_use]
+    pub fn discoverable(mut self, discoverable: bool) -> Self {
+        self.discoverable = discoverable;
+        self
+    }
+
     /// Declares and binds the queues and starts consuming.
     pub async fn connect(self, connection: &Connection) -> Result<Processor<P>> {
         let table = P::handlers();
@@ -184,6 +197,12 @@ impl<P: Handlers> ProcessorBuilder<P> {
             .name
             .clone()
             .unwrap_or_else(|| "anonymous".into());
+        let discovery = if self.discoverable {
+            let bindings = self.consumer.bindings();
+            Some(Discovery::connect(connection, &name, &fingerprint, bindings).await?)
+        } else {
+            None
+        };
         let consumer = self.consumer.name(name.clone()).connect(connection).await?;
         let failures = Failures::new(connection, self.on_error, policies()).await?;
         let instruments = ProcessorInstruments::new(&name, table.iter().map(handler_label));
@@ -209,6 +228,7 @@ impl<P: Handlers> ProcessorBuilder<P> {
             consumer,
             connection: connection.clone(),
             concurrency: self.concurrency,
+            discovery,
         })
     }
 }

@@ -5,6 +5,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use serde_json::Value;
+
 use super::{Context, OnError, Reply};
 use crate::BoxFuture;
 use crate::error::Error;
@@ -173,6 +175,54 @@ pub struct Handler<P> {
     /// What becomes of a message when this handler fails (`None`: the
     /// processor's policy).
     pub on_error: Option<OnError>,
+    /// The type its parameters are decoded into (a `Params<T>` argument's
+    /// `T`), for documents: `None` when the handler takes the content as
+    /// it comes.
+    pub params: Option<ParamType>,
+}
+
+/// The Rust type a handler decodes a command's parameters into, for
+/// documents (`info` answers, `postage::docs`): its name as written,
+/// and its JSON Schema when it has one (types implementing
+/// `schemars::JsonSchema`, with the feature `schemars`).
+#[derive(Clone, Copy)]
+pub struct ParamType {
+    /// The type as written, e.g. `Operands` or `Vec<i64>`.
+    pub name: &'static str,
+    /// Makes its JSON Schema, or `None`.
+    pub schema: fn() -> Option<Value>,
+}
+
+impl ParamType {
+    /// A type known by its name alone.
+    pub const fn new(name: &'static str) -> Self {
+        ParamType {
+            name,
+            schema: no_schema,
+        }
+    }
+
+    /// A type whose JSON Schema `schema` makes.
+    pub const fn with_schema(name: &'static str, schema: fn() -> Option<Value>) -> Self {
+        ParamType { name, schema }
+    }
+
+    /// Its JSON Schema, if it has one.
+    pub fn schema(&self) -> Option<Value> {
+        (self.schema)()
+    }
+}
+
+fn no_schema() -> Option<Value> {
+    None
+}
+
+impl fmt::Debug for ParamType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ParamType")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<P> Handler<P> {
@@ -226,6 +276,7 @@ impl<P> Handler<P> {
             call,
             label: "",
             on_error: None,
+            params: None,
         }
     }
 
@@ -241,6 +292,14 @@ impl<P> Handler<P> {
     #[must_use]
     pub const fn on_error(mut self, policy: OnError) -> Self {
         self.on_error = Some(policy);
+        self
+    }
+
+    /// Says what type the entry decodes its parameters into (the
+    /// `#[processor]` macro does, for `Params<T>` arguments).
+    #[must_use]
+    pub const fn with_params(mut self, params: ParamType) -> Self {
+        self.params = Some(params);
         self
     }
 }

@@ -53,7 +53,7 @@
 //!
 //! | file | holds |
 //! |---|---|
-//! | `handler` | [`Handler`] entries, [`Handlers`], [`HandlerResult`], [`HandlerError`] |
+//! | `handler` | [`Handler`] entries, [`Handlers`], [`HandlerResult`], [`HandlerError`], [`ParamType`] |
 //! | `extract` | handler arguments: [`Params<T>`], [`FromContent`] |
 //! | `answer` | what RPC handlers return: [`IntoReply`], [`IntoErrorReply`], [`RpcError`] |
 //! | `reply` | [`Reply`]: the answer to an RPC request |
@@ -61,6 +61,7 @@
 //! | `control` | [`Stop`], [`Control`], who may send `quit` / `restart` |
 //! | `policy` | [`OnError`]: what becomes of a message whose handler failed |
 //! | `failure` | a failure policy carried out: retry and parking queues, replay |
+//! | `discovery` | the control consumer: `ping`, `info`, `quit` and `restart` through the control exchange ([`remote`](crate::remote)) |
 //! | `routes` | which handlers serve each (type, name) |
 //! | `builder` | [`ProcessorBuilder`] |
 //! | `dispatch` | one delivery's way through the handlers to its acknowledgement |
@@ -70,6 +71,7 @@ mod answer;
 mod builder;
 mod context;
 mod control;
+mod discovery;
 mod dispatch;
 mod extract;
 mod failure;
@@ -83,10 +85,12 @@ pub use answer::{IntoErrorReply, IntoReply, RpcError};
 pub use builder::{DEFAULT_MAX_DELIVERIES, ProcessorBuilder};
 pub use context::Context;
 pub use control::{Control, Stop};
+pub(crate) use discovery::{binding_infos, handler_info};
 pub use extract::{FromContent, Params};
 pub use failure::replay_parked;
 pub use handler::{
     Handler, HandlerError, HandlerFn, HandlerFuture, HandlerResult, Handlers, IntoHandlerResult,
+    ParamType,
 };
 pub use policy::{OnError, failure_headers, parking_queue};
 pub use reply::Reply;

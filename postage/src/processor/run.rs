@@ -9,6 +9,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::builder::ProcessorBuilder;
+use super::discovery::Discovery;
 use super::dispatch::Core;
 use super::{Control, Handlers, Stop};
 use crate::consumer::{Consumer, ConsumerBuilder, ConsumerHandle};
@@ -31,11 +32,17 @@ use crate::transport::Connection;
 ///   keeps running.
 /// - `command quit` stops it, `command restart` ends it with
 ///   [`Stop::Restart`] (unless switched off or handled by your own handler).
+/// - While it runs it answers `ping` and `info` and obeys `quit` and
+///   `restart` sent through the control exchange, on a consumer of its
+///   own ([`remote`](crate::remote)), unless its builder says
+///   [`discoverable(false)`](ProcessorBuilder::discoverable).
 pub struct Processor<P: 'static> {
     pub(super) core: Arc<Core<P>>,
     pub(super) consumer: Consumer,
     pub(super) connection: Connection,
     pub(super) concurrency: usize,
+    /// The control consumer, until the processor runs.
+    pub(super) discovery: Option<Discovery>,
 }
 
 impl<P: 'static> fmt::Debug for Processor<P> {
@@ -65,6 +72,7 @@ impl<P: Handlers> Processor<P> {
             control_senders: None,
             max_deliveries: super::DEFAULT_MAX_DELIVERIES,
             on_error: super::OnError::default(),
+            discoverable: true,
         }
     }
 
@@ -109,6 +117,9 @@ impl<P: Handlers> Processor<P> {
     /// the queue.
     pub async fn run_until(mut self, shutdown: impl Future<Output = ()> + Send) -> Result<Stop> {
         let core = self.core.clone();
+        let control_plane = self.discovery.take().map(|discovery| {
+            discovery.serve(core.clone(), self.consumer.handle(), self.concurrency)
+        });
         let semaphore = Arc::new(Semaphore::new(self.concurrency));
         let mut running = JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
@@ -151,6 +162,9 @@ impl<P: Handlers> Processor<P> {
         self.consumer.stop().await;
         while running.join_next().await.is_some() {}
         self.consumer.close().await;
+        if let Some(control_plane) = control_plane {
+            control_plane.stop().await;
+        }
         match lost {
             Some(reason) => Err(Error::ConsumerLost(reason)),
             None => Ok(stop),

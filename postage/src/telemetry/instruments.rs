@@ -2,6 +2,7 @@
 //! first use of a label set) and kept: recording is then a branch when no
 //! recorder is installed, and no lookup when one is.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -141,8 +142,33 @@ impl Rejection {
     }
 }
 
+/// How many deliveries a processor received, handled, failed and
+/// rejected since it was built: its own tallies, kept whether or not a
+/// metrics recorder is installed (what `info` answers report).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Tallies {
+    pub(crate) received: u64,
+    pub(crate) handled: u64,
+    pub(crate) failed: u64,
+    pub(crate) rejected: u64,
+}
+
+#[derive(Default)]
+struct TallyCells {
+    received: AtomicU64,
+    handled: AtomicU64,
+    failed: AtomicU64,
+    rejected: AtomicU64,
+}
+
+fn bump(cell: &AtomicU64) {
+    cell.fetch_add(1, Ordering::Relaxed);
+}
+
 /// A processor's handles, registered when it is built.
 pub(crate) struct ProcessorInstruments {
+    /// Relaxed atomics: a few nanoseconds per delivery.
+    tallies: TallyCells,
     received: Counter,
     handled: Counter,
     failed: Counter,
@@ -168,6 +194,7 @@ impl ProcessorInstruments {
             histogram!(HANDLER_DURATION, &labels)
         };
         ProcessorInstruments {
+            tallies: Default::default(),
             received: counter!(DELIVERIES_RECEIVED, &[p()]),
             handled: counter!(DELIVERIES_HANDLED, &[p()]),
             failed: counter!(DELIVERIES_FAILED, &[p()]),
@@ -187,6 +214,7 @@ impl ProcessorInstruments {
 
     /// A delivery arrived: counted, and in flight until the guard drops.
     pub(crate) fn received(&self) -> InFlight<'_> {
+        bump(&self.tallies.received);
         self.received.increment(1);
         self.in_flight.increment(1.0);
         InFlight(&self.in_flight)
@@ -194,11 +222,13 @@ impl ProcessorInstruments {
 
     /// Its handlers all succeeded.
     pub(crate) fn handled(&self) {
+        bump(&self.tallies.handled);
         self.handled.increment(1);
     }
 
     /// One of its handlers failed.
     pub(crate) fn failed(&self) {
+        bump(&self.tallies.failed);
         self.failed.increment(1);
     }
 
@@ -214,8 +244,21 @@ impl ProcessorInstruments {
 
     /// No handler ran for it.
     pub(crate) fn rejected(&self, why: Rejection) {
+        bump(&self.tallies.rejected);
         if let Some(counter) = self.rejected.get(why as usize) {
             counter.increment(1);
+        }
+    }
+
+    /// The tallies so far.
+    pub(crate) fn tallies(&self) -> Tallies {
+        let cells = &self.tallies;
+        let read = |cell: &AtomicU64| cell.load(Ordering::Relaxed);
+        Tallies {
+            received: read(&cells.received),
+            handled: read(&cells.handled),
+            failed: read(&cells.failed),
+            rejected: read(&cells.rejected),
         }
     }
 
@@ -378,6 +421,26 @@ mod tests {
         for (outcome, label) in outcomes {
             assert_eq!(outcome.label(), label);
         }
+    }
+
+    #[test]
+    fn a_processor_tallies_its_deliveries_without_a_recorder() {
+        let instruments = ProcessorInstruments::new("tallied", ["echo"]);
+        for _ in 0..3 {
+            drop(instruments.received());
+        }
+        instruments.handled();
+        instruments.failed();
+        instruments.rejected(Rejection::NoHandler);
+        assert_eq!(
+            instruments.tallies(),
+            Tallies {
+                received: 3,
+                handled: 1,
+                failed: 1,
+                rejected: 1
+            }
+        );
     }
 
     #[test]

@@ -1,0 +1,125 @@
+//! What components answer on the control exchange: [`Pong`] to `ping`,
+//! [`Info`] to `info`; and the parameters of every control command,
+//! [`ControlRequest`].
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::Destination;
+use crate::fingerprint::Fingerprint;
+
+/// The parameters of a control command: `{"destination": [...]}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlRequest {
+    /// The components it is for (every one when empty or missing).
+    #[serde(default)]
+    pub destination: Destination,
+}
+
+/// The answer to `ping`: who, for how long, on which Postage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pong {
+    /// The component's fingerprint.
+    pub fingerprint: Fingerprint,
+    /// Seconds since the processor was built.
+    pub uptime_secs: f64,
+    /// The Postage version it runs (`0.2.0`).
+    #[serde(default)]
+    pub postage: String,
+}
+
+/// The answer to `info`: a processor's handlers, bindings, tallies and
+/// consumer health. Never credentials, URLs or the environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Info {
+    /// The component's fingerprint.
+    pub fingerprint: Fingerprint,
+    /// Seconds since the processor was built.
+    pub uptime_secs: f64,
+    /// The Postage version it runs.
+    #[serde(default)]
+    pub postage: String,
+    /// Its handler table, in order.
+    #[serde(default)]
+    pub handlers: Vec<HandlerInfo>,
+    /// Its bindings: one entry per (exchange, queue, key).
+    #[serde(default)]
+    pub bindings: Vec<BindingInfo>,
+    /// What it did with its deliveries so far.
+    #[serde(default)]
+    pub counters: Counters,
+    /// Its consumer's health: `consuming`, `recovering`, `stopped`, or
+    /// `failed: REASON`.
+    #[serde(default)]
+    pub health: String,
+    /// How many handlers may run at once.
+    #[serde(default)]
+    pub concurrency: usize,
+}
+
+/// One entry of a handler table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HandlerInfo {
+    /// The message type, e.g. `command`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The message name, e.g. `echo`.
+    pub name: String,
+    /// `message` or `rpc`.
+    pub category: String,
+    /// The handler's (method's) name.
+    #[serde(default)]
+    pub handler: String,
+    /// The type its parameters are decoded into, when it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<ParamsInfo>,
+}
+
+/// The type of a handler's parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParamsInfo {
+    /// The Rust type, as written.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Its JSON Schema, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Value>,
+}
+
+/// One binding: a queue bound to an exchange with a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindingInfo {
+    /// The exchange.
+    pub exchange: String,
+    /// Its type: `direct`, `fanout`, `topic` or `headers`.
+    pub exchange_type: String,
+    /// Is the exchange durable?
+    #[serde(default)]
+    pub exchange_durable: bool,
+    /// The queue as declared (empty for a queue the broker names).
+    pub queue: String,
+    /// The routing key.
+    pub key: String,
+    /// Is the queue durable?
+    #[serde(default)]
+    pub durable: bool,
+    /// Is it exclusive to its connection?
+    #[serde(default)]
+    pub exclusive: bool,
+    /// Is it deleted with its last consumer?
+    #[serde(default)]
+    pub auto_delete: bool,
+}
+
+/// What a processor did with its deliveries since it was built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Deliveries received.
+    pub received: u64,
+    /// Every handler succeeded (or a control command was obeyed).
+    pub handled: u64,
+    /// A handler failed or panicked.
+    pub failed: u64,
+    /// No handler ran (undecodable, no handler, refused, ...).
+    pub rejected: u64,
+}
