@@ -265,6 +265,14 @@ impl Spawned {
         lines
     }
 
+    /// Kills the process outright (SIGKILL), waits for it, and gives the
+    /// lines it printed that were not read yet.
+    pub fn kill(&mut self) -> Vec<String> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.lines.iter().collect()
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         let status = std::process::Command::new("kill")

@@ -100,6 +100,11 @@ impl ConsumerBuilder {
         self
     }
 
+    /// The prefetch it asks for (0: unlimited).
+    pub(crate) fn prefetch_count(&self) -> u16 {
+        self.prefetch
+    }
+
     pub(crate) fn encoder_arc(&self) -> Arc<dyn Encoder> {
         self.encoder.clone()
     }

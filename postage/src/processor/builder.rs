@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use super::acks::Acks;
 use super::control::ControlSenders;
 use super::discovery::Discovery;
 use super::dispatch::{Core, handler_label};
@@ -30,6 +31,8 @@ pub struct ProcessorBuilder<P> {
     pub(super) control_senders: Option<Vec<String>>,
     pub(super) max_deliveries: u64,
     pub(super) on_error: OnError,
+    pub(super) coalesce_acks: bool,
+    pub(super) ack_delay: std::time::Duration,
     pub(super) discoverable: bool,
 }
 
@@ -161,6 +164,32 @@ impl<P: Handlers> ProcessorBuilder<P> {
         self
     }
 
+    /// Whether finished deliveries are acknowledged in runs, with one
+    /// `basic.ack(multiple)` each (default on), or one by one. A run is
+    /// acknowledged when it holds half the prefetch, after the
+    /// [`ack_delay`](ProcessorBuilder::ack_delay), before a delivery is
+    /// rejected, and when the processor stops; a delivery whose handlers
+    /// have not all finished is never part of one. The broker takes a run
+    /// in one frame, which roughly doubles what a queue can deliver to a
+    /// processor; the price is that a process killed outright has its last
+    /// run (at most half the prefetch, or what finished within the delay)
+    /// delivered again, to it or another consumer. A graceful stop
+    /// acknowledges everything first.
+    #[must_use]
+    pub fn coalesce_acks(mut self, coalesce: bool) -> Self {
+        self.coalesce_acks = coalesce;
+        self
+    }
+
+    /// How long finished deliveries may wait for their acknowledgement
+    /// (default [`DEFAULT_ACK_DELAY`](super::DEFAULT_ACK_DELAY)): see
+    /// [`coalesce_acks`](ProcessorBuilder::coalesce_acks).
+    #[must_use]
+    pub fn ack_delay(mut self, delay: std::time::Duration) -> Self {
+        self.ack_delay = delay;
+        self
+    }
+
     /// Whether the processor answers `ping` and `info` and obeys `quit` /
     /// `restart` sent through the control exchange (default on; see
     /// [`remote`](crate::remote)). Off, it does not listen there: it is
@@ -203,6 +232,11 @@ impl<P: Handlers> ProcessorBuilder<P> {
         } else {
             None
         };
+        let batch = match self.consumer.prefetch_count() {
+            0 => 64,
+            prefetch => usize::from(prefetch / 2),
+        };
+        let acks = Acks::new(self.coalesce_acks, batch, self.ack_delay);
         let consumer = self.consumer.name(name.clone()).connect(connection).await?;
         let failures = Failures::new(connection, self.on_error, policies()).await?;
         let instruments = ProcessorInstruments::new(&name, table.iter().map(handler_label));
@@ -222,6 +256,7 @@ impl<P: Handlers> ProcessorBuilder<P> {
             name,
             instruments,
             failures,
+            acks,
         });
         Ok(Processor {
             core,

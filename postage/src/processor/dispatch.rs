@@ -12,8 +12,9 @@ use futures_util::FutureExt;
 use serde_json::Value;
 use tracing::{Instrument, Span};
 
+use super::acks::Acks;
 use super::control::ControlSenders;
-use super::failure::{Failure, Failures, Settle, Settled, finish};
+use super::failure::{Failure, Failures, Settle, Settled};
 use super::handler::{HandlerError, HandlerFn, HandlerFuture, HandlerResult};
 use super::reply::{ReplySlot, ReplyTarget};
 use super::routes::{RouteTable, Routes};
@@ -43,6 +44,8 @@ pub(super) struct Core<P: 'static> {
     pub(super) instruments: ProcessorInstruments,
     /// What becomes of messages whose handlers failed.
     pub(super) failures: Failures,
+    /// Acknowledgements, coalesced.
+    pub(super) acks: Acks,
 }
 
 impl<P: Handlers> Core<P> {
@@ -106,7 +109,7 @@ impl<P: Handlers> Core<P> {
                     _ => Rejection::Undecodable,
                 };
                 self.rejected(span, why);
-                finish(&delivery, Settle::DeadLetter).await;
+                self.finish(delivery, Settle::DeadLetter).await;
                 return;
             }
         };
@@ -122,7 +125,7 @@ impl<P: Handlers> Core<P> {
                 "rejecting a message delivered too many times"
             );
             self.rejected(span, Rejection::DeliveryLimit);
-            finish(&delivery, Settle::DeadLetter).await;
+            self.finish(delivery, Settle::DeadLetter).await;
             return;
         }
         match message.category {
@@ -146,12 +149,12 @@ impl<P: Handlers> Core<P> {
                 if self.control_senders.allow(&sender) {
                     tracing::info!(command = %message.name, %sender, "control command received");
                     self.handled(span);
-                    finish(&delivery, Settle::Ack).await;
+                    self.finish(delivery, Settle::Ack).await;
                     self.control.request(stop);
                 } else {
                     tracing::warn!(command = %message.name, %sender, "control command from a sender not allowed; ignored");
                     self.rejected(span, Rejection::SenderNotAllowed);
-                    finish(&delivery, Settle::Ack).await;
+                    self.finish(delivery, Settle::Ack).await;
                 }
                 return;
             }
@@ -163,13 +166,13 @@ impl<P: Handlers> Core<P> {
                 "rejecting a result message where commands are expected"
             );
             self.rejected(span, Rejection::UnexpectedResult);
-            finish(&delivery, Settle::DeadLetter).await;
+            self.finish(delivery, Settle::DeadLetter).await;
             return;
         }
         if handlers.is_empty() {
             tracing::debug!(kind = %message.kind, name = %message.name, "no handler; message dropped");
             self.rejected(span, Rejection::NoHandler);
-            finish(&delivery, Settle::Ack).await;
+            self.finish(delivery, Settle::Ack).await;
             return;
         }
         let last = handlers.len() - 1;
@@ -200,7 +203,7 @@ impl<P: Handlers> Core<P> {
         }
         let Some((handler, error)) = failed else {
             self.handled(span);
-            finish(&delivery, Settle::Ack).await;
+            self.finish(delivery, Settle::Ack).await;
             return;
         };
         self.failed(span);
@@ -209,11 +212,13 @@ impl<P: Handlers> Core<P> {
             handler: handler_label(handler),
             error: &error,
         };
-        match self.failures.settle(&delivery, &failure).await {
+        let (settled, settle) = self.failures.settle(&delivery, &failure).await;
+        match settled {
             Settled::Retried => self.instruments.retried(),
             Settled::Parked => self.instruments.parked(),
             Settled::Other => {}
         }
+        self.finish(delivery, settle).await;
     }
 
     async fn process_rpc(&self, delivery: Delivery, mut message: Message, span: &Span) {
@@ -224,7 +229,7 @@ impl<P: Handlers> Core<P> {
                 "rejecting an RPC request without reply_to"
             );
             self.rejected(span, Rejection::NoReplyTo);
-            finish(&delivery, Settle::DeadLetter).await;
+            self.finish(delivery, Settle::DeadLetter).await;
             return;
         };
         let deadline = match delivery.deadline() {
@@ -238,7 +243,7 @@ impl<P: Handlers> Core<P> {
                         "dropping an RPC request that arrived after its caller's deadline"
                     );
                     self.rejected(span, Rejection::Expired);
-                    finish(&delivery, Settle::Ack).await;
+                    self.finish(delivery, Settle::Ack).await;
                     return;
                 }
             },
@@ -255,7 +260,7 @@ impl<P: Handlers> Core<P> {
             self.rejected(span, Rejection::NoHandler);
             let text = format!("no handler for RPC {} {:?}", message.kind, message.name);
             target.answer(Outcome::Error { message: text }).await;
-            finish(&delivery, Settle::Ack).await;
+            self.finish(delivery, Settle::Ack).await;
             return;
         };
         let handler = &self.table[i];
@@ -300,7 +305,7 @@ impl<P: Handlers> Core<P> {
                         );
                         self.instruments.failed();
                         span::outcome(span, "cancelled", Some("DeadlineExceeded"));
-                        finish(&delivery, Settle::Ack).await;
+                        self.finish(delivery, Settle::Ack).await;
                         return;
                     }
                 }
@@ -332,7 +337,7 @@ impl<P: Handlers> Core<P> {
             };
             target.answer(answer).await;
         }
-        finish(&delivery, Settle::Ack).await;
+        self.finish(delivery, Settle::Ack).await;
     }
 
     /// Runs handler `index` of the table within its `handler` span, timed.
@@ -353,6 +358,11 @@ impl<P: Handlers> Core<P> {
             span::failed(&span, &error.name);
         }
         result
+    }
+
+    /// Settles a delivery whose handlers have finished.
+    async fn finish(&self, delivery: Delivery, settle: Settle) {
+        self.acks.settle(delivery, settle).await;
     }
 
     fn handled(&self, span: &Span) {

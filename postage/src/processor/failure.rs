@@ -75,16 +75,21 @@ impl Failures {
         })
     }
 
-    /// Settles `delivery`, whose handlers failed as `failure` says.
-    pub(super) async fn settle(&self, delivery: &Delivery, failure: &Failure<'_>) -> Settled {
+    /// What becomes of `delivery`, whose handlers failed as `failure`
+    /// says: a copy made where the policy sends it (confirmed before this
+    /// returns), and how the delivery itself is then settled.
+    pub(super) async fn settle(
+        &self,
+        delivery: &Delivery,
+        failure: &Failure<'_>,
+    ) -> (Settled, Settle) {
         let permanent = failure.error.is_permanent();
         if !failure.policy.republishes() {
             let settle = match failure.policy.decide(1, permanent) {
                 Decision::DeadLetter => Settle::DeadLetter,
                 _ => Settle::Ack,
             };
-            finish(delivery, settle).await;
-            return Settled::Other;
+            return (Settled::Other, settle);
         }
         let queue = delivery.queue();
         let Some(channel) = self.channel.as_ref().filter(|_| !queue.starts_with("amq.")) else {
@@ -92,15 +97,14 @@ impl Failures {
                 queue,
                 "a message of a server-named queue cannot be retried or parked; dead-lettered instead"
             );
-            finish(delivery, Settle::DeadLetter).await;
-            return Settled::Other;
+            return (Settled::Other, Settle::DeadLetter);
         };
         let mut headers = delivery.headers();
         let attempt = failed_before(queue, &headers).saturating_add(1);
         let decision = failure.policy.decide(attempt, permanent);
         let (target, settled) = match self.target(channel, queue, decision, &mut headers).await {
             Ok(target) => target,
-            Err(error) => return requeue_after(delivery, &error).await,
+            Err(error) => return requeue_after(delivery, &error),
         };
         mark_failure(&mut headers, attempt, failure);
         match copy(channel, delivery, &target, &headers).await {
@@ -110,10 +114,9 @@ impl Failures {
                 } else {
                     tracing::info!(queue, retry_in = %target, attempt, handler = failure.handler, "message sent back for another attempt");
                 }
-                finish(delivery, Settle::Ack).await;
-                settled
+                (settled, Settle::Ack)
             }
-            Err(error) => requeue_after(delivery, &error).await,
+            Err(error) => requeue_after(delivery, &error),
         }
     }
 
@@ -231,10 +234,9 @@ fn mark_failure(headers: &mut Headers, attempt: u32, failure: &Failure<'_>) {
 
 /// A copy could not be made: the delivery goes back to its queue, as it
 /// is, for the broker to deliver again.
-async fn requeue_after(delivery: &Delivery, error: &Error) -> Settled {
+fn requeue_after(delivery: &Delivery, error: &Error) -> (Settled, Settle) {
     tracing::error!(queue = delivery.queue(), error = %error.report(), "could not retry or park a failed message; it goes back to its queue");
-    finish(delivery, Settle::Requeue).await;
-    Settled::Other
+    (Settled::Other, Settle::Requeue)
 }
 
 /// How a delivery is settled.

@@ -65,8 +65,10 @@
 //! | `routes` | which handlers serve each (type, name) |
 //! | `builder` | [`ProcessorBuilder`] |
 //! | `dispatch` | one delivery's way through the handlers to its acknowledgement |
+//! | `acks` | acknowledgements coalesced: a finished run in one `basic.ack(multiple)` |
 //! | `run` | [`Processor`] and its run loop |
 
+mod acks;
 mod answer;
 mod builder;
 mod context;
@@ -81,6 +83,7 @@ mod reply;
 mod routes;
 mod run;
 
+pub use acks::DEFAULT_ACK_DELAY;
 pub use answer::{IntoErrorReply, IntoReply, RpcError};
 pub use builder::{DEFAULT_MAX_DELIVERIES, ProcessorBuilder};
 pub use context::Context;

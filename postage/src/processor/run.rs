@@ -72,6 +72,8 @@ impl<P: Handlers> Processor<P> {
             control_senders: None,
             max_deliveries: super::DEFAULT_MAX_DELIVERIES,
             on_error: super::OnError::default(),
+            coalesce_acks: true,
+            ack_delay: super::DEFAULT_ACK_DELAY,
             discoverable: true,
         }
     }
@@ -120,6 +122,12 @@ impl<P: Handlers> Processor<P> {
         let control_plane = self.discovery.take().map(|discovery| {
             discovery.serve(core.clone(), self.consumer.handle(), self.concurrency)
         });
+        // Runs of finished deliveries are acknowledged at the latest after
+        // the delay, also while a long handler holds the loop.
+        let ack_timer = tokio::spawn({
+            let core = core.clone();
+            async move { core.acks.timer().await }
+        });
         let semaphore = Arc::new(Semaphore::new(self.concurrency));
         let mut running = JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
@@ -161,6 +169,10 @@ impl<P: Handlers> Processor<P> {
         tracing::debug!(?stop, "processor stopping");
         self.consumer.stop().await;
         while running.join_next().await.is_some() {}
+        // Every finished delivery is acknowledged before the channel
+        // closes: a graceful stop leaves nothing to deliver twice.
+        ack_timer.abort();
+        core.acks.flush_all(None).await;
         self.consumer.close().await;
         if let Some(control_plane) = control_plane {
             control_plane.stop().await;

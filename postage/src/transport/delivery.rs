@@ -150,6 +150,18 @@ impl RawDelivery {
         on_backend!(self, RawDelivery, delivery => delivery.header_count(key))
     }
 
+    /// The generation of the channel it came on: delivery tags count from
+    /// 1 again on each.
+    pub(crate) fn generation(&self) -> u64 {
+        on_backend!(self, RawDelivery, delivery => delivery.generation())
+    }
+
+    /// Acknowledges it and every delivery before it on its channel that is
+    /// still outstanding (`basic.ack` with `multiple`).
+    pub(crate) async fn ack_up_to(&self) -> Result<()> {
+        on_backend!(self, RawDelivery, delivery => delivery.ack_up_to().await)
+    }
+
     /// The `x-delivery-count` header (quorum queues), if any.
     pub(crate) fn delivery_count(&self) -> Option<u64> {
         on_backend!(self, RawDelivery, delivery => delivery.delivery_count())

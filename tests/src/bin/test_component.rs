@@ -49,9 +49,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .fingerprint(Fingerprint::new("test_component", "test"))
         .connect(&connection)
         .await?;
-    println!("ready pid={}", std::process::id());
     let mut scheduler = Scheduler::new();
     scheduler.add(processor);
+    scheduler.listen_for_signals()?;
+    println!("ready pid={}", std::process::id());
     scheduler.run().await?;
     println!("stopped");
     Ok(())

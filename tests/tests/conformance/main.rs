@@ -5,6 +5,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stderr)]
 
+mod acknowledgements;
 mod consumers;
 mod failures;
 mod processors;

@@ -275,6 +275,15 @@ impl Delivery {
             .await
     }
 
+    pub(crate) async fn ack_up_to(&self) -> Result<()> {
+        let multiple = BasicAckOptions { multiple: true };
+        self.settle("basic.ack", self.inner.ack(multiple)).await
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.epoch
+    }
+
     pub(crate) async fn reject(&self, requeue: bool) -> Result<()> {
         self.settle(
             "basic.reject",

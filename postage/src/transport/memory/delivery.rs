@@ -290,6 +290,14 @@ impl Delivery {
         self.settle("basic.ack", Settle::Ack)
     }
 
+    pub(crate) async fn ack_up_to(&self) -> Result<()> {
+        self.settle("basic.ack", Settle::AckUpTo)
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
     pub(crate) async fn reject(&self, requeue: bool) -> Result<()> {
         let outcome = if requeue {
             Settle::Requeue

@@ -1,20 +1,20 @@
 //! How messages move through the in-memory broker: routing, queueing with
 //! length limits and expiry, round-robin delivery within prefetch,
-//! settlement, dead-lettering, and what a closing channel or connection
-//! gives back.
+//! settlement, and what a closing channel or connection gives back
+//! (dead-lettering is in `dead_letter`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::delivery::{Delivered, Event};
 use super::state::{
-    ChannelState, ConsumerState, DeadLetter, Destination, Message, Overflow, REPLY_TO, Refusal,
-    Refused, State, Stored, Unacked,
+    ChannelState, ConsumerState, Destination, Message, Overflow, REPLY_TO, Refusal, Refused, State,
+    Stored, Unacked,
 };
 
 /// What became of a publish.
@@ -28,7 +28,7 @@ pub(super) enum Published {
     Refused,
 }
 
-fn now_seconds() -> u64 {
+pub(super) fn now_seconds() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -231,7 +231,12 @@ impl State {
 
     /// The queues a message published to `exchange` with `key` and
     /// `headers` goes to, following exchange-to-exchange bindings.
-    fn route(&self, exchange: &str, key: &str, headers: &BTreeMap<String, Value>) -> Vec<String> {
+    pub(super) fn route(
+        &self,
+        exchange: &str,
+        key: &str,
+        headers: &BTreeMap<String, Value>,
+    ) -> Vec<String> {
         let mut queues = BTreeSet::new();
         if exchange.is_empty() {
             if self.queues.contains_key(key) {
@@ -326,7 +331,12 @@ impl State {
 
     /// Puts a message in a queue, within its length limit; false when the
     /// queue refused it.
-    fn enqueue(&mut self, queue: &str, message: &Arc<Message>, expiration: Option<u64>) -> bool {
+    pub(super) fn enqueue(
+        &mut self,
+        queue: &str,
+        message: &Arc<Message>,
+        expiration: Option<u64>,
+    ) -> bool {
         let Some(state) = self.queues.get_mut(queue) else {
             return true;
         };
@@ -480,6 +490,17 @@ impl State {
     /// requeued or dead-lettered. An unknown tag closes the channel.
     pub(super) fn settle(&mut self, channel: u64, tag: u64, outcome: Settle) -> Refused<()> {
         let state = self.channel(channel)?;
+        if !state.unacked.contains_key(&tag) {
+            return Err(Refusal::precondition(format!("unknown delivery tag {tag}")));
+        }
+        if let Settle::AckUpTo = outcome {
+            // Every outstanding delivery up to `tag`, as `basic.ack`
+            // with `multiple`.
+            let tags: Vec<u64> = state.unacked.range(..=tag).map(|(t, _)| *t).collect();
+            return tags
+                .into_iter()
+                .try_for_each(|t| self.settle(channel, t, Settle::Ack));
+        }
         let Some(unacked) = state.unacked.remove(&tag) else {
             return Err(Refusal::precondition(format!("unknown delivery tag {tag}")));
         };
@@ -488,104 +509,12 @@ impl State {
         }
         let queue = unacked.queue;
         match outcome {
-            Settle::Ack => {}
+            Settle::Ack | Settle::AckUpTo => {}
             Settle::Requeue => self.give_back(&queue, unacked.stored),
             Settle::Discard => self.dead_letter(&queue, unacked.stored, "rejected"),
         }
         self.dispatch(&queue);
         Ok(())
-    }
-
-    /// A message leaves `queue` for `reason`: recorded, and routed to the
-    /// queue's dead-letter exchange if it has one, with an `x-death` entry.
-    fn dead_letter(&mut self, queue: &str, stored: Stored, reason: &str) {
-        let message = &stored.message;
-        self.dead_letters.push(DeadLetter {
-            queue: queue.to_owned(),
-            reason: reason.to_owned(),
-            exchange: message.exchange.clone(),
-            routing_key: message.routing_key.clone(),
-            body: message.body.to_vec(),
-        });
-        let Some(state) = self.queues.get(queue) else {
-            return;
-        };
-        let Some(exchange) = state.dead_letter_exchange.clone() else {
-            return;
-        };
-        let key = state
-            .dead_letter_key
-            .clone()
-            .unwrap_or_else(|| message.routing_key.clone());
-        let mut headers = message.headers.clone();
-        let mut entry = json!({
-            "count": 1,
-            "reason": reason,
-            "queue": queue,
-            "time": now_seconds(),
-            "exchange": message.exchange,
-            "routing-keys": [message.routing_key],
-        });
-        if let (Some(expiration), Some(entry)) = (&message.expiration, entry.as_object_mut()) {
-            entry.insert(
-                "original-expiration".into(),
-                Value::from(expiration.as_str()),
-            );
-        }
-        let mut deaths = match headers.remove("x-death") {
-            Some(Value::Array(deaths)) => deaths,
-            _ => Vec::new(),
-        };
-        if let Some(index) = deaths.iter().position(|d| {
-            d.get("queue").and_then(Value::as_str) == Some(queue)
-                && d.get("reason").and_then(Value::as_str) == Some(reason)
-        }) {
-            let mut known = deaths.remove(index);
-            let count = known.get("count").and_then(Value::as_u64).unwrap_or(0) + 1;
-            known["count"] = Value::from(count);
-            known["time"] = Value::from(now_seconds());
-            entry = known;
-        }
-        // A message going round a cycle of queues by expiry alone is
-        // dropped where it was dead-lettered before (RabbitMQ's rule).
-        let rejected = reason == "rejected"
-            || deaths
-                .iter()
-                .any(|d| d.get("reason").and_then(Value::as_str) == Some("rejected"));
-        let seen: BTreeSet<String> = deaths
-            .iter()
-            .chain(std::iter::once(&entry))
-            .filter_map(|d| d.get("queue").and_then(Value::as_str).map(str::to_owned))
-            .collect();
-        deaths.insert(0, entry);
-        for (header, field) in [
-            ("x-first-death-reason", reason),
-            ("x-first-death-queue", queue),
-            ("x-first-death-exchange", message.exchange.as_str()),
-        ] {
-            headers
-                .entry(header.to_owned())
-                .or_insert_with(|| Value::from(field));
-        }
-        headers.insert("x-death".into(), Value::Array(deaths));
-        let copy = Arc::new(Message {
-            exchange: exchange.clone(),
-            routing_key: key.clone(),
-            body: message.body.clone(),
-            content_type: message.content_type.clone(),
-            persistent: message.persistent,
-            reply_to: message.reply_to.clone(),
-            correlation_id: message.correlation_id.clone(),
-            expiration: None,
-            headers,
-        });
-        for target in self.route(&exchange, &key, &copy.headers) {
-            if !rejected && seen.contains(&target) {
-                continue;
-            }
-            self.enqueue(&target, &copy, None);
-            self.dispatch(&target);
-        }
     }
 }
 
@@ -593,6 +522,7 @@ impl State {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Settle {
     Ack,
+    AckUpTo,
     Requeue,
     Discard,
 }

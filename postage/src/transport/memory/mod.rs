@@ -8,7 +8,8 @@
 //! | `broker` | `MemoryBroker`: connections, faults, inspection; the lock on the state |
 //! | `state` | the state: exchanges, queues, channels; declarations |
 //! | `refusal` | RabbitMQ's refusals: reply codes and texts |
-//! | `flow` | routing, queueing, delivery within prefetch, settlement, expiry, dead-lettering |
+//! | `flow` | routing, queueing, delivery within prefetch, settlement, expiry |
+//! | `dead_letter` | dead-lettering with `x-death` |
 //! | `routing` | topic patterns and headers matching |
 //! | `session` | a connection, attached again after the broker dropped it |
 //! | `channel` | a channel, opened again with its consumers |
@@ -16,6 +17,7 @@
 
 mod broker;
 mod channel;
+mod dead_letter;
 mod delivery;
 mod flow;
 mod refusal;
