@@ -48,6 +48,35 @@ pub(crate) enum Command {
     Restart(StopArgs),
     /// Write an AsyncAPI 3.0 document of the running components.
     Docs(DocsArgs),
+    /// Show or replay the messages a failure policy parked.
+    Parked(ParkedArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ParkedArgs {
+    #[command(subcommand)]
+    pub(crate) command: ParkedCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ParkedCommand {
+    /// Show the messages parked from QUEUE (in QUEUE.parked), leaving
+    /// them there.
+    List {
+        /// The queue they were parked from.
+        queue: String,
+        /// One JSON object per message.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Move every message parked from QUEUE back into it, for its
+    /// handlers to try again with every attempt of their policy.
+    Replay {
+        /// The queue they were parked from.
+        queue: String,
+    },
 }
 
 /// Where a message goes and what it says.

@@ -9,6 +9,7 @@
 //! | `ping`, `ps` | find running components; list them with their counters |
 //! | `quit`, `restart` | stop or restart components by name, `pid@host` or type |
 //! | `docs` | an AsyncAPI 3.0 document of running components |
+//! | `parked` | list or replay the messages a failure policy parked |
 //!
 //! Configured like every component: `POSTAGE_URL` (or `POSTAGE_HOST`,
 //! `POSTAGE_VHOST`, ...), or `--url`. Exit status: 0 done, 1 an error or
@@ -23,6 +24,7 @@ mod control;
 mod docs;
 mod failure;
 mod output;
+mod parked;
 mod send;
 mod tail;
 
@@ -63,6 +65,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Quit(args) => control::stop(url, postage::remote::QUIT, args).await,
         Command::Restart(args) => control::stop(url, postage::remote::RESTART, args).await,
         Command::Docs(args) => docs::docs(url, args).await,
+        Command::Parked(args) => parked::parked(url, args).await,
     }
 }
 

@@ -611,3 +611,104 @@ fn every_help_reads_and_succeeds() {
         format!("postage {}\n", env!("CARGO_PKG_VERSION"))
     );
 }
+
+/// Fails while `broken`, with the parking policy; says each run.
+struct Fragile {
+    broken: std::sync::atomic::AtomicBool,
+    runs: tokio::sync::mpsc::UnboundedSender<bool>,
+}
+
+#[postage::processor]
+impl Fragile {
+    #[handler("command", "fragile", on_error = postage::OnError::Park)]
+    async fn fragile(&self) -> Result<(), postage::processor::HandlerError> {
+        let broken = self.broken.load(std::sync::atomic::Ordering::SeqCst);
+        let _ = self.runs.send(broken);
+        if broken {
+            return Err(postage::processor::HandlerError::new("Broken", "try later"));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parked_messages_are_listed_and_replayed() {
+    use postage::prelude::*;
+    let vhost = TestVhost::create();
+    let connection = Connection::connect(Config::from_url(&vhost.url()).unwrap())
+        .await
+        .expect("the test broker");
+    let (tx, mut runs) = tokio::sync::mpsc::unbounded_channel();
+    let fragile = std::sync::Arc::new(Fragile {
+        broken: std::sync::atomic::AtomicBool::new(true),
+        runs: tx,
+    });
+    let processor = Processor::builder_arc(fragile.clone())
+        .bind(
+            Exchange::direct(""),
+            [(Queue::new("jobs").durable(true), "jobs")],
+        )
+        .connect(&connection)
+        .await
+        .unwrap();
+    let control = processor.control();
+    let running = tokio::spawn(processor.run());
+    let sender = Producer::builder()
+        .ek(Exchange::direct(""), "jobs")
+        .connect(&connection)
+        .await
+        .unwrap();
+    sender
+        .command("fragile", serde_json::json!({}))
+        .await
+        .unwrap();
+    let next_run = async |runs: &mut tokio::sync::mpsc::UnboundedReceiver<bool>| {
+        tokio::time::timeout(Duration::from_secs(10), runs.recv())
+            .await
+            .expect("the handler ran")
+            .expect("alive")
+    };
+    assert!(next_run(&mut runs).await, "ran broken");
+
+    // Listed, twice: listing leaves it parked.
+    let mut listed = postage(&vhost, &["parked", "list", "jobs"]);
+    for _ in 0..50 {
+        if listed.stdout.contains("fragile") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        listed = postage(&vhost, &["parked", "list", "jobs"]);
+    }
+    assert_eq!(listed.status, Some(0), "{}", listed.stderr);
+    let line = listed.stdout.trim();
+    assert!(
+        line.ends_with(r#"command fragile attempts=1 handler=fragile reason="policy" error="Broken: try later""#),
+        "{line}"
+    );
+    assert_eq!(listed.stderr, "1 parked in jobs.parked\n");
+    let as_json = postage(&vhost, &["parked", "list", "jobs", "--json"]);
+    let record: Value = serde_json::from_str(as_json.stdout.trim()).expect("one JSON object");
+    assert_eq!(record["attempts"], 1);
+    assert_eq!(record["reason"], "policy");
+
+    // Replayed: handled, and nothing is left parked.
+    fragile
+        .broken
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let replayed = postage(&vhost, &["parked", "replay", "jobs"]);
+    assert_eq!(replayed.status, Some(0), "{}", replayed.stderr);
+    assert_eq!(replayed.stdout, "replayed 1 parked messages into jobs\n");
+    assert!(!next_run(&mut runs).await, "ran mended");
+    let empty = postage(&vhost, &["parked", "list", "jobs"]);
+    assert_eq!(
+        (empty.stdout.as_str(), empty.stderr.as_str()),
+        ("", "0 parked in jobs.parked\n")
+    );
+
+    let missing = postage(&vhost, &["parked", "list", "nothing-here"]);
+    assert_eq!(missing.status, Some(1));
+    assert_one_line_error(&missing, "nothing parked from nothing-here");
+
+    control.quit();
+    running.await.unwrap().unwrap();
+}
