@@ -9,6 +9,7 @@
 
 use std::collections::BTreeSet;
 use std::process::Command;
+use std::time::Duration;
 
 use postage::prelude::*;
 use postage::testing::Probe;
@@ -40,12 +41,17 @@ async fn fill(queue: &str) -> Probe {
     probe
 }
 
-fn counter(queue: &str) -> Spawned {
+/// A `test_counter` on `queue`, once it says it is ready, and what it
+/// printed until then (it may have handled messages already).
+fn counter(queue: &str) -> (Spawned, Vec<String>) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_test_counter"));
     command.args([queue, &PREFETCH.to_string()]);
     let process = Spawned::start(command);
-    process.expect_line("ready pid=");
-    process
+    let mut lines = Vec::new();
+    process.read_until(&mut lines, "ready", |lines| {
+        lines.iter().any(|line| line.starts_with("ready pid="))
+    });
+    (process, lines)
 }
 
 /// The numbers in `got <n>` lines.
@@ -67,13 +73,26 @@ fn read_numbers(process: &Spawned, seen: &mut Vec<String>, done: impl Fn(&[u64])
 /// What the second processor handled until every message was, counted
 /// against the first's: (duplicates, missing).
 fn finish_with_second(queue: &str, first: &[u64]) -> (usize, usize) {
-    let mut second = counter(queue);
+    let (mut second, mut lines) = counter(queue);
     let before: BTreeSet<u64> = first.iter().copied().collect();
-    let mut lines = Vec::new();
-    read_numbers(&second, &mut lines, |seen| {
-        let all: BTreeSet<u64> = before.iter().chain(seen).copied().collect();
-        all.len() == usize::try_from(COUNT).unwrap()
-    });
+    // Until every message was handled, or nothing more comes.
+    loop {
+        let all: BTreeSet<u64> = before.iter().chain(&numbers(&lines)).copied().collect();
+        if all.len() == usize::try_from(COUNT).unwrap() {
+            break;
+        }
+        let more = second.lines_until_quiet(Duration::from_secs(5));
+        if more.is_empty() {
+            let missing: Vec<u64> = (0..COUNT).filter(|n| !all.contains(n)).collect();
+            panic!(
+                "never handled: {missing:?}; the first handled {} (up to {:?}), the second {}",
+                before.len(),
+                before.last(),
+                numbers(&lines).len()
+            );
+        }
+        lines.extend(more);
+    }
     second.terminate();
     assert!(second.wait_exit().success());
     let again = numbers(&lines);
@@ -97,8 +116,7 @@ async fn cleanup(probe: &Probe, queue: &str) {
 async fn a_processor_killed_mid_stream_loses_nothing_and_repeats_at_most_its_window() {
     let queue = unique("acks-kill");
     let probe = fill(&queue).await;
-    let mut first = counter(&queue);
-    let mut lines = Vec::new();
+    let (mut first, mut lines) = counter(&queue);
     read_numbers(&first, &mut lines, |seen| seen.len() >= 1_000);
     lines.extend(first.kill());
     let handled = numbers(&lines);
@@ -125,8 +143,7 @@ async fn a_processor_killed_mid_stream_loses_nothing_and_repeats_at_most_its_win
 async fn a_processor_stopped_gracefully_mid_stream_repeats_nothing() {
     let queue = unique("acks-stop");
     let probe = fill(&queue).await;
-    let mut first = counter(&queue);
-    let mut lines = Vec::new();
+    let (mut first, mut lines) = counter(&queue);
     read_numbers(&first, &mut lines, |seen| seen.len() >= 1_000);
     first.terminate();
     assert!(first.wait_exit().success());
