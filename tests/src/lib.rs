@@ -88,6 +88,46 @@ pub async fn next_within(consumer: &mut postage::Consumer, secs: u64) -> Deliver
     }
 }
 
+/// What a handler reported on `seen` next, or a test failure after 10 s.
+pub async fn next_seen<T>(seen: &mut tokio::sync::mpsc::UnboundedReceiver<T>) -> T {
+    match tokio::time::timeout(Duration::from_secs(10), seen.recv()).await {
+        Ok(Some(value)) => value,
+        Ok(None) => panic!("the handlers are gone"),
+        Err(_) => panic!("no handler ran within 10 s"),
+    }
+}
+
+/// Quits a processor running as `task` and checks that it ended with
+/// [`Stop::Quit`](postage::Stop::Quit) within 10 s.
+pub async fn quit_and_wait(
+    control: &postage::Control,
+    task: tokio::task::JoinHandle<postage::Result<postage::Stop>>,
+) {
+    control.quit();
+    match tokio::time::timeout(Duration::from_secs(10), task).await {
+        Ok(Ok(Ok(postage::Stop::Quit))) => {}
+        Ok(Ok(other)) => panic!("the processor ended otherwise: {other:?}"),
+        Ok(Err(join)) => panic!("the processor's task failed: {join}"),
+        Err(_) => panic!("the processor did not end within 10 s"),
+    }
+}
+
+/// Runs a processor as a process-test component: installs the signal
+/// handlers, prints `ready pid=<pid>`, serves until it ends, prints
+/// `stopped` (on standard output, which the tests read).
+#[allow(clippy::print_stdout)]
+pub async fn serve_component<P: postage::Handlers>(
+    processor: postage::Processor<P>,
+) -> postage::Result<()> {
+    let mut scheduler = postage::Scheduler::new();
+    scheduler.add(processor);
+    scheduler.listen_for_signals()?;
+    println!("ready pid={}", std::process::id());
+    scheduler.run().await?;
+    println!("stopped");
+    Ok(())
+}
+
 /// A consumer of a server-named queue bound with key `k` to a fresh
 /// auto-delete exchange named after `prefix`, and a producer sending there.
 pub async fn private_pair(

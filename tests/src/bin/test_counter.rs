@@ -36,11 +36,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .fingerprint(Fingerprint::new("test_counter", "test"))
         .connect(&connection)
         .await?;
-    let mut scheduler = Scheduler::new();
-    scheduler.add(processor);
-    scheduler.listen_for_signals()?;
-    println!("ready pid={}", std::process::id());
-    scheduler.run().await?;
-    println!("stopped");
-    Ok(())
+    Ok(postage_tests::serve_component(processor).await?)
 }

@@ -7,13 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use postage::Stop;
 use postage::prelude::*;
 use postage_tests::conformance::{TestBroker, probe};
-use postage_tests::{conformance, unique};
+use postage_tests::{conformance, next_seen, quit_and_wait, unique};
 use tokio::sync::mpsc;
-
-const WAIT: Duration = Duration::from_secs(10);
 
 /// Counts its runs; `odd` ones sleep a little, out of order with the
 /// others when the processor runs several at once.
@@ -99,15 +96,9 @@ async fn every_finished_delivery_is_acknowledged(
     }
     let mut got = Vec::new();
     while got.len() < usize::try_from(COUNT).unwrap() {
-        let n = tokio::time::timeout(WAIT, seen.recv())
-            .await
-            .expect("every tally is handled")
-            .expect("the handlers are alive");
-        got.push(n);
+        got.push(next_seen(&mut seen).await);
     }
-    control.quit();
-    let stop = tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
-    assert_eq!(stop.unwrap(), Stop::Quit);
+    quit_and_wait(&control, task).await;
     got.sort_unstable();
     assert_eq!(got, (0..COUNT).collect::<Vec<_>>(), "each tally once");
     assert_eq!(redelivered.load(Ordering::SeqCst), 0);

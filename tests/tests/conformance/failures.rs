@@ -13,12 +13,11 @@ use postage::processor::{HandlerError, failure_headers, parking_queue, replay_pa
 use postage::testing::Probe;
 use postage::{Error, Stop};
 use postage_tests::conformance::{TestBroker, delivered, probe, silent};
-use postage_tests::{conformance, unique};
+use postage_tests::{conformance, next_seen, quit_and_wait, unique};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-const WAIT: Duration = Duration::from_secs(10);
 const SHORT: &[Duration] = &[Duration::from_millis(200), Duration::from_millis(300)];
 const ONE_AND_TWO: &[Duration] = &[Duration::from_secs(1), Duration::from_secs(2)];
 
@@ -131,10 +130,7 @@ impl Setup {
     }
 
     async fn next_seen(&mut self) -> String {
-        tokio::time::timeout(WAIT, self.seen.recv())
-            .await
-            .expect("a handler ran in time")
-            .expect("the handlers are alive")
+        next_seen(&mut self.seen).await
     }
 
     /// Nothing more ran within `millis`.
@@ -187,12 +183,7 @@ impl Setup {
     /// Quits the processor and deletes the queue and those the policies
     /// declared (`<queue>.<suffix>`).
     async fn finish(self, declared: &[&str]) {
-        self.control.quit();
-        let stop = tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("the processor ends")
-            .expect("the processor task");
-        assert_eq!(stop.expect("the processor ran"), Stop::Quit);
+        quit_and_wait(&self.control, self.task).await;
         for suffix in declared {
             let queue = format!("{}.{suffix}", self.queue);
             self.probe
@@ -311,10 +302,7 @@ fn epoch_millis(time: SystemTime) -> u64 {
 }
 
 async fn next_event(events: &mut mpsc::UnboundedReceiver<Event>) -> Event {
-    tokio::time::timeout(WAIT, events.recv())
-        .await
-        .expect("the handler reports in time")
-        .expect("the handler is alive")
+    next_seen(events).await
 }
 
 conformance! {
@@ -510,8 +498,7 @@ conformance! {
         assert!(matches!(next_event(&mut events).await, Event::Started(Some(_))));
         assert!(matches!(next_event(&mut events).await, Event::Cancelled(_)));
         assert!(silent(&mut late, 2_500).await, "a reply after the deadline");
-        control.quit();
-        tokio::time::timeout(WAIT, task).await.unwrap().unwrap().unwrap();
+        quit_and_wait(&control, task).await;
         assert!(events.try_recv().is_err(), "nothing else ran");
     }
 
@@ -556,8 +543,7 @@ conformance! {
         assert_eq!(body["content"]["value"], 1_200);
         reply.ack().await.unwrap();
         assert!(silent(&mut replies_consumer, 500).await, "no reply to the expired request");
-        control.quit();
-        tokio::time::timeout(WAIT, task).await.unwrap().unwrap().unwrap();
+        quit_and_wait(&control, task).await;
         assert!(events.try_recv().is_err(), "the expired request never ran");
     }
 }
