@@ -16,6 +16,8 @@ pub(crate) enum Scenario {
     Soak,
     /// Memory per idle queue on the in-memory broker.
     IdleQueues,
+    /// How cost grows with load (`scenario::scale`).
+    Scale,
 }
 
 impl Scenario {
@@ -38,13 +40,14 @@ impl Scenario {
             Scenario::RpcPar => "rpc-par",
             Scenario::Soak => "soak",
             Scenario::IdleQueues => "idle-queues",
+            Scenario::Scale => "scale",
         }
     }
 
     fn parse(s: &str) -> Option<Self> {
         Self::ALL
             .into_iter()
-            .chain([Scenario::Soak, Scenario::IdleQueues])
+            .chain([Scenario::Soak, Scenario::IdleQueues, Scenario::Scale])
             .find(|sc| sc.name() == s)
     }
 
@@ -54,6 +57,7 @@ impl Scenario {
             Scenario::RpcPar => 20_000,
             Scenario::Soak => 1_000_000,
             Scenario::IdleQueues => 100_000,
+            Scenario::Scale => 1_000_000,
             _ => 100_000,
         }
     }
@@ -63,15 +67,25 @@ impl Scenario {
 pub(crate) enum Impl {
     Postage,
     Lapin,
+    /// lapin acknowledging a run of 100 messages at once (prefetch 100):
+    /// the `consume` and `pipe` scenarios only.
+    LapinBatch,
     /// Postage on the in-memory broker (`--broker memory`).
     Memory,
 }
 
 impl Impl {
+    /// Whether this side has a run of `scenario`: the batching lapin
+    /// baseline only consumes.
+    pub(crate) fn runs(self, scenario: Scenario) -> bool {
+        self != Impl::LapinBatch || matches!(scenario, Scenario::Consume | Scenario::Pipe)
+    }
+
     pub(crate) fn name(self) -> &'static str {
         match self {
             Impl::Postage => "postage",
             Impl::Lapin => "lapin",
+            Impl::LapinBatch => "lapin-batch",
             Impl::Memory => "memory",
         }
     }
@@ -95,11 +109,13 @@ pub(crate) struct Args {
     /// recorder, both, or nothing.
     pub(crate) telemetry: Telemetry,
     pub(crate) url: String,
+    /// Where `scale` writes its plot.
+    pub(crate) svg: String,
 }
 
-const USAGE: &str = "usage: postage-bench <publish|publish-confirm|consume|pipe|rpc-seq|rpc-par|soak|idle-queues|all> \
-[--count N] [--impl postage|lapin|both] [--broker rabbitmq|memory|both] [--runs R] [--prefetch P] [--window W] \
-[--in-flight F] [--current-thread] [--telemetry spans|metrics|all] [--json] [--dry]";
+const USAGE: &str = "usage: postage-bench <publish|publish-confirm|consume|pipe|rpc-seq|rpc-par|soak|idle-queues|scale|all> \
+[--count N] [--impl postage|lapin|lapin-batch|both|all] [--broker rabbitmq|memory|both] [--runs R] [--prefetch P] [--window W] \
+[--in-flight F] [--svg PATH] [--current-thread] [--telemetry spans|metrics|all] [--json] [--dry]";
 
 /// What `--telemetry` installs before anything is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +134,7 @@ pub(crate) fn parse_args() -> Res<Args> {
     let mut args = Args {
         scenarios: Vec::new(),
         count: None,
-        impls: vec![Impl::Postage, Impl::Lapin],
+        impls: vec![Impl::Postage, Impl::Lapin, Impl::LapinBatch],
         runs: 5,
         prefetch: postage::consumer::DEFAULT_PREFETCH,
         window: 1_000,
@@ -131,6 +147,7 @@ pub(crate) fn parse_args() -> Res<Args> {
             .ok()
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| DEFAULT_URL.to_owned()),
+        svg: "scale.svg".to_owned(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -141,17 +158,20 @@ pub(crate) fn parse_args() -> Res<Args> {
             "--prefetch" => args.prefetch = value("--prefetch")?.parse()?,
             "--window" => args.window = value("--window")?.parse()?,
             "--in-flight" => args.in_flight = value("--in-flight")?.parse()?,
+            "--svg" => args.svg = value("--svg")?,
             "--impl" => {
                 args.impls = match value("--impl")?.as_str() {
                     "postage" => vec![Impl::Postage],
                     "lapin" => vec![Impl::Lapin],
+                    "lapin-batch" => vec![Impl::LapinBatch],
                     "both" => vec![Impl::Postage, Impl::Lapin],
+                    "all" => vec![Impl::Postage, Impl::Lapin, Impl::LapinBatch],
                     other => return Err(format!("unknown impl {other:?}\n{USAGE}").into()),
                 }
             }
             "--broker" => {
                 args.impls = match value("--broker")?.as_str() {
-                    "rabbitmq" => vec![Impl::Postage, Impl::Lapin],
+                    "rabbitmq" => vec![Impl::Postage, Impl::Lapin, Impl::LapinBatch],
                     "memory" => vec![Impl::Memory],
                     "both" => vec![Impl::Memory, Impl::Postage],
                     other => return Err(format!("unknown broker {other:?}\n{USAGE}").into()),

@@ -141,17 +141,46 @@ pub(crate) fn lapin_command(fp: &WireFingerprint, category: &str, seq: u64) -> R
     })?)
 }
 
+/// How a hand-written consumer acknowledges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Acks {
+    /// One `basic.ack` per message, as most hand-written consumers do.
+    PerMessage,
+    /// One `basic.ack(multiple)` per this many messages, and one for the
+    /// rest when the run ends.
+    Every(u64),
+}
+
+/// The batching lapin baseline: an ack per 100 messages, prefetch 100.
+pub(crate) const BATCH: u64 = 100;
+
+impl Acks {
+    /// The prefetch a consumer acknowledging this way runs with: the
+    /// run's own, or at least the batch (a smaller prefetch would stall
+    /// before an ack is due).
+    pub(crate) fn prefetch(self, prefetch: u16) -> u16 {
+        match self {
+            Acks::PerMessage => prefetch,
+            Acks::Every(n) => u16::try_from(n).unwrap_or(u16::MAX),
+        }
+    }
+}
+
 /// A hand-written consumer: decode, dispatch on (type, name), handle, ack
-/// each message. Returns when `counter` reaches its target.
+/// each message (or, with [`Acks::Every`], each run of messages). Returns
+/// when `counter` reaches its target.
 pub(crate) async fn lapin_consumer_loop(
     channel: lapin::Channel,
     queue: String,
     prefetch: u16,
+    acks: Acks,
     counter: Arc<Counter>,
 ) -> Res<()> {
     channel
         .basic_qos(prefetch, BasicQosOptions::default())
         .await?;
+    let mut unacked = 0u64;
+    let mut last_tag = 0u64;
     let mut consumer = channel
         .basic_consume(
             queue.as_str().into(),
@@ -170,6 +199,10 @@ pub(crate) async fn lapin_consumer_loop(
         let message = match serde_json::from_slice::<WireIn<CommandIn>>(&delivery.data) {
             Ok(message) if typed => message,
             _ => {
+                if unacked > 0 {
+                    ack_up_to(&channel, last_tag).await?;
+                    unacked = 0;
+                }
                 delivery
                     .reject(BasicRejectOptions { requeue: false })
                     .await?;
@@ -187,13 +220,33 @@ pub(crate) async fn lapin_consumer_loop(
             }
             _ => false,
         };
-        delivery.ack(BasicAckOptions::default()).await?;
-        if handled {
+        let done = handled && {
             counter.tick();
-            if counter.handled.load(Ordering::Relaxed) >= counter.target {
-                break;
+            counter.handled.load(Ordering::Relaxed) >= counter.target
+        };
+        match acks {
+            Acks::PerMessage => {
+                delivery.ack(BasicAckOptions::default()).await?;
+            }
+            Acks::Every(n) => {
+                unacked += 1;
+                last_tag = delivery.delivery_tag;
+                if unacked >= n || done {
+                    ack_up_to(&channel, last_tag).await?;
+                    unacked = 0;
+                }
             }
         }
+        if done {
+            break;
+        }
     }
+    Ok(())
+}
+
+async fn ack_up_to(channel: &lapin::Channel, tag: u64) -> Res<()> {
+    channel
+        .basic_ack(tag, BasicAckOptions { multiple: true })
+        .await?;
     Ok(())
 }

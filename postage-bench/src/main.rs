@@ -1,12 +1,16 @@
-//! `postage-bench <scenario> [--count N] [--impl postage|lapin|both]
+//! `postage-bench <scenario> [--count N] [--impl postage|lapin|lapin-batch|both|all]
 //! [--runs R] [--prefetch P] [--json]`: Postage side by side with
 //! hand-written lapin code doing the same work, against the broker at
-//! `POSTAGE_URL` (default `amqp://guest:guest@127.0.0.1:5672/%2f`).
+//! `POSTAGE_URL` (default `amqp://guest:guest@127.0.0.1:5672/%2f`). The
+//! lapin side acknowledges each message; `lapin-batch`, in `consume` and
+//! `pipe`, acknowledges 100 at once with prefetch 100.
 //!
 //! Scenarios: `publish`, `publish-confirm`, `consume`, `pipe`, `rpc-seq`,
 //! `rpc-par`, `soak` (a `pipe` of 1,000,000 messages watching RSS),
-//! `idle-queues` (memory per idle queue on the in-memory broker), and
-//! `all` (every scenario but `soak` and `idle-queues`).
+//! `idle-queues` (memory per idle queue on the in-memory broker), `scale`
+//! (how rate and memory grow with load; writes `--svg PATH`, default
+//! `scale.svg`), and
+//! `all` (every scenario but `soak`, `idle-queues` and `scale`).
 //!
 //! `--broker memory` runs the Postage side on the in-memory broker
 //! instead of RabbitMQ; `--broker both` runs it on each, side by side.
@@ -26,13 +30,14 @@ mod common;
 mod fixture;
 mod lapin_side;
 mod measure;
+mod plot;
 mod postage_side;
 mod report;
 mod scenario;
 
 use std::time::Duration;
 
-use crate::args::{Impl, parse_args};
+use crate::args::{Impl, Scenario, parse_args};
 use crate::common::Res;
 use crate::fixture::Admin;
 use crate::measure::measure;
@@ -93,13 +98,18 @@ async fn run(args: args::Args) -> Res<()> {
     );
     let mut records = Vec::new();
     for &scenario in &args.scenarios {
+        if scenario == Scenario::Scale {
+            let admin = admin.as_ref().ok_or("scale runs on RabbitMQ")?;
+            scenario::scale::scale(&args, admin).await?;
+            continue;
+        }
         for run in 0..args.runs {
             // Alternate which side goes first, to spread drift evenly.
             let mut order = args.impls.clone();
             if run % 2 == 1 {
                 order.reverse();
             }
-            for imp in order {
+            for imp in order.into_iter().filter(|imp| imp.runs(scenario)) {
                 let record = measure(&args, admin.as_ref(), scenario, imp, run).await?;
                 println!("{}", record.to_json());
                 records.push(record);

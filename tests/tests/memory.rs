@@ -54,6 +54,16 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<String>) -> String {
         .expect("the worker runs")
 }
 
+async fn settled(broker: &MemoryBroker, queue: &str) {
+    tokio::time::timeout(WAIT, async {
+        while broker.queue(queue).is_none_or(|q| q.unacked > 0) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the deliveries are acknowledged within 5 s");
+}
+
 #[tokio::test]
 async fn dropped_connections_recover_and_consumers_resume() {
     let broker = MemoryBroker::new();
@@ -66,6 +76,9 @@ async fn dropped_connections_recover_and_consumers_resume() {
         .unwrap();
     producer.command("job", "before").await.unwrap();
     assert_eq!(next(&mut seen).await, "before");
+    // Acknowledgements are coalesced for up to the processor's ack delay:
+    // drop the connection once "before" is settled, or it comes back.
+    settled(&broker, "jobs-q").await;
 
     broker.drop_connections();
     // Sends wait for the recovery, then go through.

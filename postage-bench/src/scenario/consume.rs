@@ -3,7 +3,7 @@
 use postage::prelude::*;
 
 use crate::common::{Counter, KEY, Res, fingerprint};
-use crate::lapin_side::{lapin_close, lapin_connect, lapin_consumer_loop};
+use crate::lapin_side::{Acks, lapin_close, lapin_connect, lapin_consumer_loop};
 use crate::measure::{Snapshot, Timed};
 use crate::scenario::Ctx;
 
@@ -27,7 +27,7 @@ pub(crate) async fn postage_consume(ctx: &Ctx<'_>) -> Res<Timed> {
     Ok(Timed::new(start, end))
 }
 
-pub(crate) async fn lapin_consume(ctx: &Ctx<'_>) -> Res<Timed> {
+pub(crate) async fn lapin_consume(ctx: &Ctx<'_>, acks: Acks) -> Res<Timed> {
     let connection = lapin_connect(&ctx.args.url).await?;
     let counter = Counter::new(ctx.n);
     let start = Snapshot::now();
@@ -35,7 +35,8 @@ pub(crate) async fn lapin_consume(ctx: &Ctx<'_>) -> Res<Timed> {
     lapin_consumer_loop(
         channel,
         ctx.fixture.queue.clone(),
-        ctx.args.prefetch,
+        acks.prefetch(ctx.args.prefetch),
+        acks,
         counter.clone(),
     )
     .await?;

@@ -3,9 +3,10 @@
 
 mod consume;
 mod idle;
-mod pipe;
+pub(crate) mod pipe;
 mod publish;
 mod rpc;
+pub(crate) mod scale;
 mod soak;
 
 use self::consume::{lapin_consume, postage_consume};
@@ -15,6 +16,7 @@ use self::rpc::{lapin_rpc, postage_rpc};
 use crate::args::{Args, Impl, Scenario};
 use crate::common::Res;
 use crate::fixture::Fixture;
+use crate::lapin_side::{Acks, BATCH};
 use crate::measure::Timed;
 use crate::postage_side::postage_connect;
 use postage::Connection;
@@ -50,18 +52,22 @@ pub(crate) async fn run_one(ctx: &Ctx<'_>, scenario: Scenario, imp: Impl) -> Res
     };
     match (scenario, imp) {
         (Scenario::IdleQueues, _) => idle::idle_queues(ctx).await,
+        (Scenario::Scale, _) => Err("scale runs on its own (scenario::scale)".into()),
         (Scenario::Publish, Impl::Postage) => postage_publish(ctx, false).await,
         (Scenario::Publish, Impl::Lapin) => lapin_publish(ctx, false).await,
         (Scenario::PublishConfirm, Impl::Postage) => postage_publish(ctx, true).await,
         (Scenario::PublishConfirm, Impl::Lapin) => lapin_publish(ctx, true).await,
         (Scenario::Consume, Impl::Postage) => postage_consume(ctx).await,
-        (Scenario::Consume, Impl::Lapin) => lapin_consume(ctx).await,
+        (Scenario::Consume, Impl::Lapin) => lapin_consume(ctx, Acks::PerMessage).await,
+        (Scenario::Consume, Impl::LapinBatch) => lapin_consume(ctx, Acks::Every(BATCH)).await,
         (Scenario::Pipe | Scenario::Soak, Impl::Postage) => postage_pipe(ctx).await,
-        (Scenario::Pipe | Scenario::Soak, Impl::Lapin) => lapin_pipe(ctx).await,
+        (Scenario::Pipe | Scenario::Soak, Impl::Lapin) => lapin_pipe(ctx, Acks::PerMessage).await,
+        (Scenario::Pipe, Impl::LapinBatch) => lapin_pipe(ctx, Acks::Every(BATCH)).await,
         (Scenario::RpcSeq, Impl::Postage) => postage_rpc(ctx, false).await,
         (Scenario::RpcSeq, Impl::Lapin) => lapin_rpc(ctx, false).await,
         (Scenario::RpcPar, Impl::Postage) => postage_rpc(ctx, true).await,
         (Scenario::RpcPar, Impl::Lapin) => lapin_rpc(ctx, true).await,
         (_, Impl::Memory) => Err("unreachable: memory runs the Postage side".into()),
+        (_, Impl::LapinBatch) => Err(format!("lapin-batch has no {} run", scenario.name()).into()),
     }
 }

@@ -8,9 +8,12 @@ use lapin::BasicProperties;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use postage::prelude::*;
 
+use crate::args::Args;
 use crate::common::{COMMAND, CONTENT_TYPE, Counter, KEY, Res, fingerprint};
+use crate::fixture::Fixture;
 use crate::lapin_side::{
-    check_confirm, lapin_close, lapin_command, lapin_connect, lapin_consumer_loop, wire_fingerprint,
+    Acks, check_confirm, lapin_close, lapin_command, lapin_connect, lapin_consumer_loop,
+    wire_fingerprint,
 };
 use crate::measure::{Snapshot, Timed, rss_kib};
 use crate::postage_side::params;
@@ -54,45 +57,21 @@ pub(crate) async fn postage_pipe(ctx: &Ctx<'_>) -> Res<Timed> {
     Ok(timed)
 }
 
-pub(crate) async fn lapin_pipe(ctx: &Ctx<'_>) -> Res<Timed> {
+pub(crate) async fn lapin_pipe(ctx: &Ctx<'_>, acks: Acks) -> Res<Timed> {
     let rss_start = rss_kib();
     let connection = lapin_connect(&ctx.args.url).await?;
     let counter = Counter::new(ctx.n);
     let sampler = ctx.soak.then(|| spawn_rss_sampler(counter.clone()));
-    let fp = wire_fingerprint();
-    let props = BasicProperties::default().with_content_type(CONTENT_TYPE.into());
     let start = Snapshot::now();
     let consumer_channel = connection.create_channel().await?;
     let consumer = tokio::spawn(lapin_consumer_loop(
         consumer_channel,
         ctx.fixture.queue.clone(),
-        ctx.args.prefetch,
+        acks.prefetch(ctx.args.prefetch),
+        acks,
         counter.clone(),
     ));
-    let channel = connection.create_channel().await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
-    let mut pending = FuturesUnordered::new();
-    for i in 0..ctx.n {
-        let body = lapin_command(&fp, "message", i)?;
-        let confirm = channel
-            .basic_publish(
-                ctx.fixture.exchange.as_str().into(),
-                KEY.into(),
-                BasicPublishOptions::default(),
-                &body,
-                props.clone(),
-            )
-            .await?;
-        pending.push(confirm);
-        if pending.len() >= ctx.args.window {
-            check_confirm(pending.next().await)?;
-        }
-    }
-    while !pending.is_empty() {
-        check_confirm(pending.next().await)?;
-    }
+    lapin_publish_confirmed(ctx.args, &connection, ctx.fixture, ctx.n).await?;
     consumer.await??;
     let end = Snapshot::now();
     let mut timed = Timed::new(start, end);
@@ -102,4 +81,41 @@ pub(crate) async fn lapin_pipe(ctx: &Ctx<'_>) -> Res<Timed> {
     }
     lapin_close(&connection).await;
     Ok(timed)
+}
+
+/// Publishes `n` commands on a new channel of `connection` with confirms,
+/// `args.window` of them in flight, as a hand-written producer does.
+pub(crate) async fn lapin_publish_confirmed(
+    args: &Args,
+    connection: &lapin::Connection,
+    fixture: &Fixture,
+    n: u64,
+) -> Res<()> {
+    let fp = wire_fingerprint();
+    let props = BasicProperties::default().with_content_type(CONTENT_TYPE.into());
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let mut pending = FuturesUnordered::new();
+    for i in 0..n {
+        let body = lapin_command(&fp, "message", i)?;
+        let confirm = channel
+            .basic_publish(
+                fixture.exchange.as_str().into(),
+                KEY.into(),
+                BasicPublishOptions::default(),
+                &body,
+                props.clone(),
+            )
+            .await?;
+        pending.push(confirm);
+        if pending.len() >= args.window {
+            check_confirm(pending.next().await)?;
+        }
+    }
+    while !pending.is_empty() {
+        check_confirm(pending.next().await)?;
+    }
+    Ok(())
 }
