@@ -111,6 +111,9 @@ pub(crate) struct Args {
     pub(crate) url: String,
     /// Where `scale` writes its plot.
     pub(crate) svg: String,
+    /// `scale` measures each of its points in a process of its own, which
+    /// it starts with `--point processors:N` or `--point backlog`.
+    pub(crate) point: Option<String>,
 }
 
 const USAGE: &str = "usage: postage-bench <publish|publish-confirm|consume|pipe|rpc-seq|rpc-par|soak|idle-queues|scale|all> \
@@ -148,6 +151,7 @@ pub(crate) fn parse_args() -> Res<Args> {
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| DEFAULT_URL.to_owned()),
         svg: "scale.svg".to_owned(),
+        point: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -159,6 +163,7 @@ pub(crate) fn parse_args() -> Res<Args> {
             "--window" => args.window = value("--window")?.parse()?,
             "--in-flight" => args.in_flight = value("--in-flight")?.parse()?,
             "--svg" => args.svg = value("--svg")?,
+            "--point" => args.point = Some(value("--point")?),
             "--impl" => {
                 args.impls = match value("--impl")?.as_str() {
                     "postage" => vec![Impl::Postage],

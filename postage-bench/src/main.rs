@@ -117,6 +117,8 @@ async fn run(args: args::Args) -> Res<()> {
             }
         }
     }
-    report(&args, &records);
+    if !records.is_empty() {
+        report(&args, &records);
+    }
     Ok(())
 }

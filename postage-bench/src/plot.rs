@@ -10,6 +10,8 @@ const LEFT: f64 = 62.0;
 const RIGHT: f64 = 12.0;
 const TOP: f64 = 28.0;
 const BOTTOM: f64 = 48.0;
+/// The legend's row above the charts.
+const LEGEND: f64 = 24.0;
 /// Postage, then lapin.
 const COLOURS: [&str; 2] = ["#1f77b4", "#d62728"];
 
@@ -71,6 +73,11 @@ impl Chart {
             x_max = x_max.max(self.x(x));
             y_max = y_max.max(y);
         }
+        if !self.log_x {
+            // A linear axis from zero, its ticks at round numbers.
+            x_min = 0.0;
+            x_max = nice_ceiling(x_max);
+        }
         if !x_min.is_finite() || x_max <= x_min {
             x_min = self.x(1.0).min(x_min);
             x_max = x_min + 1.0;
@@ -107,17 +114,24 @@ impl Chart {
                 short(y)
             );
         }
-        // x ticks: the first series' x values.
-        if let Some(first) = self.series.first() {
-            for &(x, _) in &first.points {
-                let _ = writeln!(
-                    out,
-                    r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-                    px(x),
-                    dy + TOP + h + 14.0,
-                    short(x)
-                );
-            }
+        // x ticks: on a log axis the first series' x values, on a linear
+        // one 0, 1/4 ... x_max.
+        let ticks: Vec<f64> = if self.log_x {
+            self.series
+                .first()
+                .map(|first| first.points.iter().map(|p| p.0).collect())
+                .unwrap_or_default()
+        } else {
+            (0..=4).map(|i| x_max * f64::from(i) / 4.0).collect()
+        };
+        for x in ticks {
+            let _ = writeln!(
+                out,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+                px(x),
+                dy + TOP + h + 14.0,
+                short(x)
+            );
         }
         let _ = writeln!(
             out,
@@ -126,7 +140,7 @@ impl Chart {
             dy + TOP + h + 32.0,
             escape(self.x_label)
         );
-        for (i, series) in self.series.iter().enumerate() {
+        for series in &self.series {
             let path: Vec<String> = series
                 .points
                 .iter()
@@ -147,14 +161,6 @@ impl Chart {
                     series.colour
                 );
             }
-            let ly = dy + TOP + 14.0 + 14.0 * i as f64;
-            let _ = writeln!(
-                out,
-                r#"<text x="{:.1}" y="{ly:.1}" fill="{}">{}</text>"#,
-                dx + LEFT + 8.0,
-                series.colour,
-                escape(series.name)
-            );
         }
     }
 }
@@ -168,11 +174,24 @@ pub(crate) fn grid(charts: &[Chart], columns: usize) -> String {
 <rect width="100%" height="100%" fill="white"/>
 "#,
         WIDTH * columns as f64,
-        HEIGHT * rows as f64
+        LEGEND + HEIGHT * rows as f64
     );
+    // One legend for all: every chart draws the same sides in the same
+    // colours.
+    if let Some(first) = charts.first() {
+        for (i, series) in first.series.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                r#"<text x="{:.1}" y="16" fill="{}" font-weight="bold">{}</text>"#,
+                LEFT + 90.0 * i as f64,
+                series.colour,
+                escape(series.name)
+            );
+        }
+    }
     for (i, chart) in charts.iter().enumerate() {
         let (col, row) = (i % columns, i / columns);
-        chart.draw(WIDTH * col as f64, HEIGHT * row as f64, &mut out);
+        chart.draw(WIDTH * col as f64, LEGEND + HEIGHT * row as f64, &mut out);
     }
     out.push_str("</svg>\n");
     out

@@ -3,8 +3,10 @@
 //! call in flight, at most 20,000); 1, 10, 100 and
 //! 1,000 processors (lapin: consumers, each on its own channel) sharing one
 //! connection and one queue; and a backlog of 1,000,000 ready messages
-//! consumed, its rate per tenth and its memory watched. Prints a table and
-//! JSON lines and writes the plot (see [`crate::plot`]).
+//! consumed, its rate per tenth and its memory watched. Each point runs in
+//! a process of its own (this binary, `--point ...`), so that its memory
+//! figures are not those of the points before it. Prints a table and JSON
+//! lines and writes the plot (see [`crate::plot`]).
 
 use std::future::IntoFuture;
 use std::sync::Arc;
@@ -13,13 +15,13 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use postage::prelude::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::args::{Args, Impl, Scenario};
 use crate::common::{COMMAND, Counter, KEY, Res, fingerprint};
 use crate::fixture::Admin;
 use crate::lapin_side::{Acks, lapin_close, lapin_connect, lapin_consumer_loop};
-use crate::measure::{Record, measure, median, rss_kib};
+use crate::measure::{median, rss_kib};
 use crate::plot::{Chart, Series};
 use crate::postage_side::{params, postage_body, postage_connect};
 
@@ -37,9 +39,12 @@ struct Point {
 }
 
 pub(crate) async fn scale(args: &Args, admin: &Admin) -> Res<()> {
-    let rpc = rpc_part(args, admin).await?;
-    let processors = processors_part(args, admin).await?;
-    let backlog = backlog_part(args, admin).await?;
+    if let Some(point) = &args.point {
+        return one_point(args, admin, point).await;
+    }
+    let rpc = rpc_part(args).await?;
+    let processors = processors_part(args).await?;
+    let backlog = backlog_part(args).await?;
     println!();
     println!(
         "{:<34} {:>12} {:>12} {:>7}   {:>12} {:>12}",
@@ -64,10 +69,11 @@ pub(crate) async fn scale(args: &Args, admin: &Admin) -> Res<()> {
     for (side, tenths) in SIDES.iter().zip(&backlog) {
         let rates: Vec<f64> = tenths.iter().map(|t| t.1).collect();
         println!(
-            "backlog ({}): rate per tenth {}..{} msg/s, peak RSS {} KiB",
+            "backlog ({}): rate per tenth {}..{} msg/s, RSS {}..{} KiB",
             side.name(),
             rates.iter().copied().fold(f64::INFINITY, f64::min).round(),
             rates.iter().copied().fold(0.0, f64::max).round(),
+            tenths.iter().map(|t| t.2).min().unwrap_or(0),
             tenths.iter().map(|t| t.2).max().unwrap_or(0)
         );
     }
@@ -77,45 +83,33 @@ pub(crate) async fn scale(args: &Args, admin: &Admin) -> Res<()> {
     Ok(())
 }
 
-/// rpc-par at each number of calls in flight, `args.runs` runs a side.
-async fn rpc_part(args: &Args, admin: &Admin) -> Res<Vec<Point>> {
-    let mut points = Vec::new();
-    for in_flight in IN_FLIGHT {
-        let scaled = Args {
-            in_flight,
-            count: Some((2_000 * in_flight as u64).min(20_000)),
-            ..args.clone()
-        };
-        let mut records: Vec<Record> = Vec::new();
-        for run in 0..args.runs {
-            for imp in alternate(run) {
-                let record = measure(&scaled, Some(admin), Scenario::RpcPar, imp, run).await?;
-                let mut line = record.to_json();
-                line["in_flight"] = json!(in_flight);
-                println!("{line}");
-                records.push(record);
-            }
-        }
-        let med = |imp: Impl, get: fn(&Record) -> f64| {
-            median(records.iter().filter(|r| r.imp == imp).map(get).collect()).unwrap_or(0.0)
-        };
-        for imp in SIDES {
-            println!(
-                "{}",
-                json!({"scale": "rpc-par", "impl": imp.name(), "in_flight": in_flight,
-                       "calls_per_s": med(imp, Record::msg_per_s),
-                       "p50_us": med(imp, |r| r.p50_us.unwrap_or(0.0)),
-                       "p99_us": med(imp, |r| r.p99_us.unwrap_or(0.0)),
-                       "peak_rss_kib": med(imp, |r| r.peak_rss_kib as f64)})
-            );
-        }
-        points.push(Point {
-            load: in_flight,
-            rate: SIDES.map(|imp| med(imp, Record::msg_per_s)),
-            memory_kib: SIDES.map(|imp| med(imp, |r| r.peak_rss_kib as f64)),
-        });
+/// Runs `words` (a scenario and its options) for side `imp` in a process
+/// of its own, so that the memory it measures is its own (a process keeps
+/// the pages it once used), and returns the JSON line it printed that has
+/// `key`.
+async fn in_own_process(args: &Args, imp: Impl, words: Vec<String>, key: &str) -> Res<Value> {
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command
+        .args(&words)
+        .args(["--impl", imp.name(), "--runs", "1"])
+        .args(["--prefetch", &args.prefetch.to_string()])
+        .args(["--window", &args.window.to_string()])
+        .env("POSTAGE_URL", &args.url)
+        .stderr(std::process::Stdio::inherit());
+    let output = tokio::task::spawn_blocking(move || command.output()).await??;
+    if !output.status.success() {
+        return Err(format!("postage-bench {words:?} failed: {}", output.status).into());
     }
-    Ok(points)
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line.get(key).is_some())
+        .ok_or_else(|| format!("postage-bench {words:?} printed no result").into())
+}
+
+/// A number of a child's JSON line (0 when it is missing).
+fn number(line: &Value, key: &str) -> f64 {
+    line[key].as_f64().unwrap_or(0.0)
 }
 
 /// The order of the sides in run `run`: alternating, to spread drift.
@@ -127,45 +121,157 @@ fn alternate(run: usize) -> [Impl; 2] {
     }
 }
 
+/// The medians of `get` over each side's lines.
+fn medians(lines: &[(Impl, Value)], get: impl Fn(&Value) -> f64) -> [f64; 2] {
+    SIDES.map(|imp| {
+        let values = lines.iter().filter(|l| l.0 == imp).map(|l| get(&l.1));
+        median(values.collect()).unwrap_or(0.0)
+    })
+}
+
+/// rpc-par at each number of calls in flight, `args.runs` runs a side,
+/// each in a process of its own.
+async fn rpc_part(args: &Args) -> Res<Vec<Point>> {
+    let mut points = Vec::new();
+    for in_flight in IN_FLIGHT {
+        let count = (2_000 * in_flight as u64).min(20_000);
+        let mut lines = Vec::new();
+        for run in 0..args.runs {
+            for imp in alternate(run) {
+                let words = ["rpc-par", "--in-flight", &in_flight.to_string()]
+                    .into_iter()
+                    .chain(["--count", &count.to_string()])
+                    .map(str::to_owned)
+                    .collect();
+                let mut line = in_own_process(args, imp, words, "scenario").await?;
+                line["in_flight"] = json!(in_flight);
+                println!("{line}");
+                lines.push((imp, line));
+            }
+        }
+        let [calls, p50, p99, rss] = ["msg_per_s", "p50_us", "p99_us", "peak_rss_kib"]
+            .map(|key| medians(&lines, |line| number(line, key)));
+        for (i, imp) in SIDES.iter().enumerate() {
+            println!(
+                "{}",
+                json!({"scale": "rpc-par", "impl": imp.name(), "in_flight": in_flight,
+                       "calls_per_s": calls[i], "p50_us": p50[i], "p99_us": p99[i],
+                       "peak_rss_kib": rss[i]})
+            );
+        }
+        points.push(Point {
+            load: in_flight,
+            rate: calls,
+            memory_kib: rss,
+        });
+    }
+    Ok(points)
+}
+
+/// 1 to 1,000 processors (lapin: consumers) on one connection, each
+/// measured in a process of its own.
+async fn processors_part(args: &Args) -> Res<Vec<Point>> {
+    let mut points = Vec::new();
+    for n in PROCESSORS {
+        let mut lines = Vec::new();
+        for run in 0..args.runs {
+            for imp in alternate(run) {
+                let words = vec!["scale".into(), "--point".into(), format!("processors:{n}")];
+                let line = in_own_process(args, imp, words, "scale").await?;
+                println!("{line}");
+                lines.push((imp, line));
+            }
+        }
+        points.push(Point {
+            load: n,
+            rate: medians(&lines, |line| number(line, "msg_per_s")),
+            memory_kib: medians(&lines, |line| number(line, "kib_per_processor")),
+        });
+    }
+    Ok(points)
+}
+
+/// The backlog, once a side, each in a process of its own.
+async fn backlog_part(args: &Args) -> Res<[Vec<Tenth>; 2]> {
+    let mut out: [Vec<Tenth>; 2] = [Vec::new(), Vec::new()];
+    for (i, imp) in SIDES.into_iter().enumerate() {
+        let mut words = vec!["scale".into(), "--point".into(), "backlog".into()];
+        if let Some(count) = args.count {
+            words.extend(["--count".into(), count.to_string()]);
+        }
+        let line = in_own_process(args, imp, words, "tenths").await?;
+        println!("{line}");
+        out[i] = line["tenths"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| {
+                let handled = t["handled"].as_u64().unwrap_or(0);
+                (
+                    handled,
+                    number(t, "msg_per_s"),
+                    t["rss_kib"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+    }
+    Ok(out)
+}
+
+/// One point, measured in this process for the side of `--impl`: what a
+/// child of [`in_own_process`] does.
+async fn one_point(args: &Args, admin: &Admin, point: &str) -> Res<()> {
+    let imp = *args.impls.first().ok_or("no side to measure")?;
+    let line = match point.split_once(':') {
+        Some(("processors", n)) => {
+            let n: usize = n.parse()?;
+            let fixture = admin.fixture(Scenario::Scale, imp, 0).await?;
+            let shared = match imp {
+                Impl::Postage => postage_shared(args, &fixture, n).await,
+                _ => lapin_shared(args, &fixture, n).await,
+            };
+            admin.remove(&fixture).await?;
+            let shared = shared?;
+            json!({"scale": "processors", "impl": imp.name(), "processors": n,
+                   "start_ms": shared.start.as_secs_f64() * 1e3, "first_kib": shared.first_kib,
+                   "kib_per_processor": shared.kib_each, "msg_per_s": shared.rate})
+        }
+        None if point == "backlog" => {
+            let n = args.count.unwrap_or(1_000_000);
+            let tenths = backlog_point(args, admin, imp, n).await?;
+            json!({"scale": "backlog", "impl": imp.name(), "count": n,
+                   "tenths": tenths.iter().map(|t| json!({"handled": t.0, "msg_per_s": t.1.round(), "rss_kib": t.2})).collect::<Vec<_>>()})
+        }
+        _ => return Err(format!("unknown point {point:?}: processors:N or backlog").into()),
+    };
+    println!("{line}");
+    Ok(())
+}
+
 /// What one side measured with `n` consumers on one connection.
 struct Shared {
     start: Duration,
+    /// What the first consumer added to the RSS: with it come what the
+    /// first of anything costs (buffers, tables, the runtime's pages).
+    first_kib: f64,
+    /// What each one after the first added, on average (the first's
+    /// when there is one).
     kib_each: f64,
     rate: f64,
 }
 
-async fn processors_part(args: &Args, admin: &Admin) -> Res<Vec<Point>> {
-    let mut points = Vec::new();
-    for n in PROCESSORS {
-        let mut measured: [Vec<Shared>; 2] = [Vec::new(), Vec::new()];
-        for run in 0..args.runs {
-            for imp in alternate(run) {
-                let fixture = admin.fixture(Scenario::Scale, imp, run).await?;
-                let shared = match imp {
-                    Impl::Postage => postage_shared(args, &fixture, n).await,
-                    _ => lapin_shared(args, &fixture, n).await,
-                };
-                admin.remove(&fixture).await?;
-                let shared = shared?;
-                println!(
-                    "{}",
-                    json!({"scale": "processors", "impl": imp.name(), "processors": n,
-                           "start_ms": shared.start.as_secs_f64() * 1e3,
-                           "kib_per_processor": shared.kib_each, "msg_per_s": shared.rate})
-                );
-                measured[usize::from(imp != Impl::Postage)].push(shared);
-            }
-        }
-        let med = |side: &[Shared], get: fn(&Shared) -> f64| {
-            median(side.iter().map(get).collect()).unwrap_or(0.0)
-        };
-        points.push(Point {
-            load: n,
-            rate: [0, 1].map(|i| med(&measured[i], |s| s.rate)),
-            memory_kib: [0, 1].map(|i| med(&measured[i], |s| s.kib_each)),
-        });
+/// (The first's KiB, each further one's) from the RSS before any, after
+/// the first and after all `n`.
+fn memory_each(before: u64, first: u64, after: u64, n: usize) -> (f64, f64) {
+    let first_kib = first.saturating_sub(before) as f64;
+    if n > 1 {
+        (
+            first_kib,
+            after.saturating_sub(first) as f64 / (n - 1) as f64,
+        )
+    } else {
+        (first_kib, first_kib)
     }
-    Ok(points)
 }
 
 /// `n` processors on one connection, bound to one queue: the time to start
@@ -177,7 +283,8 @@ async fn postage_shared(args: &Args, fixture: &crate::fixture::Fixture, n: usize
     let rss_before = rss_kib();
     let started = Instant::now();
     let mut running = Vec::with_capacity(n);
-    for _ in 0..n {
+    let mut rss_first = rss_before;
+    for i in 0..n {
         let processor = Processor::builder_arc(counter.clone())
             .bind(fixture.exchange(), [(fixture.queue.as_str(), KEY)])
             .prefetch(args.prefetch)
@@ -185,9 +292,12 @@ async fn postage_shared(args: &Args, fixture: &crate::fixture::Fixture, n: usize
             .connect(&connection)
             .await?;
         running.push((processor.control(), tokio::spawn(processor.run())));
+        if i == 0 {
+            rss_first = rss_kib();
+        }
     }
     let start = started.elapsed();
-    let kib_each = rss_kib().saturating_sub(rss_before) as f64 / n as f64;
+    let (first_kib, kib_each) = memory_each(rss_before, rss_first, rss_kib(), n);
     let producer = Producer::builder()
         .ek(fixture.exchange(), KEY)
         .fingerprint(fingerprint())
@@ -210,6 +320,7 @@ async fn postage_shared(args: &Args, fixture: &crate::fixture::Fixture, n: usize
     connection.close().await?;
     Ok(Shared {
         start,
+        first_kib,
         kib_each,
         rate,
     })
@@ -222,7 +333,8 @@ async fn lapin_shared(args: &Args, fixture: &crate::fixture::Fixture, n: usize) 
     let rss_before = rss_kib();
     let started = Instant::now();
     let mut running = Vec::with_capacity(n);
-    for _ in 0..n {
+    let mut rss_first = rss_before;
+    for i in 0..n {
         let channel = connection.create_channel().await?;
         running.push(tokio::spawn(lapin_consumer_loop(
             channel,
@@ -231,9 +343,12 @@ async fn lapin_shared(args: &Args, fixture: &crate::fixture::Fixture, n: usize) 
             Acks::PerMessage,
             counter.clone(),
         )));
+        if i == 0 {
+            rss_first = rss_kib();
+        }
     }
     let start = started.elapsed();
-    let kib_each = rss_kib().saturating_sub(rss_before) as f64 / n as f64;
+    let (first_kib, kib_each) = memory_each(rss_before, rss_first, rss_kib(), n);
     let sending = Instant::now();
     crate::scenario::pipe::lapin_publish_confirmed(args, &connection, fixture, SHARED).await?;
     counter.done.notified().await;
@@ -246,6 +361,7 @@ async fn lapin_shared(args: &Args, fixture: &crate::fixture::Fixture, n: usize) 
     lapin_close(&connection).await;
     Ok(Shared {
         start,
+        first_kib,
         kib_each,
         rate,
     })
@@ -255,33 +371,23 @@ async fn lapin_shared(args: &Args, fixture: &crate::fixture::Fixture, n: usize) 
 /// msg/s, RSS KiB at its end).
 type Tenth = (u64, f64, u64);
 
-/// A backlog of ready messages (1,000,000 unless `--count`) consumed by
-/// one processor (lapin: one consumer, an ack per message), once a side.
-async fn backlog_part(args: &Args, admin: &Admin) -> Res<[Vec<Tenth>; 2]> {
-    let n = args.count.unwrap_or(1_000_000);
+/// A backlog of `n` ready messages consumed by one processor (lapin: one
+/// consumer, an ack per message), its rate and RSS per tenth.
+async fn backlog_point(args: &Args, admin: &Admin, imp: Impl, n: u64) -> Res<Vec<Tenth>> {
     let body = postage_body(7)?;
-    let mut out: [Vec<Tenth>; 2] = [Vec::new(), Vec::new()];
-    for (i, imp) in SIDES.into_iter().enumerate() {
-        let fixture = admin.fixture(Scenario::Scale, imp, 99).await?;
-        eprintln!("postage-bench: filling {} with {n} messages", fixture.queue);
-        admin.prefill(&fixture, n, &body, args.window).await?;
-        let counter = Counter::new(n);
-        let watch = tokio::spawn(watch(counter.clone()));
-        let result = match imp {
-            Impl::Postage => postage_drain(args, &fixture, &counter).await,
-            _ => lapin_drain(args, &fixture, &counter).await,
-        };
-        let samples = watch.await?;
-        admin.remove(&fixture).await?;
-        result?;
-        out[i] = tenths(n, &samples);
-        println!(
-            "{}",
-            json!({"scale": "backlog", "impl": imp.name(), "count": n,
-                   "tenths": out[i].iter().map(|t| json!({"handled": t.0, "msg_per_s": t.1.round(), "rss_kib": t.2})).collect::<Vec<_>>()})
-        );
-    }
-    Ok(out)
+    let fixture = admin.fixture(Scenario::Scale, imp, 0).await?;
+    eprintln!("postage-bench: filling {} with {n} messages", fixture.queue);
+    admin.prefill(&fixture, n, &body, args.window).await?;
+    let counter = Counter::new(n);
+    let watch = tokio::spawn(watch(counter.clone()));
+    let result = match imp {
+        Impl::Postage => postage_drain(args, &fixture, &counter).await,
+        _ => lapin_drain(args, &fixture, &counter).await,
+    };
+    let samples = watch.await?;
+    admin.remove(&fixture).await?;
+    result?;
+    Ok(tenths(n, &samples))
 }
 
 async fn postage_drain(
@@ -418,10 +524,12 @@ fn plot(rpc: &[Point], processors: &[Point], backlog: &[Vec<Tenth>; 2]) -> Strin
             pair(rpc, |p, s| p.memory_kib[s]),
         ),
         Chart::new(
-            "KiB per processor",
+            "KiB per further processor",
             "processors",
             true,
-            pair(processors, |p, s| p.memory_kib[s]),
+            pair(processors.get(1..).unwrap_or_default(), |p, s| {
+                p.memory_kib[s]
+            }),
         ),
         Chart::new(
             "backlog: RSS (KiB)",

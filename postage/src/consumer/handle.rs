@@ -42,8 +42,9 @@ pub(super) struct Shared {
 
 pub(super) struct State {
     /// Hands the streams of queues bound at run time to the [`Consumer`];
-    /// `None` once stopped.
-    pub(super) tx: Option<mpsc::UnboundedSender<QueueStream>>,
+    /// `None` once stopped. Boxed: the channel allocates a block of slots
+    /// when it is made, and most consumers never send on it.
+    pub(super) tx: Option<mpsc::UnboundedSender<Box<QueueStream>>>,
     pub(super) consumed: HashSet<String>,
     pub(super) consumers: Vec<ConsumerId>,
 }
@@ -90,7 +91,7 @@ impl Shared {
 pub struct Consumer {
     pub(super) handle: ConsumerHandle,
     /// Streams of queues bound since the last [`next`](Consumer::next).
-    pub(super) added: mpsc::UnboundedReceiver<QueueStream>,
+    pub(super) added: mpsc::UnboundedReceiver<Box<QueueStream>>,
     pub(super) added_closed: bool,
     /// Polled in the caller's task: no hand-over between tasks per
     /// delivery. Only ever reached through `&mut self` (`get_mut`, no
@@ -126,7 +127,7 @@ impl Consumer {
             tokio::select! {
                 biased;
                 added = self.added.recv(), if !self.added_closed => match added {
-                    Some(queue) => queues.push(queue),
+                    Some(queue) => queues.push(*queue),
                     None => self.added_closed = true,
                 },
                 next = queues.next(), if !queues.is_empty() => {
@@ -222,11 +223,11 @@ impl ConsumerHandle {
         self.shared.state().consumers.push(raw.id());
         tracing::debug!(queue = %name, exchange = exchange.name(), key, "consuming");
         // Only a dropped consumer no longer receives: nothing to do then.
-        let _ = tx.send(queue_stream(
+        let _ = tx.send(Box::new(queue_stream(
             self.shared.clone(),
             raw,
             Arc::from(name.as_str()),
-        ));
+        )));
         Ok(name)
     }
 

@@ -173,6 +173,17 @@ impl State {
         if tag <= self.settled_to {
             return;
         }
+        if tag == self.settled_to + 1 && self.ahead.is_empty() {
+            // The next in order, nothing waiting above it (one queue,
+            // one delivery at a time): the run grows by it directly.
+            self.settled_to = tag;
+            if needs_ack {
+                self.pending = Some(delivery);
+                self.count += 1;
+                self.since.get_or_insert_with(Instant::now);
+            }
+            return;
+        }
         let now = Instant::now();
         self.ahead.insert(tag, needs_ack.then_some((delivery, now)));
         while let Some(entry) = self.ahead.first_entry() {
