@@ -138,11 +138,13 @@ async fn rpc_part(args: &Args) -> Res<Vec<Point>> {
         let mut lines = Vec::new();
         for run in 0..args.runs {
             for imp in alternate(run) {
-                let words = ["rpc-par", "--in-flight", &in_flight.to_string()]
-                    .into_iter()
-                    .chain(["--count", &count.to_string()])
-                    .map(str::to_owned)
-                    .collect();
+                let words = vec![
+                    "rpc-par".into(),
+                    "--in-flight".into(),
+                    in_flight.to_string(),
+                    "--count".into(),
+                    count.to_string(),
+                ];
                 let mut line = in_own_process(args, imp, words, "scenario").await?;
                 line["in_flight"] = json!(in_flight);
                 println!("{line}");
