@@ -4,7 +4,8 @@
 use postage::Encoder;
 use postage::prelude::*;
 use postage::processor::HandlerError;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 
 use crate::common::{COMMAND, Res, TEXT, fingerprint};
 
@@ -16,14 +17,21 @@ pub(crate) fn invalid(e: impl std::fmt::Display) -> HandlerError {
     HandlerError::new("InvalidParameters", e.to_string())
 }
 
-/// Postage parameters, as a user writes them.
-pub(crate) fn params(seq: u64) -> Value {
-    json!({ "text": TEXT, "seq": seq })
+/// Postage parameters, as a user writes them: a struct of theirs,
+/// serialized straight into the body (the lapin side serializes the same).
+#[derive(Serialize)]
+pub(crate) struct Parameters {
+    text: &'static str,
+    seq: u64,
+}
+
+pub(crate) fn params(seq: u64) -> Parameters {
+    Parameters { text: TEXT, seq }
 }
 
 /// The body both consume runs read: a Postage command as Postage encodes it.
 pub(crate) fn postage_body(seq: u64) -> Res<Vec<u8>> {
-    let message = MessageCommand::new(COMMAND, params(seq))
+    let message = MessageCommand::new(COMMAND, json!({ "text": TEXT, "seq": seq }))
         .into_message()
         .with_fingerprint(&fingerprint());
     Ok(postage::JsonEncoder.encode(&message)?)

@@ -85,6 +85,33 @@ impl Encoder for JsonEncoder {
     }
 }
 
+/// A command written straight from the caller's parameters (no map, no
+/// intermediate text), byte for byte as [`MessageParts::command_json`] of
+/// their JSON text: what producers send when their encoder is
+/// [`JsonEncoder`].
+///
+/// [`MessageParts::command_json`]: crate::message::MessageParts::command_json
+pub(crate) fn encode_command(
+    name: &str,
+    category: Category,
+    parameters: &impl Serialize,
+    fingerprint: &WireFingerprint,
+) -> Result<Vec<u8>, EncodeError> {
+    #[derive(Serialize)]
+    struct Parameters<'a, T> {
+        parameters: &'a T,
+    }
+    to_body(&MessageView {
+        kind: "command",
+        name,
+        category,
+        version: VERSION,
+        fingerprint,
+        content: Parameters { parameters },
+        reserved: Empty {},
+    })
+}
+
 fn to_body(view: &impl Serialize) -> Result<Vec<u8>, EncodeError> {
     let mut body = Vec::with_capacity(BODY_CAPACITY);
     serde_json::to_writer(&mut body, view).map_err(EncodeError::new)?;
@@ -110,6 +137,47 @@ fn classify(body: &[u8], error: serde_json::Error) -> DecodeError {
 mod tests {
     use super::*;
     use serde_json::Map;
+
+    #[test]
+    fn a_command_written_from_its_parameters_is_the_command_of_their_text() {
+        #[derive(Serialize)]
+        struct Sum<'a> {
+            text: &'a str,
+            terms: [i64; 2],
+        }
+        let fingerprint = WireFingerprint::from(&crate::Fingerprint::new("json", "test"));
+        let typed = Sum {
+            text: "h\u{e9} \"q\"",
+            terms: [2, 3],
+        };
+        let value = serde_json::json!({"text": "x", "terms": [1]});
+        for (category, text) in [
+            (
+                Category::Rpc,
+                serde_json::value::to_raw_value(&typed).unwrap(),
+            ),
+            (
+                Category::Message,
+                serde_json::value::to_raw_value(&value).unwrap(),
+            ),
+        ] {
+            let parts = MessageParts::command_json("sum", category, &text);
+            let expected = JsonEncoder.encode_parts(&parts, &fingerprint).unwrap();
+            let direct = match category {
+                Category::Rpc => encode_command("sum", category, &typed, &fingerprint),
+                Category::Message => encode_command("sum", category, &value, &fingerprint),
+            };
+            assert_eq!(direct.unwrap(), expected);
+        }
+        // A `json!` value is sent byte for byte as before.
+        let message: Message = crate::message::MessageCommand::new("sum", value.clone()).into();
+        assert_eq!(
+            encode_command("sum", Category::Message, &value, &fingerprint).unwrap(),
+            JsonEncoder
+                .encode_with_fingerprint(&message, &fingerprint)
+                .unwrap()
+        );
+    }
 
     #[test]
     fn encoding_with_a_fingerprint_matches_setting_it() {

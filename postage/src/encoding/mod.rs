@@ -13,3 +13,4 @@ mod json;
 pub use encoder::Encoder;
 pub use error::{DecodeError, EncodeError};
 pub use json::JsonEncoder;
+pub(crate) use json::encode_command;

@@ -2,6 +2,7 @@
 
 use serde::{Serialize, Serializer};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::content::ParametersOf;
 use super::kinds::parameters;
@@ -35,11 +36,16 @@ pub struct MessageParts<'a> {
 }
 
 /// The content of [`MessageParts`].
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub enum ContentParts<'a> {
     /// A command's `{"parameters": ...}`.
     Parameters(&'a Value),
+    /// A command's `{"parameters": ...}`, the parameters already written as
+    /// JSON text: what [`Producer::command`](crate::Producer::command) and
+    /// [`Producer::rpc`](crate::Producer::rpc) send, serialized straight
+    /// from the caller's type.
+    ParametersJson(&'a RawValue),
     // Not called `Result`: a public item of that name makes rustc spell
     // out `std::result::Result` in its messages.
     /// A result's `{"type": ..., "value": ..., "message": ...}`, as
@@ -58,6 +64,16 @@ impl<'a> MessageParts<'a> {
         }
     }
 
+    /// A command `name` whose parameters are already JSON text.
+    pub fn command_json(name: &'a str, category: Category, parameters: &'a RawValue) -> Self {
+        MessageParts {
+            kind: "command",
+            name,
+            category,
+            content: ContentParts::ParametersJson(parameters),
+        }
+    }
+
     /// The result saying `outcome`, as [`MessageResult`](crate::MessageResult),
     /// [`MessageResultError`](crate::MessageResultError) and [`MessageResultException`](crate::MessageResultException) build it.
     pub fn result(outcome: &'a Outcome) -> Self {
@@ -73,9 +89,28 @@ impl<'a> MessageParts<'a> {
     pub fn to_message(&self) -> Message {
         let content = match self.content {
             ContentParts::Parameters(value) => parameters(value.clone()),
+            // Text serde_json wrote reads back, unless nested past the
+            // parser's depth limit (then it reads as null).
+            ContentParts::ParametersJson(raw) => {
+                parameters(serde_json::from_str(raw.get()).unwrap_or_default())
+            }
             ContentParts::Answer(outcome) => Message::from(outcome.clone()).content,
         };
         Message::new(self.kind, self.name, self.category, content)
+    }
+}
+
+/// Parameters written as text equal the same text only.
+impl PartialEq for ContentParts<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (ContentParts::Parameters(a), ContentParts::Parameters(b)) => a == b,
+            (ContentParts::ParametersJson(a), ContentParts::ParametersJson(b)) => {
+                a.get() == b.get()
+            }
+            (ContentParts::Answer(a), ContentParts::Answer(b)) => a == b,
+            _ => false,
+        }
     }
 }
 
@@ -84,6 +119,10 @@ impl Serialize for ContentParts<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match *self {
             ContentParts::Parameters(parameters) => ParametersOf {
+                parameters: Some(parameters),
+            }
+            .serialize(serializer),
+            ContentParts::ParametersJson(parameters) => ParametersOf {
                 parameters: Some(parameters),
             }
             .serialize(serializer),
@@ -149,13 +188,16 @@ mod tests {
                 message: "missing".into(),
             },
         ];
+        let text = serde_json::value::to_raw_value(&parameters).unwrap();
         let all = [
             MessageParts::command("sum", Category::Rpc, &parameters),
+            MessageParts::command_json("sum", Category::Rpc, &text),
             MessageParts::result(&outcomes[0]),
             MessageParts::result(&outcomes[1]),
             MessageParts::result(&outcomes[2]),
         ];
-        let built: [Message; 4] = [
+        let built: [Message; 5] = [
+            RpcCommand::new("sum", parameters.clone()).into(),
             RpcCommand::new("sum", parameters.clone()).into(),
             MessageResult::new(parameters.clone()).into(),
             MessageResultError::new("it failed").into(),
@@ -185,5 +227,30 @@ mod tests {
             );
             assert_eq!(Plain.encode_parts(parts, &fingerprint).unwrap(), expected);
         }
+    }
+
+    #[test]
+    fn parameters_written_from_a_struct_decode_as_the_same_command() {
+        #[derive(serde::Serialize)]
+        struct Sum {
+            text: &'static str,
+            seq: u64,
+        }
+        let fingerprint = WireFingerprint::from(&Fingerprint::new("parts", "test"));
+        let text = serde_json::value::to_raw_value(&Sum {
+            text: "h\u{e9}",
+            seq: 7,
+        })
+        .unwrap();
+        let parts = MessageParts::command_json("sum", Category::Rpc, &text);
+        let body = JsonEncoder.encode_parts(&parts, &fingerprint).unwrap();
+        let message = JsonEncoder.decode(&body).unwrap();
+        let expected: Message = RpcCommand::new("sum", json!({"text": "h\u{e9}", "seq": 7})).into();
+        assert_eq!(message.content, expected.content);
+        assert_eq!(
+            (&message.kind, &message.name),
+            (&expected.kind, &expected.name)
+        );
+        assert_eq!(parts.to_message(), expected);
     }
 }

@@ -20,6 +20,9 @@ pub struct ProducerBuilder {
     eks: Vec<(Exchange, String)>,
     fingerprint: Option<Fingerprint>,
     encoder: Arc<dyn Encoder>,
+    /// The encoder is [`JsonEncoder`]: commands are written straight from
+    /// their parameters.
+    json: bool,
     confirms: bool,
     persistent: bool,
     mandatory: bool,
@@ -32,6 +35,7 @@ impl Default for ProducerBuilder {
             eks: Vec::new(),
             fingerprint: None,
             encoder: Arc::new(JsonEncoder),
+            json: true,
             confirms: true,
             persistent: false,
             mandatory: false,
@@ -69,6 +73,7 @@ impl ProducerBuilder {
     /// Replaces the encoder (default [`JsonEncoder`]).
     #[must_use]
     pub fn encoder(mut self, encoder: impl Encoder) -> Self {
+        self.json = (&encoder as &dyn std::any::Any).is::<JsonEncoder>();
         self.encoder = Arc::new(encoder);
         self
     }
@@ -152,6 +157,7 @@ impl ProducerBuilder {
                 channel,
                 eks: self.eks,
                 encoder: self.encoder,
+                json: self.json,
                 confirms: self.confirms,
                 persistent: self.persistent,
                 mandatory: self.mandatory,

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde::Serialize;
 
 use super::publish::Body;
 use super::{ProducerBuilder, Publish};
-use crate::encoding::Encoder;
+use crate::encoding::{EncodeError, Encoder, encode_command};
 use crate::error::Result;
 use crate::fingerprint::Fingerprint;
 use crate::message::{Category, IntoMessage, Message, MessageParts, WireFingerprint};
@@ -51,6 +51,8 @@ pub(super) struct Inner {
     pub(super) channel: Channel,
     pub(super) eks: Vec<(Exchange, String)>,
     pub(super) encoder: Arc<dyn Encoder>,
+    /// The encoder is [`JsonEncoder`](crate::JsonEncoder).
+    pub(super) json: bool,
     pub(super) confirms: bool,
     pub(super) persistent: bool,
     pub(super) mandatory: bool,
@@ -103,11 +105,12 @@ impl Producer {
     }
 
     /// Sends a command (Python's `message_<name>(parameters)`), encoded
-    /// from its parts (no [`Message`] is built for it).
-    pub fn command<'a>(&'a self, name: &'a str, parameters: impl Into<Value>) -> Publish<'a> {
-        let parameters = parameters.into();
-        let parts = MessageParts::command(name, Category::Message, &parameters);
-        let body = self.encode_parts(&parts);
+    /// from its parts (no [`Message`] is built for it). The parameters are
+    /// anything serde serializes: a struct of the caller's is written
+    /// straight into the body, where a `json!` value is built as a map
+    /// first.
+    pub fn command<'a>(&'a self, name: &'a str, parameters: impl Serialize) -> Publish<'a> {
+        let body = self.encode_command(name, Category::Message, &parameters);
         let about = About {
             kind: "command",
             name,
@@ -124,8 +127,9 @@ impl Producer {
 
     /// Calls an RPC command and waits for its reply (Python's
     /// `rpc_<name>(parameters)`). See [`RpcCall`] for options.
-    pub fn rpc(&self, name: &str, parameters: impl Into<Value>) -> RpcCall<'_> {
-        RpcCall::command(self.origin(), name, parameters.into())
+    pub fn rpc(&self, name: &str, parameters: impl Serialize) -> RpcCall<'_> {
+        let body = self.encode_command(name, Category::Rpc, &parameters);
+        RpcCall::command(self.origin(), name, body)
     }
 
     /// Calls with a prepared message (its category becomes `rpc`).
@@ -171,6 +175,28 @@ impl Producer {
             headers: None,
             expiration: None,
         }
+    }
+
+    /// The body of the command `name` with these parameters: written
+    /// straight from them by the JSON encoder, or handed to another
+    /// encoder as their JSON text.
+    fn encode_command(
+        &self,
+        name: &str,
+        category: Category,
+        parameters: &impl Serialize,
+    ) -> Result<Vec<u8>> {
+        let inner = &self.inner;
+        if inner.json {
+            return Ok(encode_command(
+                name,
+                category,
+                parameters,
+                &inner.wire_fingerprint,
+            )?);
+        }
+        let parameters = serde_json::value::to_raw_value(parameters).map_err(EncodeError::new)?;
+        self.encode_parts(&MessageParts::command_json(name, category, &parameters))
     }
 
     fn encode_parts(&self, parts: &MessageParts<'_>) -> Result<Vec<u8>> {

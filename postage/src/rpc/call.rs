@@ -6,7 +6,6 @@ use std::future::IntoFuture;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -18,7 +17,7 @@ use super::{DIRECT_REPLY_TO, PendingReply, ReplyStrategy};
 use crate::BoxFuture;
 use crate::encoding::Encoder;
 use crate::error::{Error, Result};
-use crate::message::{Category, Message, MessageParts, WireFingerprint};
+use crate::message::{Category, Message, WireFingerprint};
 use crate::telemetry::{About, RpcOutcome, span};
 use crate::topology::{Exchange, Queue, Target};
 use crate::transport::{Channel, Connection, OutgoingProperties};
@@ -79,8 +78,12 @@ impl std::fmt::Debug for RpcCall<'_> {
 enum Request {
     /// A prepared message (category `rpc`).
     Message(Message),
-    /// A command from its parts, encoded without a `Message`.
-    Command { name: Arc<str>, parameters: Value },
+    /// A command encoded from its parameters without a `Message` (or why
+    /// it could not be).
+    Command {
+        name: Arc<str>,
+        body: Result<Vec<u8>>,
+    },
 }
 
 impl Request {
@@ -100,9 +103,9 @@ impl<'a> RpcCall<'a> {
     }
 
     /// A call of the RPC command `name`.
-    pub(crate) fn command(origin: Origin<'a>, name: &str, parameters: Value) -> Self {
+    pub(crate) fn command(origin: Origin<'a>, name: &str, body: Result<Vec<u8>>) -> Self {
         let name = name.into();
-        Self::with(origin, Request::Command { name, parameters })
+        Self::with(origin, Request::Command { name, body })
     }
 
     fn with(origin: Origin<'a>, request: Request) -> Self {
@@ -172,11 +175,7 @@ impl<'a> RpcCall<'a> {
                     .encode_with_fingerprint(&message, origin.fingerprint)?;
                 (Cow::Owned(message.kind), message.name.as_str().into(), body)
             }
-            Request::Command { name, parameters } => {
-                let parts = MessageParts::command(&name, Category::Rpc, &parameters);
-                let body = origin.encoder.encode_parts(&parts, origin.fingerprint)?;
-                (Cow::Borrowed("command"), name, body)
-            }
+            Request::Command { name, body } => (Cow::Borrowed("command"), name, body?),
         };
         Ok(Prepared {
             origin,

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use postage::Encoder as _;
 use postage::testing::Probe;
 use postage::{Consumer, Error, Exchange, ExchangeKind, Fingerprint, Producer, Queue};
 use postage_tests::conformance::{delivered, probe, silent};
@@ -212,6 +213,62 @@ conformance! {
         second.ack().await.unwrap();
         assert!(postage_tests::nothing_within(&mut consumer, 200).await, "the other key is not bound");
         consumer.stop().await;
+    }
+
+    /// Parameters of the caller's own type are sent as the JSON of that
+    /// type, through the JSON encoder (written straight into the body) and
+    /// through another encoder (which gets them as JSON text), and read
+    /// back typed.
+    async fn typed_parameters_are_sent_through_any_encoder(broker) {
+        #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+        struct Sum {
+            text: String,
+            terms: Vec<i64>,
+        }
+        /// JSON under another content type, without `encode_parts` of its
+        /// own: commands reach it as `ParametersJson`.
+        #[derive(Debug)]
+        struct Tagged;
+        impl postage::Encoder for Tagged {
+            fn content_type(&self) -> &str {
+                "application/x-tagged+json"
+            }
+            fn encode(&self, message: &postage::Message) -> Result<Vec<u8>, postage::EncodeError> {
+                postage::JsonEncoder.encode(message)
+            }
+            fn decode(&self, body: &[u8]) -> Result<postage::Message, postage::DecodeError> {
+                postage::JsonEncoder.decode(body)
+            }
+        }
+        let connection = broker.connect().await;
+        let probe = probe(&connection).await;
+        let exchange = direct("typed");
+        let queue = auto_delete_queue(&probe, "typed").await;
+        let json = Producer::builder().ek(exchange.clone(), "k").connect(&connection).await.unwrap();
+        probe.bind(&queue, exchange.name(), "k").await.unwrap();
+        let tagged = Producer::builder()
+            .ek(exchange.clone(), "k")
+            .encoder(Tagged)
+            .connect(&connection)
+            .await
+            .unwrap();
+        let sum = Sum { text: "h\u{e9} \"q\"".into(), terms: vec![2, 3] };
+        json.command("sum", &sum).await.unwrap();
+        tagged.command("sum", &sum).await.unwrap();
+        let mut consumer = probe.consume(&queue).await.unwrap();
+        for content_type in ["application/json", "application/x-tagged+json"] {
+            let delivery = delivered(&mut consumer, 2000).await;
+            assert_eq!(delivery.content_type(), Some(content_type));
+            let message = postage::JsonEncoder.decode(delivery.body()).unwrap();
+            assert_eq!(message.name, "sum");
+            assert_eq!(message.content.parameters_as::<Sum>().unwrap(), sum, "{content_type}");
+            assert_eq!(
+                message.content.parameters(),
+                Some(&json!({"text": "h\u{e9} \"q\"", "terms": [2, 3]}))
+            );
+            delivery.ack().await.unwrap();
+        }
+        assert!(silent(&mut consumer, 200).await);
     }
 
     /// A send's headers and expiration reach the queue: the header is on
