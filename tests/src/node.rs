@@ -418,6 +418,30 @@ impl Cluster {
             .map_or(0, |(_, online)| online.matches('@').count())
     }
 
+    /// What `rabbitmq-queues quorum_status` says of the quorum queue
+    /// `queue`, asked of a running node: each member's Raft state and
+    /// log indexes, as JSON (empty when no node answers).
+    pub fn quorum_status(&self, queue: &str) -> String {
+        let Some(asked) = self.nodes.iter().find(|node| node.listening()) else {
+            return String::new();
+        };
+        let output = asked
+            .command("rabbitmq-queues")
+            .args([
+                "-n",
+                &asked.name,
+                "quorum_status",
+                queue,
+                "--formatter",
+                "json",
+            ])
+            .output();
+        output.map_or_else(
+            |e| format!("cannot run rabbitmq-queues: {e}"),
+            |output| String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    }
+
     /// The node that leads the quorum queue `queue`, asked of a running
     /// node.
     pub fn leader_of(&self, queue: &str) -> Option<&PrivateNode> {

@@ -86,13 +86,51 @@ fn state(
 ) -> String {
     format!(
         "consumer {:?}, connection on {} ({} recoveries), {} of 3 queue members online, \
-         failed sends by error {:?}",
+         failed sends by error {:?}, members {}",
         health.health(),
         connection.endpoint(),
         connection.recoveries(),
         cluster.online_members(queue),
         failures.lock().unwrap(),
+        cluster.quorum_status(queue),
     )
+}
+
+/// Waits until the three members of the quorum queue `queue` lead or
+/// follow, each having committed at least what the leader had at the
+/// poll before: a member that is back online may still be replaying
+/// what it missed, and while it does, the two members left when the
+/// leader goes may not elect another.
+async fn members_in_sync(cluster: &Arc<Cluster>, queue: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut leader_had: Option<u64> = None;
+    loop {
+        let status = {
+            let (cluster, queue) = (cluster.clone(), queue.to_owned());
+            tokio::task::spawn_blocking(move || cluster.quorum_status(&queue))
+                .await
+                .unwrap()
+        };
+        let members: Vec<serde_json::Value> = serde_json::from_str(&status).unwrap_or_default();
+        let committed = |member: &serde_json::Value| member["Commit Index"].as_u64().unwrap_or(0);
+        let healthy = members.len() == 3
+            && members
+                .iter()
+                .all(|member| matches!(member["Raft State"].as_str(), Some("leader" | "follower")));
+        if healthy && leader_had.is_some_and(|had| members.iter().all(|m| committed(m) >= had)) {
+            return;
+        }
+        leader_had = members
+            .iter()
+            .find(|member| member["Raft State"] == "leader")
+            .map(committed)
+            .filter(|_| healthy);
+        assert!(
+            Instant::now() < deadline,
+            "the queue's members did not catch up: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 fn port_of(endpoint: &str) -> u16 {
@@ -274,6 +312,7 @@ async fn a_cluster_that_loses_the_processors_node_then_the_queue_leader_loses_no
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    members_in_sync(&cluster, &queue).await;
 
     // 2. The leader of the quorum queue.
     let leader = cluster
