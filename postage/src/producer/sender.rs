@@ -126,7 +126,9 @@ impl Producer {
     }
 
     /// Calls an RPC command and waits for its reply (Python's
-    /// `rpc_<name>(parameters)`). See [`RpcCall`] for options.
+    /// `rpc_<name>(parameters)`). The parameters are anything serde
+    /// serializes, as for [`command`](Producer::command). See [`RpcCall`]
+    /// for options.
     pub fn rpc(&self, name: &str, parameters: impl Serialize) -> RpcCall<'_> {
         let body = self.encode_command(name, Category::Rpc, &parameters);
         RpcCall::command(self.origin(), name, body)
