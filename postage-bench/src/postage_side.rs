@@ -5,7 +5,6 @@ use postage::Encoder;
 use postage::prelude::*;
 use postage::processor::HandlerError;
 use serde::Serialize;
-use serde_json::json;
 
 use crate::common::{COMMAND, Res, TEXT, fingerprint};
 
@@ -31,7 +30,7 @@ pub(crate) fn params(seq: u64) -> Parameters {
 
 /// The body both consume runs read: a Postage command as Postage encodes it.
 pub(crate) fn postage_body(seq: u64) -> Res<Vec<u8>> {
-    let message = MessageCommand::new(COMMAND, json!({ "text": TEXT, "seq": seq }))
+    let message = MessageCommand::new(COMMAND, serde_json::to_value(params(seq))?)
         .into_message()
         .with_fingerprint(&fingerprint());
     Ok(postage::JsonEncoder.encode(&message)?)

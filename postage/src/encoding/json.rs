@@ -146,37 +146,32 @@ mod tests {
             terms: [i64; 2],
         }
         let fingerprint = WireFingerprint::from(&crate::Fingerprint::new("json", "test"));
+        // The same command from the parameters' JSON text.
+        let via_text = |text: Box<serde_json::value::RawValue>, category| {
+            let parts = MessageParts::command_json("sum", category, &text);
+            JsonEncoder.encode_parts(&parts, &fingerprint).unwrap()
+        };
         let typed = Sum {
             text: "h\u{e9} \"q\"",
             terms: [2, 3],
         };
-        let value = serde_json::json!({"text": "x", "terms": [1]});
-        for (category, text) in [
-            (
-                Category::Rpc,
+        assert_eq!(
+            encode_command("sum", Category::Rpc, &typed, &fingerprint).unwrap(),
+            via_text(
                 serde_json::value::to_raw_value(&typed).unwrap(),
-            ),
-            (
-                Category::Message,
-                serde_json::value::to_raw_value(&value).unwrap(),
-            ),
-        ] {
-            let parts = MessageParts::command_json("sum", category, &text);
-            let expected = JsonEncoder.encode_parts(&parts, &fingerprint).unwrap();
-            let direct = match category {
-                Category::Rpc => encode_command("sum", category, &typed, &fingerprint),
-                Category::Message => encode_command("sum", category, &value, &fingerprint),
-            };
-            assert_eq!(direct.unwrap(), expected);
-        }
+                Category::Rpc
+            )
+        );
+        let value = serde_json::json!({"text": "x", "terms": [1]});
+        let direct = encode_command("sum", Category::Message, &value, &fingerprint).unwrap();
+        let text = serde_json::value::to_raw_value(&value).unwrap();
+        assert_eq!(direct, via_text(text, Category::Message));
         // A `json!` value is sent byte for byte as before.
         let message: Message = crate::message::MessageCommand::new("sum", value.clone()).into();
-        assert_eq!(
-            encode_command("sum", Category::Message, &value, &fingerprint).unwrap(),
-            JsonEncoder
-                .encode_with_fingerprint(&message, &fingerprint)
-                .unwrap()
-        );
+        let before = JsonEncoder
+            .encode_with_fingerprint(&message, &fingerprint)
+            .unwrap();
+        assert_eq!(direct, before);
     }
 
     #[test]
