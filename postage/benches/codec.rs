@@ -2,7 +2,7 @@
 //! network: encoding, decoding and dispatching a ~250-byte Postage command,
 //! and the producer's message building.
 //!
-//! `cargo bench -p postage --bench codec`
+//! `cargo bench -p postage-amqp --bench codec`
 
 // criterion_group! writes an undocumented function; the body size goes to
 // stderr next to criterion's own output.

@@ -23,7 +23,7 @@ pub struct Pong {
     pub fingerprint: Fingerprint,
     /// Seconds since the processor was built.
     pub uptime_secs: f64,
-    /// The Postage version it runs (`0.2.0`).
+    /// The Postage version it runs (`0.3.0`).
     #[serde(default)]
     pub postage: String,
 }

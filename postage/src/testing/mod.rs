@@ -21,7 +21,7 @@
 //!
 //! ```toml
 //! [dev-dependencies]
-//! postage = { version = "0.2", features = ["testing"] }
+//! postage-amqp = { version = "0.3", features = ["testing"] }
 //! ```
 //!
 //! A processor called through a producer, in process:
