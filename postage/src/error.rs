@@ -97,8 +97,10 @@ pub enum Error {
         reply: String,
     },
 
-    /// The broker did not confirm a publish in time: the connection was
-    /// lost and did not come back within the recovery timeout.
+    /// The broker did not confirm a publish within the publish time limit
+    /// ([`Config::with_publish_timeout`](crate::Config::with_publish_timeout)):
+    /// a link too slow, or a connection that did not come back in time.
+    /// The message may or may not have reached the broker.
     #[error(
         "no publisher confirmation came for the message sent to exchange {exchange:?} with key {key:?} within {timeout:?}"
     )]
@@ -108,6 +110,39 @@ pub enum Error {
         /// The routing key used.
         key: String,
         /// How long the confirmation was awaited.
+        timeout: Duration,
+    },
+
+    /// The broker blocked the connection's publishers (a memory or disk
+    /// alarm: `rabbitmqctl status` shows it) for longer than the publish
+    /// time limit ([`Config::with_publish_timeout`](crate::Config::with_publish_timeout)):
+    /// the message was not published.
+    #[error(
+        "the broker blocks publishing ({reason}): the message for exchange {exchange:?} with key {key:?} was not published within {waited:?}"
+    )]
+    Blocked {
+        /// The exchange published to.
+        exchange: String,
+        /// The routing key used.
+        key: String,
+        /// Why, as the broker says (`low on memory`, `low on disk`).
+        reason: String,
+        /// How long the send waited.
+        waited: Duration,
+    },
+
+    /// A publish without publisher confirms could not be handed to the
+    /// connection within the publish time limit (a link that takes
+    /// nothing, a connection that did not come back).
+    #[error(
+        "the message for exchange {exchange:?} with key {key:?} could not be published within {timeout:?}"
+    )]
+    PublishTimeout {
+        /// The exchange published to.
+        exchange: String,
+        /// The routing key used.
+        key: String,
+        /// The publish time limit.
         timeout: Duration,
     },
 
@@ -201,6 +236,8 @@ impl Error {
             Error::Nacked { .. } => "Nacked",
             Error::Unroutable { .. } => "Unroutable",
             Error::Unconfirmed { .. } => "Unconfirmed",
+            Error::Blocked { .. } => "Blocked",
+            Error::PublishTimeout { .. } => "PublishTimeout",
             Error::PublishInterrupted { .. } => "PublishInterrupted",
             Error::NoDestination => "NoDestination",
             Error::RpcTimeout { .. } => "RpcTimeout",
@@ -256,7 +293,10 @@ impl Error {
             Error::Content(_) => "ContentError",
             Error::Nacked { .. } => "NackError",
             Error::Unroutable { .. } => "UnroutableError",
-            Error::Unconfirmed { .. } | Error::PublishInterrupted { .. } => "PublishError",
+            Error::Unconfirmed { .. }
+            | Error::Blocked { .. }
+            | Error::PublishTimeout { .. }
+            | Error::PublishInterrupted { .. } => "PublishError",
             Error::NoDestination => "NoDestinationError",
             Error::ReplyLost { .. } => "ReplyLostError",
             Error::Io { .. } => "OSError",

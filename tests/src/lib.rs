@@ -14,7 +14,9 @@ use std::time::Duration;
 use postage::{Config, Connection, Delivery};
 
 pub mod conformance;
+pub mod netns;
 pub mod node;
+pub mod proxy;
 
 /// The test broker's URL.
 pub fn test_url() -> String {

@@ -132,6 +132,16 @@ impl PrivateNode {
         node
     }
 
+    /// Starts a node whose `advanced.config` is `advanced` (Erlang terms,
+    /// e.g. `[{rabbit, [{consumer_timeout, 2000}]}].`).
+    pub fn start_advanced(base: &str, advanced: &str) -> Self {
+        let node = Self::prepare(base, None, None);
+        let file = node.dir.join("advanced.config");
+        std::fs::write(&file, advanced).unwrap_or_else(|e| panic!("cannot write {file:?}: {e}"));
+        node.boot();
+        node
+    }
+
     /// A node ready to boot, its Erlang cookie in `home` when given (nodes
     /// that share one `home` can form a cluster).
     fn prepare(base: &str, tls: Option<&TlsFiles>, home: Option<&Path>) -> Self {
@@ -170,6 +180,7 @@ impl PrivateNode {
         write("rabbitmq.conf", &conf);
         write("enabled_plugins", "[].\n");
         write("rabbitmq-env.conf", "");
+        write("advanced.config", "[].\n");
         let d = |sub: &str| dir.join(sub).to_string_lossy().into_owned();
         let node = format!("{name}@localhost");
         let home = home.map_or_else(|| d(""), |home| home.to_string_lossy().into_owned());
@@ -187,6 +198,10 @@ impl PrivateNode {
                 d("enabled_plugins"),
             ),
             ("RABBITMQ_CONF_ENV_FILE".to_owned(), d("rabbitmq-env.conf")),
+            (
+                "RABBITMQ_ADVANCED_CONFIG_FILE".to_owned(),
+                d("advanced.config"),
+            ),
             ("ERL_EPMD_ADDRESS".to_owned(), "127.0.0.1".to_owned()),
         ];
         PrivateNode {
@@ -309,6 +324,63 @@ impl PrivateNode {
             assert!(Instant::now() < deadline, "the node did not go down");
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Freezes the node (SIGSTOP): its sockets stay open, nothing answers.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a frozen node (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = std::fs::read_to_string(self.dir.join("pid"))
+            .unwrap_or_else(|e| panic!("no pid file: {e}"));
+        let status = Command::new("kill")
+            .args([signal, pid.trim()])
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
+        assert!(status.success(), "kill {signal} {pid} failed");
+    }
+
+    /// Raises (or clears) the node's memory alarm by moving its memory
+    /// watermark below (or back above) what it uses.
+    pub fn memory_alarm(&self, on: bool) {
+        let watermark = if on { "0.000001" } else { "0.4" };
+        self.rabbitmqctl(&["set_vm_memory_high_watermark", watermark]);
+    }
+
+    /// Raises (or clears) the node's disk alarm by moving its free disk
+    /// limit above (or back below) what is free.
+    pub fn disk_alarm(&self, on: bool) {
+        let limit = if on { "1000000GB" } else { "50MB" };
+        self.rabbitmqctl(&["set_disk_free_limit", limit]);
+    }
+
+    /// The node's resource alarms, as `rabbitmqctl status` lists them
+    /// (empty when none).
+    pub fn alarms(&self) -> String {
+        let output = self.ctl(&["eval", "rabbit_alarm:get_alarms()."]);
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// How many messages `queue` holds (ready and unacknowledged).
+    pub fn queue_depth(&self, queue: &str) -> Option<u64> {
+        let listing = self.rabbitmqctl(&[
+            "list_queues",
+            "name",
+            "messages",
+            "--quiet",
+            "--no-table-headers",
+        ]);
+        listing
+            .lines()
+            .filter_map(|line| line.split_once('\t'))
+            .find(|(name, _)| *name == queue)
+            .and_then(|(_, messages)| messages.trim().parse().ok())
     }
 
     /// Closes every client connection (as `rabbitmqctl

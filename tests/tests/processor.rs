@@ -2,7 +2,7 @@
 //! handler, malformed input, panics, quit, control restrictions and
 //! concurrency.
 
-#![allow(clippy::expect_used, clippy::unwrap_used)]
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stdout)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -337,26 +337,77 @@ async fn shutdown_through_the_scheduler_finishes_and_closes() {
     );
 }
 
-#[tokio::test]
-async fn a_deleted_queue_ends_the_processor_with_an_error() {
-    let connection = connect().await;
-    let setup = setup(&connection, Queue::new(unique("doomed")), |b| b).await;
-    let consumer = setup.processor.consumer();
-    let running = tokio::spawn(setup.processor.run());
-    let channel = raw_channel().await;
-    channel
-        .queue_delete(
-            setup.key.as_str().into(),
-            lapin::options::QueueDeleteOptions::default(),
-        )
+/// Deletes `queue` from outside: another connection, as an operator's
+/// tool does.
+async fn delete_from_outside(queue: &str) {
+    raw_channel()
+        .await
+        .queue_delete(queue.into(), lapin::options::QueueDeleteOptions::default())
         .await
         .expect("deleted");
+}
+
+#[tokio::test]
+async fn a_queue_deleted_from_outside_is_declared_again_and_the_processor_resumes() {
+    let connection = connect().await;
+    let mut setup = setup(&connection, Queue::new(unique("doomed")), |b| b).await;
+    let consumer = setup.processor.consumer();
+    let running = tokio::spawn(setup.processor.run());
+    let producer = producer(&connection, &setup.exchange, &setup.key, "deleter").await;
+    producer.command("echo", "before").await.expect("sent");
+    assert_eq!(next_log(&mut setup.log).await, "first \"before\"");
+    for _ in 0..2 {
+        next_log(&mut setup.log).await;
+    }
+    delete_from_outside(&setup.key).await;
+    let deleted = std::time::Instant::now();
+    // Sent until one arrives: the queue and its binding are back. The
+    // exchange is auto-delete and went with its last binding: until the
+    // processor declares it again, a send is refused.
+    let resumed = loop {
+        assert!(
+            deleted.elapsed() < Duration::from_secs(10),
+            "the processor did not resume within 10 s; health {:?}",
+            consumer.health()
+        );
+        if producer.command("echo", "after").await.is_err() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        if let Ok(Some(line)) =
+            tokio::time::timeout(Duration::from_millis(200), setup.log.recv()).await
+        {
+            assert_eq!(line, "first \"after\"");
+            break deleted.elapsed();
+        }
+    };
+    assert_eq!(consumer.health(), postage::Health::Consuming);
+    assert!(!running.is_finished(), "the processor runs on");
+    println!("queue deleted from outside: consuming again after {resumed:?}");
+    producer.command("stop_me", ()).await.expect("sent");
+    let ended = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("ends")
+        .expect("joins");
+    assert_eq!(ended.expect("no error"), Stop::Quit);
+}
+
+#[tokio::test]
+async fn a_deleted_queue_ends_the_processor_with_an_error_when_asked() {
+    let connection = connect().await;
+    let setup = setup(&connection, Queue::new(unique("doomed")), |b| {
+        b.redeclare_deleted_queues(false)
+    })
+    .await;
+    let consumer = setup.processor.consumer();
+    let running = tokio::spawn(setup.processor.run());
+    delete_from_outside(&setup.key).await;
     let ended = tokio::time::timeout(Duration::from_secs(10), running)
         .await
         .expect("the processor does not idle")
         .expect("joins");
     assert!(
-        matches!(ended, Err(postage::Error::ConsumerLost(_))),
+        matches!(&ended, Err(postage::Error::ConsumerLost(reason)) if reason.contains("deleted")),
         "{ended:?}"
     );
     assert!(matches!(

@@ -38,10 +38,11 @@ pub struct Config {
     pub(super) password: Secret,
     pub(super) debug: bool,
     pub(super) tls_ca_file: Option<PathBuf>,
-    pub(super) heartbeat: Option<u16>,
+    pub(super) heartbeat: u16,
     pub(super) connection_name: Option<String>,
     pub(super) connect_timeout: std::time::Duration,
     pub(super) recovery_timeout: std::time::Duration,
+    pub(super) publish_timeout: std::time::Duration,
 }
 
 /// How long [`Config::connect_timeout`] is unless set.
@@ -49,6 +50,14 @@ pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::fr
 
 /// How long [`Config::recovery_timeout`] is unless set.
 pub const DEFAULT_RECOVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long [`Config::publish_timeout`] is unless set.
+pub const DEFAULT_PUBLISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The AMQP heartbeat, in seconds, unless set: a peer that stops
+/// answering (a frozen broker, a link that silently drops traffic) is
+/// found within two heartbeats, 20 s.
+pub const DEFAULT_HEARTBEAT: u16 = 10;
 
 impl Default for Config {
     /// `amqp://guest:guest@localhost:5672/`, as Python Postage.
@@ -65,10 +74,11 @@ impl Default for Config {
             password: Secret("guest".into()),
             debug: false,
             tls_ca_file: None,
-            heartbeat: None,
+            heartbeat: DEFAULT_HEARTBEAT,
             connection_name: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             recovery_timeout: DEFAULT_RECOVERY_TIMEOUT,
+            publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
         }
     }
 }
@@ -88,6 +98,7 @@ impl fmt::Debug for Config {
             .field("connection_name", &self.connection_name)
             .field("connect_timeout", &self.connect_timeout)
             .field("recovery_timeout", &self.recovery_timeout)
+            .field("publish_timeout", &self.publish_timeout)
             .finish()
     }
 }
@@ -221,11 +232,43 @@ impl Config {
         self
     }
 
-    /// Sets the AMQP heartbeat in seconds (default: the broker's proposal).
+    /// Sets the AMQP heartbeat in seconds (default [`DEFAULT_HEARTBEAT`],
+    /// also `POSTAGE_HEARTBEAT` or `?heartbeat=` in the URL); 0 takes the
+    /// broker's (RabbitMQ proposes 60 s). The broker and Postage each send one every half of
+    /// it when nothing else went out, and a connection that hears nothing
+    /// for two heartbeats is taken for lost and recovered: a frozen
+    /// broker or a link that silently drops traffic is found within two
+    /// heartbeats. The broker may ask for a shorter one.
     #[must_use]
     pub fn with_heartbeat(mut self, seconds: u16) -> Self {
-        self.heartbeat = Some(seconds);
+        self.heartbeat = seconds;
         self
+    }
+
+    /// The AMQP heartbeat, in seconds (0: the broker's).
+    pub fn heartbeat(&self) -> u16 {
+        self.heartbeat
+    }
+
+    /// How long a send may take in all (default
+    /// [`DEFAULT_PUBLISH_TIMEOUT`], also `POSTAGE_PUBLISH_TIMEOUT` in
+    /// seconds): from the call to the broker's confirmation (or, without
+    /// publisher confirms, to the frames handed to the connection),
+    /// waiting for a lost connection to come back and for a broker that
+    /// blocks publishers (a memory or disk alarm) included. Past it the
+    /// send fails with [`Error::Blocked`](crate::Error::Blocked) when the
+    /// broker blocked it, [`Error::Unconfirmed`](crate::Error::Unconfirmed)
+    /// or [`Error::PublishTimeout`](crate::Error::PublishTimeout)
+    /// otherwise.
+    #[must_use]
+    pub fn with_publish_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.publish_timeout = timeout;
+        self
+    }
+
+    /// The publish time limit.
+    pub fn publish_timeout(&self) -> std::time::Duration {
+        self.publish_timeout
     }
 
     /// How long connecting to one address (TCP, TLS and AMQP handshakes)
@@ -308,10 +351,6 @@ impl Config {
 
     pub(crate) fn password(&self) -> &str {
         &self.password.0
-    }
-
-    pub(crate) fn heartbeat(&self) -> Option<u16> {
-        self.heartbeat
     }
 
     /// The name the broker shows for the connection: the one set, or the

@@ -1,6 +1,7 @@
 //! Reading a [`Config`]: `POSTAGE_*` variables and `amqp://` URLs.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::address::{Address, parse_address, parse_addresses, parse_port};
 use super::settings::Secret;
@@ -53,6 +54,13 @@ impl Config {
         if let Some(ca) = get("POSTAGE_TLS_CA_FILE") {
             config.tls_ca_file = Some(PathBuf::from(ca));
         }
+        if let Some(heartbeat) = get("POSTAGE_HEARTBEAT") {
+            config.heartbeat = parse_number("POSTAGE_HEARTBEAT", "seconds", &heartbeat)?;
+        }
+        if let Some(timeout) = get("POSTAGE_PUBLISH_TIMEOUT") {
+            let seconds: u32 = parse_number("POSTAGE_PUBLISH_TIMEOUT", "seconds", &timeout)?;
+            config.publish_timeout = Duration::from_secs(seconds.into());
+        }
         if let Some(url) = get("POSTAGE_URL") {
             config.apply_url(&url, "POSTAGE_URL")?;
         }
@@ -60,10 +68,14 @@ impl Config {
     }
 
     /// Parses an `amqp://` or `amqps://` URL:
-    /// `amqp[s]://[user[:password]@]host[:port][,host[:port]...][/vhost]`,
+    /// `amqp[s]://[user[:password]@]host[:port][,host[:port]...][/vhost][?query]`,
     /// with `%`-escapes (`/%2f` is the vhost `/`). Parts the URL leaves out
     /// keep their defaults. Several hosts are the nodes of one cluster,
-    /// tried in turn (see [`AddressOrder`](crate::AddressOrder)).
+    /// tried in turn (see [`AddressOrder`](crate::AddressOrder)). The
+    /// query takes RabbitMQ's URI parameters `heartbeat` (seconds, see
+    /// [`Config::with_heartbeat`]) and `connection_timeout` (milliseconds,
+    /// see [`Config::with_connect_timeout`]); other parameters of that
+    /// specification are ignored with a warning.
     ///
     /// ```
     /// let config = postage::Config::from_url("amqps://app:pw@mq.example.com/prod").unwrap();
@@ -75,6 +87,11 @@ impl Config {
     /// let addresses: Vec<_> = cluster.addresses().collect();
     /// assert_eq!(addresses, [("h1", 5672), ("h2", 5673), ("::1", 5674)]);
     /// assert_eq!(cluster.to_string(), "amqp://app@h1:5672,h2:5673,[::1]:5674/%2F");
+    ///
+    /// let tuned = postage::Config::from_url("amqp://h1/%2f?heartbeat=5&connection_timeout=2500").unwrap();
+    /// assert_eq!(tuned.heartbeat(), 5);
+    /// assert_eq!(tuned.connect_timeout(), std::time::Duration::from_millis(2500));
+    /// assert!(postage::Config::from_url("amqp://h1/?heartbeat=often").is_err());
     /// ```
     pub fn from_url(url: &str) -> Result<Self, ConfigError> {
         let mut config = Config::default();
@@ -102,7 +119,10 @@ impl Config {
             Some((userinfo, rest)) => (Some(userinfo), rest),
             None => (None, rest),
         };
-        let rest = rest.split(['?', '#']).next().unwrap_or_default();
+        let (rest, query) = match rest.split('#').next().unwrap_or_default().split_once('?') {
+            Some((rest, query)) => (rest, Some(query)),
+            None => (rest.split('#').next().unwrap_or_default(), None),
+        };
         let (hostport, path) = match rest.split_once('/') {
             Some((hostport, path)) => (hostport, Some(path)),
             None => (rest, None),
@@ -139,8 +159,39 @@ impl Config {
         if let Some(path) = path.filter(|p| !p.is_empty()) {
             self.vhost = percent_decode(path).map_err(|e| err(format!("vhost: {e}")))?;
         }
+        for pair in query.into_iter().flat_map(|q| q.split('&')) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_decode(value).map_err(|e| err(format!("{key}: {e}")))?;
+            match key {
+                "" => {}
+                "heartbeat" => {
+                    self.heartbeat = parse_number(source_name, "heartbeat seconds", &value)?;
+                }
+                "connection_timeout" => {
+                    let ms: u64 =
+                        parse_number(source_name, "connection_timeout milliseconds", &value)?;
+                    self.connect_timeout = Duration::from_millis(ms);
+                }
+                other => tracing::warn!(
+                    parameter = other,
+                    source = source_name,
+                    "URL query parameter ignored (Postage reads heartbeat and connection_timeout)"
+                ),
+            }
+        }
         Ok(())
     }
+}
+
+fn parse_number<T: std::str::FromStr>(
+    name: &str,
+    what: &str,
+    value: &str,
+) -> Result<T, ConfigError> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| ConfigError::new(name, format!("{value:?} is not a number of {what}")))
 }
 
 fn parse_bool(name: &str, value: &str) -> Result<bool, ConfigError> {

@@ -1,18 +1,20 @@
 //! [`ConsumerBuilder`]: bindings, prefetch, encoder and body limit, then
 //! the broker consumers.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
 use super::handle::{Queues, Shared, State};
+use super::watch::{DEFAULT_WATCHDOG_PERIOD, Flag, watchdog};
 use super::{Consumer, ConsumerHandle, Health};
 use crate::encoding::{Encoder, JsonEncoder};
 use crate::error::Result;
 use crate::telemetry::HealthGauge;
 use crate::topology::{Binding, Exchange, Queue};
-use crate::transport::Connection;
+use crate::transport::{Connection, Role};
 
 /// How many unacknowledged messages the broker sends a consumer ahead of
 /// time, per queue, unless [`ConsumerBuilder::prefetch`] says otherwise.
@@ -38,6 +40,8 @@ pub struct ConsumerBuilder {
     encoder: Arc<dyn Encoder>,
     max_body_size: usize,
     name: String,
+    redeclare: bool,
+    watchdog: Duration,
 }
 
 impl Default for ConsumerBuilder {
@@ -48,6 +52,8 @@ impl Default for ConsumerBuilder {
             encoder: Arc::new(JsonEncoder),
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             name: "consumer".into(),
+            redeclare: true,
+            watchdog: DEFAULT_WATCHDOG_PERIOD,
         }
     }
 }
@@ -105,6 +111,38 @@ impl ConsumerBuilder {
         self
     }
 
+    /// What to do when the broker cancels the consumer of a queue because
+    /// the queue was deleted (`rabbitmqctl delete_queue`, the management
+    /// UI, another client): with `true` (the default) the queue is
+    /// declared again as it was declared here, with its bindings, and
+    /// consumed again, within the connection's recovery timeout; with
+    /// `false` the consumer's health turns
+    /// [`Health::Failed`](crate::Health::Failed) (a processor then ends
+    /// with [`Error::ConsumerLost`](crate::Error::ConsumerLost)) and
+    /// nothing more arrives from that queue. A queue this consumer did not
+    /// declare (declared elsewhere, or passive) cannot be declared again:
+    /// its consumer fails either way.
+    #[must_use]
+    pub fn redeclare_deleted_queues(mut self, redeclare: bool) -> Self {
+        self.redeclare = redeclare;
+        self
+    }
+
+    /// How often the consumer's watchdog looks at its progress (default
+    /// [`DEFAULT_WATCHDOG_PERIOD`]; `Duration::ZERO` turns it off). A queue
+    /// that holds ready messages yet delivered nothing for two periods,
+    /// while the consumer had room for more (fewer unsettled deliveries
+    /// than the prefetch), makes the health [`Health::Stalled`] and gets
+    /// the consumer a new channel; on a queue with a single active
+    /// consumer and other consumers, it is [`Health::StandingBy`]. Each
+    /// look at an idle queue is one passive declaration on a channel the
+    /// connection keeps for it.
+    #[must_use]
+    pub fn watchdog(mut self, period: Duration) -> Self {
+        self.watchdog = period;
+        self
+    }
+
     /// The prefetch it asks for (0: unlimited).
     pub(crate) fn prefetch_count(&self) -> u16 {
         self.prefetch
@@ -122,25 +160,36 @@ impl ConsumerBuilder {
     /// Opens a channel, declares the exchanges and queues, binds them, and
     /// starts consuming.
     pub async fn connect(self, connection: &Connection) -> Result<Consumer> {
-        let channel = connection.open_channel(false).await?;
+        let channel = connection.open_channel(Role::Consume, false).await?;
         channel.qos(self.prefetch).await?;
         let (tx, added) = mpsc::unbounded_channel();
         let (health, _) = watch::channel(Health::Consuming);
         let health_gauge = HealthGauge::new(&self.name);
-        health_gauge.set(0);
+        health_gauge.set(Health::Consuming.name());
         let shared = Arc::new(Shared {
             channel,
             encoder: self.encoder,
             max_body_size: self.max_body_size,
             state: Mutex::new(State {
                 tx: Some(tx),
-                consumed: HashSet::new(),
+                queues: HashMap::new(),
                 consumers: Vec::new(),
             }),
             health,
             health_gauge,
             link: connection.link(),
+            connection: connection.clone(),
+            redeclare: self.redeclare,
+            flag: Flag::default(),
         });
+        if !self.watchdog.is_zero() {
+            tokio::spawn(watchdog(
+                Arc::downgrade(&shared),
+                connection.clone(),
+                self.watchdog,
+                self.prefetch,
+            ));
+        }
         let consumer = Consumer {
             handle: ConsumerHandle { shared },
             added,

@@ -1,8 +1,8 @@
 //! [`Delivery`]: a received message, decoded, with its acknowledgement.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::watch::InHand;
 use crate::encoding::{DecodeError, Encoder};
 use crate::error::Result;
 use crate::message::Message;
@@ -14,14 +14,14 @@ use crate::transport::{DEADLINE_HEADER, Headers, RawDelivery};
 /// and the broker redelivers it when the channel closes.
 pub struct Delivery {
     pub(super) raw: RawDelivery,
-    pub(super) queue: Arc<str>,
+    pub(super) queue: InHand,
     pub(super) message: Result<Message, DecodeError>,
 }
 
 impl std::fmt::Debug for Delivery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Delivery")
-            .field("queue", &self.queue)
+            .field("queue", &self.queue())
             .field("routing_key", &self.routing_key())
             .field("message", &self.message)
             .finish_non_exhaustive()
@@ -47,7 +47,7 @@ impl Delivery {
 
     /// The queue it came from.
     pub fn queue(&self) -> &str {
-        &self.queue
+        self.queue.queue()
     }
 
     /// The exchange it was published to.

@@ -1,32 +1,80 @@
 //! [`Consumer`] and [`ConsumerHandle`]: receiving from the bound queues,
 //! binding more at run time, stopping, and the consumer's [`Health`].
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
 pub(super) use super::stream::{QueueStream, Queues, queue_stream};
+use super::watch::{Flag, QueueState};
 use super::{ConsumerBuilder, Delivery};
 use crate::encoding::Encoder;
 use crate::error::{Error, Result};
 use crate::telemetry::HealthGauge;
 use crate::topology::{Exchange, Queue};
-use crate::transport::{Channel, ConsumerId, Link};
+use crate::transport::{Channel, Connection, ConsumerId, Link};
 
-/// Whether a consumer is receiving.
+/// Whether a consumer is receiving, as its progress shows: a state that
+/// says work flows is only shown while it does (see
+/// [`ConsumerBuilder::watchdog`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Health {
-    /// Consuming from every queue.
+    /// Consuming from every queue: deliveries flow, or no queue holds a
+    /// message ready for it.
     Consuming,
-    /// The connection dropped; waiting for it to be recovered.
+    /// Its connection dropped, or the broker closed its channel or
+    /// cancelled it: waiting for it to be restored.
     Recovering,
+    /// The broker blocks the connection's publishers (a memory or disk
+    /// alarm; the text says which): deliveries still arrive, but replies
+    /// and sends wait. Back to consuming when the broker unblocks.
+    Blocked(String),
+    /// A queue holds ready messages, yet nothing was delivered for two
+    /// watchdog periods although the consumer had room for more; its
+    /// channel was replaced. The text says which queue. Back to consuming
+    /// at the next delivery.
+    Stalled(String),
+    /// A queue with a single active consumer delivers to another of its
+    /// consumers: this one stands by, and takes over when that one goes.
+    StandingBy,
     /// A queue's consumer was lost and could not be restored; the text says
     /// why. Nothing more arrives from that queue.
     Failed(String),
     /// Stopped on request.
     Stopped,
+}
+
+impl Health {
+    /// The state's name, as `postage ps`, the `info` answer and the health
+    /// gauge's `state` label write it: `consuming`, `recovering`,
+    /// `blocked`, `stalled`, `standing_by`, `failed`, `stopped`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Health::Consuming => "consuming",
+            Health::Recovering => "recovering",
+            Health::Blocked(_) => "blocked",
+            Health::Stalled(_) => "stalled",
+            Health::StandingBy => "standing_by",
+            Health::Failed(_) => "failed",
+            Health::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for Health {
+    /// The name, and why for the states that say why:
+    /// `stalled: queue jobs holds 12 ready message(s), ...`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Health::Blocked(reason) | Health::Stalled(reason) | Health::Failed(reason) => {
+                write!(f, "{}: {reason}", self.name())
+            }
+            _ => f.write_str(self.name()),
+        }
+    }
 }
 
 pub(super) struct Shared {
@@ -38,6 +86,13 @@ pub(super) struct Shared {
     /// The health as the metrics show it.
     pub(super) health_gauge: HealthGauge,
     pub(super) link: Arc<Link>,
+    /// The connection: its publishers' blocked state, the watchdog's
+    /// passive declarations.
+    pub(super) connection: Connection,
+    /// Declare a queue deleted from outside again?
+    pub(super) redeclare: bool,
+    /// Raised while the health says stalled or standing by.
+    pub(super) flag: Flag,
 }
 
 pub(super) struct State {
@@ -45,20 +100,21 @@ pub(super) struct State {
     /// `None` once stopped. Boxed: the channel allocates a block of slots
     /// when it is made, and most consumers never send on it.
     pub(super) tx: Option<mpsc::UnboundedSender<Box<QueueStream>>>,
-    pub(super) consumed: HashSet<String>,
+    /// The queues consumed, by name.
+    pub(super) queues: HashMap<String, Arc<QueueState>>,
     pub(super) consumers: Vec<ConsumerId>,
 }
 
 impl Shared {
     /// The consumer's health is now `health`.
     pub(super) fn set_health(&self, health: Health) {
-        self.health_gauge.set(match health {
-            Health::Consuming => 0,
-            Health::Recovering => 1,
-            Health::Failed(_) => 2,
-            Health::Stopped => 3,
-        });
+        self.health_gauge.set(health.name());
         self.health.send_replace(health);
+    }
+
+    /// Stopped on request?
+    pub(super) fn stopped(&self) -> bool {
+        self.state().tx.is_none()
     }
 
     pub(super) fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -159,10 +215,6 @@ impl Consumer {
         self.handle.stop().await;
     }
 
-    pub(crate) fn channel(&self) -> &Channel {
-        &self.handle.shared.channel
-    }
-
     pub(crate) async fn close(&self) {
         self.handle.stop().await;
         self.handle.shared.channel.close().await;
@@ -203,12 +255,14 @@ impl ConsumerHandle {
                 .bind(&name, false, exchange.name(), key, &Default::default())
                 .await?;
         }
+        let state = QueueState::new(&name, &queue);
         let tx = {
-            let mut state = self.shared.state();
-            if !state.consumed.insert(name.clone()) {
+            let mut shared = self.shared.state();
+            if shared.queues.contains_key(&name) {
                 return Ok(name);
             }
-            match &state.tx {
+            shared.queues.insert(name.clone(), state.clone());
+            match &shared.tx {
                 Some(tx) => tx.clone(),
                 None => return Err(Error::ConsumerStopped),
             }
@@ -216,18 +270,14 @@ impl ConsumerHandle {
         let raw = match channel.consume(&name, false).await {
             Ok(raw) => raw,
             Err(e) => {
-                self.shared.state().consumed.remove(&name);
+                self.shared.state().queues.remove(&name);
                 return Err(e);
             }
         };
         self.shared.state().consumers.push(raw.id());
         tracing::debug!(queue = %name, exchange = exchange.name(), key, "consuming");
         // Only a dropped consumer no longer receives: nothing to do then.
-        let _ = tx.send(Box::new(queue_stream(
-            self.shared.clone(),
-            raw,
-            Arc::from(name.as_str()),
-        )));
+        let _ = tx.send(Box::new(queue_stream(self.shared.clone(), raw, state)));
         Ok(name)
     }
 
@@ -249,7 +299,7 @@ impl ConsumerHandle {
 
     /// The queues consumed.
     pub fn queues(&self) -> Vec<String> {
-        let mut queues: Vec<String> = self.shared.state().consumed.iter().cloned().collect();
+        let mut queues: Vec<String> = self.shared.state().queues.keys().cloned().collect();
         queues.sort();
         queues
     }
@@ -257,7 +307,9 @@ impl ConsumerHandle {
     /// The consumer's health now: [`Health::Recovering`] while its
     /// connection is being restored, [`Health::Failed`] once that recovery
     /// has stalled (also after the consumer was stopped, as a processor
-    /// that ends on the stall stops it).
+    /// that ends on the stall stops it), [`Health::Blocked`] while the
+    /// broker blocks the connection's publishers, and what the watchdog
+    /// found ([`Health::Stalled`], [`Health::StandingBy`]).
     pub fn health(&self) -> Health {
         let own = self.shared.health.borrow().clone();
         match own {
@@ -266,6 +318,10 @@ impl ConsumerHandle {
                 Health::Failed("the connection's recovery stalled".into())
             }
             Health::Consuming if self.shared.link.recovering() => Health::Recovering,
+            Health::Consuming => match self.shared.connection.blocked() {
+                Some(reason) => Health::Blocked(reason),
+                None => own,
+            },
             _ => own,
         }
     }

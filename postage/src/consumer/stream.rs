@@ -12,6 +12,7 @@ use super::Delivery;
 use super::Health;
 use super::delivery::decode;
 use super::handle::Shared;
+use super::watch::{InHand, QueueState};
 use crate::transport::{Interruption, RawConsumer, RawDelivery};
 
 /// A consumer's queue streams, polled in turn, each pass starting after the
@@ -81,14 +82,18 @@ impl<S: Stream + Unpin> Stream for Queues<S> {
 pub(crate) struct QueueStream {
     pub(super) shared: Arc<Shared>,
     pub(super) raw: RawConsumer,
-    pub(super) queue: Arc<str>,
+    pub(super) queue: Arc<QueueState>,
     /// Waiting for the connection to recover after an error; resolves to
     /// the queue's consumer once it is back.
     pub(super) recovering: Option<Pin<Box<dyn Future<Output = Option<RawConsumer>> + Send>>>,
     pub(super) ended: bool,
 }
 
-pub(super) fn queue_stream(shared: Arc<Shared>, raw: RawConsumer, queue: Arc<str>) -> QueueStream {
+pub(super) fn queue_stream(
+    shared: Arc<Shared>,
+    raw: RawConsumer,
+    queue: Arc<QueueState>,
+) -> QueueStream {
     QueueStream {
         shared,
         raw,
@@ -123,11 +128,11 @@ impl Stream for QueueStream {
                     let (shared, queue, raw) =
                         (this.shared.clone(), this.queue.clone(), this.raw.clone());
                     this.recovering = Some(Box::pin(async move {
-                        shared.ride_out(&queue, &raw, error).await
+                        shared.ride_out(queue.name(), &raw, error).await
                     }));
                 }
                 None => {
-                    this.shared.cancelled(&this.queue);
+                    this.shared.cancelled(this.queue.name());
                     this.ended = true;
                 }
             }
@@ -136,20 +141,21 @@ impl Stream for QueueStream {
 }
 
 impl Shared {
-    fn delivery(&self, raw: RawDelivery, queue: &Arc<str>) -> Delivery {
+    fn delivery(&self, raw: RawDelivery, queue: &Arc<QueueState>) -> Delivery {
         let message = decode(&*self.encoder, &raw, self.max_body_size);
         if self.channel.debug() {
-            tracing::debug!(queue = %queue, body = %String::from_utf8_lossy(raw.data()), "delivery");
+            tracing::debug!(queue = queue.name(), body = %String::from_utf8_lossy(raw.data()), "delivery");
+        }
+        if self.flag.raised() {
+            // Deliveries flow again after a stall or a stand-by.
+            self.flag.lower();
+            self.set_health(Health::Consuming);
         }
         Delivery {
             raw,
-            queue: queue.clone(),
+            queue: InHand::arrived(queue),
             message,
         }
-    }
-
-    fn stopped(&self) -> bool {
-        self.state().tx.is_none()
     }
 
     /// Waits for the connection to recover after `interruption` and gives
@@ -162,7 +168,11 @@ impl Shared {
         interruption: Interruption,
     ) -> Option<RawConsumer> {
         self.set_health(Health::Recovering);
-        match self.channel.resume_consumer(queue, raw, interruption).await {
+        match self
+            .channel
+            .resume_consumer(queue, raw, interruption, self.redeclare)
+            .await
+        {
             Ok(raw) => {
                 self.set_health(Health::Consuming);
                 Some(raw)

@@ -34,6 +34,7 @@ pub struct ProcessorBuilder<P> {
     pub(super) coalesce_acks: bool,
     pub(super) ack_delay: std::time::Duration,
     pub(super) discoverable: bool,
+    pub(super) handler_timeout: Option<std::time::Duration>,
 }
 
 /// The redelivery bound of [`ProcessorBuilder::max_deliveries`].
@@ -65,6 +66,16 @@ impl<P: Handlers> ProcessorBuilder<P> {
     #[must_use]
     pub fn prefetch(mut self, prefetch: u16) -> Self {
         self.consumer = self.consumer.prefetch(prefetch);
+        self
+    }
+
+    /// Whether a queue deleted from outside is declared again and
+    /// consumed again (default `true`), or ends the processor with
+    /// [`Error::ConsumerLost`](crate::Error::ConsumerLost): see
+    /// [`ConsumerBuilder::redeclare_deleted_queues`](crate::consumer::ConsumerBuilder::redeclare_deleted_queues).
+    #[must_use]
+    pub fn redeclare_deleted_queues(mut self, redeclare: bool) -> Self {
+        self.consumer = self.consumer.redeclare_deleted_queues(redeclare);
         self
     }
 
@@ -190,6 +201,21 @@ impl<P: Handlers> ProcessorBuilder<P> {
         self
     }
 
+    /// The longest a handler may run (default: no limit). A handler still
+    /// running at it is cancelled (dropped at its next `.await`) and fails
+    /// with a `TimeoutError`: the message goes the failure policy's way,
+    /// an RPC caller gets an exception result. Keep it below the
+    /// broker's `consumer_timeout` (RabbitMQ: 30 minutes unless
+    /// configured), past which the broker closes the channel of a
+    /// delivery left unacknowledged and delivers the message again
+    /// (Postage then opens the channel again and resumes, but the work
+    /// is done twice).
+    #[must_use]
+    pub fn handler_timeout(mut self, limit: std::time::Duration) -> Self {
+        self.handler_timeout = Some(limit);
+        self
+    }
+
     /// Whether the processor answers `ping` and `info` and obeys `quit` /
     /// `restart` sent through the control exchange (default on; see
     /// [`remote`](crate::remote)). Off, it does not listen there: it is
@@ -245,7 +271,7 @@ impl<P: Handlers> ProcessorBuilder<P> {
             handlers: self.handlers,
             table,
             routes,
-            reply_channel: consumer.channel().clone(),
+            reply_channel: connection.reply_channel().await?,
             fingerprint: Arc::new(WireFingerprint::from(&fingerprint)),
             encoder,
             control: Control::new(),
@@ -257,6 +283,7 @@ impl<P: Handlers> ProcessorBuilder<P> {
             instruments,
             failures,
             acks,
+            handler_timeout: self.handler_timeout,
         });
         Ok(Processor {
             core,

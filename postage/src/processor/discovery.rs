@@ -13,7 +13,7 @@ use super::Handlers;
 use super::Stop;
 use super::dispatch::{Core, handler_label};
 use super::reply::ReplyTarget;
-use crate::consumer::{Consumer, ConsumerHandle, Delivery, Health};
+use crate::consumer::{Consumer, ConsumerHandle, Delivery};
 use crate::error::Result;
 use crate::fingerprint::Fingerprint;
 use crate::message::{Category, Message, Outcome};
@@ -137,7 +137,7 @@ impl<P: Handlers> Answering<P> {
         }
         let (outcome, stop) = self.outcome(message);
         let target = ReplyTarget {
-            channel: self.discovery.consumer.channel().clone(),
+            channel: self.core.reply_channel.clone(),
             reply_to: reply_to.to_owned(),
             correlation_id: delivery.correlation_id().map(str::to_owned),
             fingerprint: self.core.fingerprint.clone(),
@@ -206,7 +206,7 @@ impl<P: Handlers> Answering<P> {
                 failed: tallies.failed,
                 rejected: tallies.rejected,
             },
-            health: health_text(&self.consumer.health()),
+            health: self.consumer.health().to_string(),
             concurrency: self.concurrency,
         }
     }
@@ -214,15 +214,6 @@ impl<P: Handlers> Answering<P> {
 
 fn to_value<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or_default()
-}
-
-fn health_text(health: &Health) -> String {
-    match health {
-        Health::Consuming => "consuming".into(),
-        Health::Recovering => "recovering".into(),
-        Health::Stopped => "stopped".into(),
-        Health::Failed(reason) => format!("failed: {reason}"),
-    }
 }
 
 /// What `info` says of a handler table's entry.

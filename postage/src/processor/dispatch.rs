@@ -46,6 +46,8 @@ pub(super) struct Core<P: 'static> {
     pub(super) failures: Failures,
     /// Acknowledgements, coalesced.
     pub(super) acks: Acks,
+    /// The longest a handler may run.
+    pub(super) handler_timeout: Option<std::time::Duration>,
 }
 
 impl<P: Handlers> Core<P> {
@@ -345,10 +347,11 @@ impl<P: Handlers> Core<P> {
         let handler = &self.table[index];
         let span = span::handler(handler_label(handler), handler.kind, handler.name);
         let started = Instant::now();
+        let running = run_caught(future, self.handler_timeout);
         let result = if span.is_disabled() {
-            run_caught(future).await
+            running.await
         } else {
-            run_caught(future).instrument(span.clone()).await
+            running.instrument(span.clone()).await
         };
         self.instruments
             .handler_ran(index, started.elapsed(), result.is_ok());
@@ -441,11 +444,23 @@ pub(super) fn handler_label<P>(handler: &Handler<P>) -> &'static str {
     }
 }
 
-async fn run_caught(future: HandlerFuture) -> HandlerResult {
-    match AssertUnwindSafe(future).catch_unwind().await {
-        Ok(result) => result,
-        Err(panic) => Err(HandlerError::panic(&*panic)),
-    }
+/// Runs a handler's future, a panic turned into its failure, within
+/// `limit` when there is one.
+async fn run_caught(future: HandlerFuture, limit: Option<std::time::Duration>) -> HandlerResult {
+    let caught = AssertUnwindSafe(future).catch_unwind();
+    let outcome = match limit {
+        None => caught.await,
+        Some(limit) => match tokio::time::timeout(limit, caught).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                return Err(HandlerError::new(
+                    "TimeoutError",
+                    format!("the handler ran past its time limit of {limit:?} and was cancelled"),
+                ));
+            }
+        },
+    };
+    outcome.unwrap_or_else(|panic| Err(HandlerError::panic(&*panic)))
 }
 
 #[cfg(test)]
@@ -487,15 +502,33 @@ mod tests {
     async fn a_panicking_handler_is_a_failed_handler() {
         let panics_when_called = call(|| panic!("at the call"));
         assert_eq!(
-            run_caught(panics_when_called).await,
+            run_caught(panics_when_called, None).await,
             Err(HandlerError::new("Panic", "at the call"))
         );
         let panics_when_run: HandlerFuture = Box::pin(async { panic!("while running") });
         assert_eq!(
-            run_caught(call(|| panics_when_run)).await,
+            run_caught(call(|| panics_when_run), None).await,
             Err(HandlerError::new("Panic", "while running"))
         );
         let fine: HandlerFuture = Box::pin(async { Ok(()) });
-        assert_eq!(run_caught(call(|| fine)).await, Ok(()));
+        assert_eq!(run_caught(call(|| fine), None).await, Ok(()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_handler_past_its_time_limit_is_cancelled_and_fails() {
+        let slow: HandlerFuture = Box::pin(async {
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            Ok(())
+        });
+        let outcome = run_caught(slow, Some(std::time::Duration::from_secs(1))).await;
+        assert!(
+            matches!(&outcome, Err(error) if error.name == "TimeoutError"),
+            "{outcome:?}"
+        );
+        let quick: HandlerFuture = Box::pin(async { Ok(()) });
+        assert_eq!(
+            run_caught(quick, Some(std::time::Duration::from_secs(1))).await,
+            Ok(())
+        );
     }
 }

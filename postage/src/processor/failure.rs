@@ -16,7 +16,7 @@ use crate::consumer::{Consumer, Delivery};
 use crate::error::{Error, Result};
 use crate::telemetry::About;
 use crate::topology::{Exchange, Queue};
-use crate::transport::{Channel, Connection, Headers, OutgoingProperties};
+use crate::transport::{Channel, Connection, Headers, OutgoingProperties, Role};
 
 /// How long a replay waits for the next parked message before it ends.
 const REPLAY_QUIET: Duration = Duration::from_secs(5);
@@ -64,7 +64,7 @@ impl Failures {
         mut policies: impl Iterator<Item = OnError>,
     ) -> Result<Self> {
         let channel = if default.republishes() || policies.any(OnError::republishes) {
-            Some(connection.open_channel(true).await?)
+            Some(connection.open_channel(Role::Publish, true).await?)
         } else {
             None
         };
@@ -277,7 +277,7 @@ pub(super) async fn finish(delivery: &Delivery, settle: Settle) {
 /// ```
 pub async fn replay_parked(connection: &Connection, queue: &str) -> Result<u64> {
     let parked = parking_queue(queue);
-    let channel = connection.open_channel(true).await?;
+    let channel = connection.open_channel(Role::Publish, true).await?;
     let declared = channel
         .declare_queue_counted(&Queue::new(parked.as_str()).durable(true))
         .await?;

@@ -75,6 +75,7 @@ impl<P: Handlers> Processor<P> {
             coalesce_acks: true,
             ack_delay: super::DEFAULT_ACK_DELAY,
             discoverable: true,
+            handler_timeout: None,
         }
     }
 

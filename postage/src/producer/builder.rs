@@ -12,7 +12,7 @@ use crate::fingerprint::Fingerprint;
 use crate::message::WireFingerprint;
 use crate::rpc::{ReplyStrategy, RpcSettings, RpcState};
 use crate::topology::Exchange;
-use crate::transport::Connection;
+use crate::transport::{Connection, Role};
 
 /// Builds a [`Producer`].
 #[derive(Debug, Clone)]
@@ -138,7 +138,9 @@ impl ProducerBuilder {
 
     /// Opens the producer's channel and declares its exchanges.
     pub async fn connect(self, connection: &Connection) -> Result<Producer> {
-        let channel = connection.open_channel(self.confirms).await?;
+        let channel = connection
+            .open_channel(Role::Publish, self.confirms)
+            .await?;
         let mut declared = Vec::new();
         for (exchange, _) in &self.eks {
             if !declared.contains(&exchange.name()) {

@@ -15,7 +15,7 @@ use crate::fingerprint::Fingerprint;
 use crate::message::{Category, MessageParts, Outcome, WireFingerprint};
 use crate::telemetry::About;
 use crate::topology::{Exchange, Queue};
-use crate::transport::{Channel, Connection, OutgoingProperties};
+use crate::transport::{Channel, Connection, OutgoingProperties, Role};
 
 /// One component's answer to a control command.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,7 +85,7 @@ impl Remote {
     /// commands carry `fingerprint` (a processor that restricts its
     /// control senders reads its name).
     pub async fn connect(connection: &Connection, fingerprint: Fingerprint) -> Result<Self> {
-        let channel = connection.open_channel(true).await?;
+        let channel = connection.open_channel(Role::Publish, true).await?;
         channel.declare_exchange(&CONTROL_EXCHANGE).await?;
         let replies = Consumer::builder()
             .bind(Exchange::direct(""), [(Queue::server_named(), "")])

@@ -305,6 +305,7 @@ impl Prepared<'_> {
                     error @ (Error::Amqp { .. }
                     | Error::ReplyLost { .. }
                     | Error::Unconfirmed { .. }
+                    | Error::PublishTimeout { .. }
                     | Error::PublishInterrupted { .. }),
                 ) => {
                     tracing::warn!(command = %self.command, attempt, error = %error.report(), "RPC attempt failed");
@@ -312,6 +313,15 @@ impl Prepared<'_> {
                 }
                 other => return other,
             }
+        }
+        if let Some(reason) = self.origin.connection.blocked() {
+            // The requests never left: the broker blocks publishing.
+            return Err(Error::Blocked {
+                exchange: self.exchange.name().to_owned(),
+                key: self.key.clone(),
+                reason,
+                waited: self.timeout * attempts,
+            });
         }
         Err(last_error.unwrap_or_else(|| self.timed_out(attempts)))
     }

@@ -37,7 +37,7 @@ impl Reader {
             Some(Err(error)) => {
                 match self
                     .channel
-                    .resume_consumer(DIRECT_REPLY_TO, &self.consumer, error)
+                    .resume_consumer(DIRECT_REPLY_TO, &self.consumer, error, false)
                     .await
                 {
                     Ok(consumer) => self.consumer = consumer,

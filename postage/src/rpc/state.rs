@@ -13,7 +13,7 @@ use crate::encoding::Encoder;
 use crate::error::Result;
 use crate::message::Message;
 use crate::telemetry::RpcInstruments;
-use crate::transport::{Channel, Connection};
+use crate::transport::{Channel, Connection, Role};
 
 /// RabbitMQ's direct reply-to pseudo-queue.
 pub const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
@@ -122,7 +122,9 @@ impl RpcState {
         {
             return Ok((current.channel.clone(), current.reader.clone()));
         }
-        let channel = connection.open_channel(self.settings.confirms).await?;
+        let channel = connection
+            .open_channel(Role::Publish, self.settings.confirms)
+            .await?;
         let consumer = channel.consume(DIRECT_REPLY_TO, true).await?;
         let ended = Arc::new(AtomicBool::new(false));
         let reader = Arc::new(tokio::sync::Mutex::new(Reader {

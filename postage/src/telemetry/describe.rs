@@ -3,10 +3,11 @@
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 
 use super::names::{
-    CONNECTION_RECOVERIES, CONNECTION_STALLS, CONSUMER_HEALTH, DELIVERIES_FAILED,
-    DELIVERIES_HANDLED, DELIVERIES_PARKED, DELIVERIES_RECEIVED, DELIVERIES_REJECTED,
-    DELIVERIES_RETRIED, HANDLER_DURATION, MESSAGES_CONFIRMED, MESSAGES_IN_FLIGHT,
-    MESSAGES_PUBLISHED, MESSAGES_RETURNED, PUBLISH_FAILURES, RPC_CALL_DURATION, RPC_TIMEOUTS,
+    CONNECTION_RECOVERIES, CONNECTION_STALLS, CONNECTIONS_BLOCKED, CONSUMER_HEALTH,
+    DELIVERIES_FAILED, DELIVERIES_HANDLED, DELIVERIES_PARKED, DELIVERIES_RECEIVED,
+    DELIVERIES_REJECTED, DELIVERIES_RETRIED, HANDLER_DURATION, MESSAGES_CONFIRMED,
+    MESSAGES_IN_FLIGHT, MESSAGES_PUBLISHED, MESSAGES_RETURNED, PUBLISH_FAILURES, RPC_CALL_DURATION,
+    RPC_TIMEOUTS,
 };
 
 /// Gives the installed `metrics` recorder the description and unit of
@@ -56,6 +57,11 @@ pub fn describe_metrics() {
         MESSAGES_IN_FLIGHT,
         Unit::Count,
         "Deliveries being processed"
+    );
+    describe_gauge!(
+        CONNECTIONS_BLOCKED,
+        Unit::Count,
+        "Connections whose publishers the broker blocks (memory or disk alarm)"
     );
     describe_gauge!(
         CONSUMER_HEALTH,

@@ -9,11 +9,11 @@ use std::time::Duration;
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 
 use super::names::{
-    CONNECTION_RECOVERIES, CONNECTION_STALLS, CONSUMER_HEALTH, DELIVERIES_FAILED,
-    DELIVERIES_HANDLED, DELIVERIES_PARKED, DELIVERIES_RECEIVED, DELIVERIES_REJECTED,
-    DELIVERIES_RETRIED, HANDLER_DURATION, MESSAGES_CONFIRMED, MESSAGES_IN_FLIGHT,
-    MESSAGES_PUBLISHED, MESSAGES_RETURNED, PUBLISH_FAILURES, REJECTION_REASONS, RPC_CALL_DURATION,
-    RPC_OUTCOMES, RPC_TIMEOUTS,
+    CONNECTION_RECOVERIES, CONNECTION_STALLS, CONNECTIONS_BLOCKED, CONSUMER_HEALTH,
+    DELIVERIES_FAILED, DELIVERIES_HANDLED, DELIVERIES_PARKED, DELIVERIES_RECEIVED,
+    DELIVERIES_REJECTED, DELIVERIES_RETRIED, HANDLER_DURATION, MESSAGES_CONFIRMED,
+    MESSAGES_IN_FLIGHT, MESSAGES_PUBLISHED, MESSAGES_RETURNED, PUBLISH_FAILURES, REJECTION_REASONS,
+    RPC_CALL_DURATION, RPC_OUTCOMES, RPC_TIMEOUTS,
 };
 
 /// Label sets kept per cache; beyond, handles are registered at each use.
@@ -351,7 +351,15 @@ impl RpcInstruments {
 }
 
 /// The states of a consumer's health, as the gauge labels them.
-pub(crate) const HEALTH_STATES: [&str; 4] = ["consuming", "recovering", "failed", "stopped"];
+pub(crate) const HEALTH_STATES: [&str; 7] = [
+    "consuming",
+    "recovering",
+    "blocked",
+    "stalled",
+    "standing_by",
+    "failed",
+    "stopped",
+];
 
 /// A consumer's health gauge: one series per state.
 pub(crate) struct HealthGauge(Vec<Gauge>);
@@ -370,11 +378,10 @@ impl HealthGauge {
         )
     }
 
-    /// The consumer is now in state `state` (an index of
-    /// [`HEALTH_STATES`]).
-    pub(crate) fn set(&self, state: usize) {
-        for (i, gauge) in self.0.iter().enumerate() {
-            gauge.set(if i == state { 1.0 } else { 0.0 });
+    /// The consumer is now in state `state` (one of [`HEALTH_STATES`]).
+    pub(crate) fn set(&self, state: &str) {
+        for (gauge, name) in self.0.iter().zip(HEALTH_STATES) {
+            gauge.set(if name == state { 1.0 } else { 0.0 });
         }
     }
 }
@@ -387,6 +394,16 @@ pub(crate) fn connection_recovered() {
 /// A recovery stalled.
 pub(crate) fn connection_stalled() {
     counter!(CONNECTION_STALLS).increment(1);
+}
+
+/// The broker blocked (`true`) or unblocked a connection's publishers.
+pub(crate) fn connection_blocked(blocked: bool) {
+    let gauge = gauge!(CONNECTIONS_BLOCKED);
+    if blocked {
+        gauge.increment(1.0);
+    } else {
+        gauge.decrement(1.0);
+    }
 }
 
 #[cfg(test)]

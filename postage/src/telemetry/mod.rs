@@ -61,7 +61,7 @@ mod spans;
 pub use describe::describe_metrics;
 pub(crate) use instruments::{
     HealthGauge, ProcessorInstruments, PublishInstruments, Published, Rejection, RpcInstruments,
-    RpcOutcome, connection_recovered, connection_stalled,
+    RpcOutcome, connection_blocked, connection_recovered, connection_stalled,
 };
 pub use names::*;
 pub(crate) use propagation::{continue_trace, inject};

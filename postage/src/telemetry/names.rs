@@ -46,9 +46,13 @@ pub const CONNECTION_RECOVERIES: &str = "postage_connection_recoveries_total";
 /// Counter: recoveries found stalled (a broker answers, the connection
 /// does not come back).
 pub const CONNECTION_STALLS: &str = "postage_connection_stalls_total";
+/// Gauge: connections whose publishers the broker blocks now (a memory
+/// or disk alarm); 0 when none.
+pub const CONNECTIONS_BLOCKED: &str = "postage_connections_blocked";
 /// Gauge: 1 for a consumer's current health, 0 for the others. Labels:
 /// `consumer` (a processor's fingerprint name), `state` (`consuming`,
-/// `recovering`, `failed`, `stopped`).
+/// `recovering`, `blocked`, `stalled`, `standing_by`, `failed`,
+/// `stopped`).
 pub const CONSUMER_HEALTH: &str = "postage_consumer_health";
 
 /// The values of `reason` on [`DELIVERIES_REJECTED`].

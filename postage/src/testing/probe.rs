@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::telemetry::About;
 use crate::topology::{Exchange, Queue};
 use crate::transport::{
-    Channel, Connection, Headers, OutgoingProperties, RawConsumer, RawDelivery,
+    Channel, Connection, Headers, OutgoingProperties, RawConsumer, RawDelivery, Role,
 };
 
 /// A channel on any connection (to RabbitMQ or to a
@@ -78,14 +78,14 @@ impl Probe {
     /// confirmed it.
     pub async fn open(connection: &Connection) -> Result<Probe> {
         Ok(Probe {
-            channel: connection.open_channel(true).await?,
+            channel: connection.open_channel(Role::Consume, true).await?,
         })
     }
 
     /// A probe without publisher confirms.
     pub async fn open_unconfirmed(connection: &Connection) -> Result<Probe> {
         Ok(Probe {
-            channel: connection.open_channel(false).await?,
+            channel: connection.open_channel(Role::Consume, false).await?,
         })
     }
 
@@ -327,7 +327,7 @@ impl ProbeConsumer {
                 Err(interruption) => {
                     match self
                         .channel
-                        .resume_consumer(&self.queue, &self.raw, interruption)
+                        .resume_consumer(&self.queue, &self.raw, interruption, false)
                         .await
                     {
                         Ok(resumed) => self.raw = resumed,

@@ -115,7 +115,6 @@ impl Channel {
 
     /// Declares (or, passive, checks) a queue: its name, ready messages
     /// and consumers.
-    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     pub(crate) async fn declare_queue_counted(&self, queue: &Queue) -> Result<Declared> {
         on_backend!(&self.backend, channel => channel.declare_queue(queue).await)
     }
@@ -256,15 +255,20 @@ impl Channel {
         on_backend!(&self.backend, channel => channel.publish(exchange, key, body, props).await)
     }
 
-    /// Waits until the channel of `consumer` (of `queue`) has recovered
-    /// after `interruption`, and gives the consumer that replaces it; an
-    /// error when the consumer ended for another reason (cancelled by the
-    /// broker, its channel closed) or cannot be restored.
+    /// Waits until `consumer` (of `queue`) runs again after
+    /// `interruption` and gives the consumer that replaces it: after its
+    /// connection is recovered, after its channel (closed by the broker)
+    /// is opened again, or, when the broker cancelled the consumer alone
+    /// (its queue deleted) and `redeclare` is on, after the queue is
+    /// declared again from the connection's record. An error when the
+    /// consumer was cancelled on request or cannot be restored within the
+    /// recovery timeout.
     pub(crate) async fn resume_consumer(
         &self,
         queue: &str,
         consumer: &RawConsumer,
         interruption: Interruption,
+        redeclare: bool,
     ) -> Result<RawConsumer> {
         match (&self.backend, consumer, interruption) {
             (
@@ -272,7 +276,7 @@ impl Channel {
                 RawConsumer::Amqp(consumer),
                 Interruption::Amqp(interruption),
             ) => channel
-                .resume_consumer(queue, consumer, interruption)
+                .resume_consumer(queue, consumer, interruption, redeclare)
                 .await
                 .map(RawConsumer::Amqp),
             #[cfg(feature = "testing")]
@@ -281,7 +285,7 @@ impl Channel {
                 RawConsumer::Memory(consumer),
                 Interruption::Memory(interruption),
             ) => channel
-                .resume_consumer(queue, consumer, interruption)
+                .resume_consumer(queue, consumer, interruption, redeclare)
                 .await
                 .map(RawConsumer::Memory),
             #[cfg(feature = "testing")]
@@ -291,6 +295,14 @@ impl Channel {
                 source: format!("{interruption}; the consumer is of another broker").into(),
             }),
         }
+    }
+
+    /// Replaces the channel although it is open (its consumers started
+    /// again on the new one, its unsettled deliveries left to the broker
+    /// to deliver again): for a channel that makes no progress while the
+    /// broker says there is work.
+    pub(crate) async fn renew(&self) {
+        on_backend!(&self.backend, channel => channel.renew().await)
     }
 
     /// Is the channel open (not closing, closed or recovering)?

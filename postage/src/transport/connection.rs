@@ -4,8 +4,19 @@
 use std::sync::Arc;
 
 use super::{Channel, Link, amqp};
+
+/// What a channel is for: on RabbitMQ each role has an AMQP connection of
+/// its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Consumers, and what they declare and acknowledge.
+    Consume,
+    /// Producers, RPC calls and replies: anything that publishes.
+    Publish,
+}
 use crate::config::Config;
 use crate::error::Result;
+use crate::topology::Queue;
 
 /// A connection to RabbitMQ (or, in tests, to the in-memory broker of
 /// the `testing` feature), shared by the producers and processors of a
@@ -33,7 +44,16 @@ pub struct Connection {
 struct Inner {
     backend: Backend,
     config: Config,
-    link: Arc<Link>,
+    /// The state of the consuming session.
+    consume: Arc<Link>,
+    /// The state of the publishing session (the same as `consume` when
+    /// the backend has one).
+    publish: Arc<Link>,
+    /// The channel processors reply on, opened when first needed.
+    replies: tokio::sync::OnceCell<Channel>,
+    /// The channel consumers' watchdogs count queues on, opened when
+    /// first needed.
+    counts: tokio::sync::OnceCell<Channel>,
 }
 
 /// The broker behind a connection.
@@ -60,13 +80,16 @@ impl Connection {
 
     /// Connects with these settings.
     pub async fn connect(config: Config) -> Result<Self> {
-        let link = Arc::new(Link::default());
-        let backend = Backend::Amqp(amqp::Connection::open(&config, &link).await?);
+        let (consume, publish) = (Arc::new(Link::default()), Arc::new(Link::default()));
+        let backend = Backend::Amqp(amqp::Connection::open(&config, &consume, &publish).await?);
         Ok(Connection {
             inner: Arc::new(Inner {
                 backend,
                 config,
-                link,
+                consume,
+                publish,
+                replies: tokio::sync::OnceCell::new(),
+                counts: tokio::sync::OnceCell::new(),
             }),
         })
     }
@@ -81,7 +104,10 @@ impl Connection {
             inner: Arc::new(Inner {
                 backend,
                 config,
-                link,
+                consume: link.clone(),
+                publish: link,
+                replies: tokio::sync::OnceCell::new(),
+                counts: tokio::sync::OnceCell::new(),
             }),
         })
     }
@@ -91,20 +117,33 @@ impl Connection {
         &self.inner.config
     }
 
-    /// How many times the connection was lost and recovered.
+    /// How many times the connection was lost and recovered. On RabbitMQ
+    /// a connection is two AMQP connections, one for consumers and one
+    /// for publishers (so that a broker that blocks publishers never stops
+    /// consumers); this is the count of the one recovered most often.
     pub fn recoveries(&self) -> u64 {
-        self.inner.link.recoveries()
+        let inner = &self.inner;
+        inner.consume.recoveries().max(inner.publish.recoveries())
     }
 
     /// Did the recovery of a lost connection stall (see
     /// [`Config::with_recovery_timeout`])? The component should then be
     /// restarted.
     pub fn recovery_stalled(&self) -> bool {
-        self.inner.link.stalled()
+        self.inner.consume.stalled() || self.inner.publish.stalled()
     }
 
+    /// Why the broker blocks the connection's publishers, while it does:
+    /// a memory or disk alarm (`low on memory`, `low on disk`). Sends wait
+    /// meanwhile, within the publish time limit
+    /// ([`Config::with_publish_timeout`]); consumers go on.
+    pub fn blocked(&self) -> Option<String> {
+        self.inner.publish.blocked()
+    }
+
+    /// The state of the consuming session.
     pub(crate) fn link(&self) -> Arc<Link> {
-        self.inner.link.clone()
+        self.inner.consume.clone()
     }
 
     /// The broker address the connection is on now (`host:port`): after a
@@ -140,14 +179,39 @@ impl Connection {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
-    /// Opens a channel; `confirms` switches publisher confirms on. While
-    /// the connection is being recovered, waits for it (within the
-    /// recovery timeout) instead of failing.
-    pub(crate) async fn open_channel(&self, confirms: bool) -> Result<Channel> {
+    /// The channel without confirms that processors reply on, shared by
+    /// every processor of the connection; opened when first asked for.
+    pub(crate) async fn reply_channel(&self) -> Result<Channel> {
+        self.inner
+            .replies
+            .get_or_try_init(|| self.open_channel(Role::Publish, false))
+            .await
+            .cloned()
+    }
+
+    /// The ready messages and the consumers of `queue` (a passive
+    /// declaration, on a channel kept for it: a queue that is gone makes
+    /// the broker close that channel, which opens again for the next).
+    pub(crate) async fn queue_counts(&self, queue: &str) -> Result<(u32, u32)> {
+        let channel = self
+            .inner
+            .counts
+            .get_or_try_init(|| self.open_channel(Role::Consume, false))
+            .await?;
+        let declared = channel
+            .declare_queue_counted(&Queue::new(queue).passive(true))
+            .await?;
+        Ok((declared.messages, declared.consumers))
+    }
+
+    /// Opens a channel for `role`; `confirms` switches publisher confirms
+    /// on. While the connection is being recovered, waits for it (within
+    /// the recovery timeout) instead of failing.
+    pub(crate) async fn open_channel(&self, role: Role, confirms: bool) -> Result<Channel> {
         let inner = &*self.inner;
         let backend = match &inner.backend {
             Backend::Amqp(connection) => {
-                super::channel::Backend::Amqp(connection.open_channel(confirms).await?)
+                super::channel::Backend::Amqp(connection.open_channel(role, confirms).await?)
             }
             #[cfg(feature = "testing")]
             Backend::Memory(connection) => {

@@ -3,6 +3,7 @@
 //! calls, which wait on its notices instead of polling.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -41,6 +42,16 @@ pub(crate) struct Link {
     stall: Notify,
     /// Wakes whoever waits on something a lost connection never finishes.
     down: Notify,
+    /// Why the broker blocks the connection's publishers (a memory or
+    /// disk alarm), while it does.
+    blocked: Mutex<Option<String>>,
+    /// Set when a connection replaced while blocked is not known to be
+    /// blocked yet: publishers go ahead, and the first one through says
+    /// the block is over (the broker blocks a new connection only once it
+    /// publishes).
+    unconfirmed_block: AtomicBool,
+    /// Wakes publishers held while the connection was blocked.
+    unblocked: Notify,
 }
 
 impl Link {
@@ -74,6 +85,51 @@ impl Link {
         self.down.notified()
     }
 
+    /// Why the broker blocks the connection's publishers, while it does.
+    pub(crate) fn blocked(&self) -> Option<String> {
+        self.blocked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Returns once the broker does not block the connection (at once
+    /// when it does not).
+    pub(crate) async fn unblocked(&self) {
+        loop {
+            let unblocked = self.unblocked.notified();
+            if self.unconfirmed_block.load(Ordering::Relaxed) || self.blocked().is_none() {
+                return;
+            }
+            unblocked.await;
+        }
+    }
+
+    /// The broker blocked (`Some(reason)`) or unblocked the connection's
+    /// publishers.
+    pub(crate) fn set_blocked(&self, reason: Option<String>) {
+        let blocked = reason.is_some();
+        let was = std::mem::replace(
+            &mut *self.blocked.lock().unwrap_or_else(PoisonError::into_inner),
+            reason,
+        );
+        self.unconfirmed_block.store(false, Ordering::Relaxed);
+        if was.is_some() != blocked {
+            telemetry::connection_blocked(blocked);
+        }
+        if !blocked {
+            self.unblocked.notify_waiters();
+        }
+    }
+
+    /// A publish went through: a block left over from a replaced
+    /// connection is over.
+    pub(crate) fn published(&self) {
+        if self.unconfirmed_block.load(Ordering::Relaxed) {
+            self.set_blocked(None);
+        }
+    }
+
     /// Returns when a recovery ends, or after 50 ms at most (a recovery
     /// that ended just before the call is seen by the caller's next look at
     /// the connection's state).
@@ -99,6 +155,11 @@ impl Link {
     /// said the connection was up again) and wakes the waiters.
     pub(super) fn came_back(&self) {
         self.recoveries.fetch_add(1, Ordering::Relaxed);
+        if self.blocked().is_some() {
+            // Still blocked as far as anyone knows; the next publish says.
+            self.unconfirmed_block.store(true, Ordering::Relaxed);
+            self.unblocked.notify_waiters();
+        }
         telemetry::connection_recovered();
         self.stalled.store(false, Ordering::Relaxed);
         self.recovered.notify_waiters();

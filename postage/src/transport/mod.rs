@@ -30,6 +30,7 @@ mod record;
 
 pub(crate) use channel::Channel;
 pub use connection::Connection;
+pub(crate) use connection::Role;
 pub(crate) use delivery::{ConsumerId, Interruption, RawConsumer, RawDelivery};
 pub(crate) use link::Link;
 pub use properties::{DEADLINE_HEADER, Headers};

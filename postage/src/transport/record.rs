@@ -154,6 +154,29 @@ impl Record {
         }
     }
 
+    /// What declaring `queue` again takes: its declaration, the exchanges
+    /// recorded that its bindings name, and its bindings; `None` when
+    /// the queue is not recorded (declared elsewhere, or passive).
+    pub(crate) fn queue_topology(
+        &self,
+        queue: &str,
+    ) -> Option<(QueueRecord, Vec<Exchange>, Vec<BindingRecord>)> {
+        let record = self.queues.get(*self.queue_index.get(queue)?)?.clone();
+        let bindings: Vec<BindingRecord> = self
+            .bindings
+            .iter()
+            .filter(|b| !b.to_exchange && b.destination == queue)
+            .cloned()
+            .collect();
+        let exchanges = self
+            .exchanges
+            .iter()
+            .filter(|e| bindings.iter().any(|b| b.exchange == e.name()))
+            .cloned()
+            .collect();
+        Some((record, exchanges, bindings))
+    }
+
     /// The exchanges, in the order declared.
     pub(crate) fn exchanges(&self) -> Vec<Exchange> {
         self.exchanges.clone()
@@ -213,6 +236,12 @@ mod tests {
         record.renamed("amq.gen-1", "amq.gen-2");
         assert_eq!(record.queues()[0].name, "amq.gen-2");
         assert_eq!(record.bindings()[0].destination, "amq.gen-2");
+
+        let (queue, exchanges, bindings) = record.queue_topology("jobs").unwrap();
+        assert_eq!(queue.declaration, Queue::new("jobs").durable(true));
+        assert_eq!(exchanges.len(), 1);
+        assert_eq!(bindings.len(), 1);
+        assert!(record.queue_topology("elsewhere").is_none());
 
         // The server-named queue is auto-delete: gone with its consumer.
         record.consumers_gone("amq.gen-2");

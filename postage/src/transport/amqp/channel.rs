@@ -1,31 +1,42 @@
-//! A channel Postage opens again when its connection is replaced:
-//! declarations, consumers, and publishing through a lost connection.
+//! A channel Postage opens again: on the new connection when its own was
+//! lost, or alone on the same connection when the broker closed it (a
+//! refused operation, a delivery left unacknowledged past the queue's
+//! `consumer_timeout`) or when it stopped making progress (a publisher
+//! the broker only nacks, a consumer that receives nothing while its
+//! queue holds messages).
+//!
+//! Every opening draws a new generation from the connection, so a
+//! delivery, an acknowledgement or a consumer knows whether the channel
+//! it belongs to is still the one in use: nothing of a replaced channel
+//! is ever sent on its replacement.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
-use lapin::options::{
-    BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-};
-use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Confirmation};
+use lapin::options::{BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use tokio::time::Instant;
 
-use super::convert::{amqp_error, field_table};
-use super::delivery::{Consumer, ConsumerId, Interruption, Slot};
+use super::convert::amqp_error;
+use super::declare;
+use super::delivery::Slot;
 use super::session::{Shared, open_lapin_channel};
 use crate::error::{Error, Result};
-use crate::transport::{DEADLINE_HEADER, OutgoingProperties};
 
-/// How many times an operation interrupted by a lost connection is tried
-/// again once the connection is back.
-const RETRIES: u32 = 5;
+/// How many times an operation interrupted by a lost connection (or a
+/// closed channel) is tried again once the channel is back.
+pub(super) const RETRIES: u32 = 5;
 
 /// How long a failure that may be a connection's loss waits for the loss
 /// to be noticed (the connection's failure can reach an operation before
 /// the connection's own state says so).
 const LOSS_NOTICE: Duration = Duration::from_secs(2);
+
+/// How long a replaced channel keeps waiting for the confirmations of
+/// what was published on it before it is closed.
+const DRAIN: Duration = Duration::from_secs(5);
 
 /// A channel. Cheap to clone: clones are the same channel.
 #[derive(Clone)]
@@ -36,19 +47,27 @@ pub(crate) struct ChannelShared {
     pub(super) connection: Arc<Shared>,
     /// Read by every publish from any task: a read lock, which readers do
     /// not contend for.
-    current: RwLock<Current>,
-    confirms: bool,
+    current: RwLock<Now>,
+    pub(super) confirms: bool,
     prefetch: Mutex<Option<u16>>,
     /// The consumers to start again on a new channel.
-    slots: Mutex<Vec<Arc<Slot>>>,
+    pub(super) slots: Mutex<Vec<Arc<Slot>>>,
     closed: AtomicBool,
+    /// Held while the channel is being opened again, by the connection's
+    /// recovery or on its own.
+    reopening: tokio::sync::Mutex<()>,
+    /// When the channel was last replaced while it was still open (see
+    /// [`renew`](ChannelShared::renew)).
+    pub(super) renewed_at: Mutex<Option<Instant>>,
 }
 
-/// The lapin channel now, and the connection's recovery count when it was
-/// opened.
-struct Current {
-    lapin: Arc<lapin::Channel>,
-    generation: u64,
+/// The lapin channel now, its generation, and the epoch of the
+/// connection it is on.
+#[derive(Clone)]
+pub(super) struct Now {
+    pub(super) lapin: Arc<lapin::Channel>,
+    pub(super) generation: u64,
+    pub(super) epoch: u64,
 }
 
 impl From<Arc<ChannelShared>> for Channel {
@@ -57,38 +76,8 @@ impl From<Arc<ChannelShared>> for Channel {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn basic_properties(props: &OutgoingProperties<'_>) -> BasicProperties {
-    let mut properties = BasicProperties::default();
-    if let Some(content_type) = props.content_type {
-        properties = properties.with_content_type(content_type.into());
-    }
-    if props.persistent {
-        properties = properties.with_delivery_mode(2);
-    }
-    if let Some(reply_to) = props.reply_to {
-        properties = properties.with_reply_to(reply_to.into());
-    }
-    if let Some(correlation_id) = props.correlation_id {
-        properties = properties.with_correlation_id(correlation_id.into());
-    }
-    if let Some(ms) = props.expiration_ms {
-        properties = properties.with_expiration(ms.to_string().into());
-    }
-    let mut headers = props.headers.map(field_table);
-    if let Some(ms) = props.deadline_ms {
-        headers.get_or_insert_with(FieldTable::default).insert(
-            DEADLINE_HEADER.into(),
-            AMQPValue::LongLongInt(i64::try_from(ms).unwrap_or(i64::MAX)),
-        );
-    }
-    if let Some(headers) = headers {
-        properties = properties.with_headers(headers);
-    }
-    properties
 }
 
 impl ChannelShared {
@@ -96,24 +85,30 @@ impl ChannelShared {
         connection: Arc<Shared>,
         lapin: lapin::Channel,
         generation: u64,
+        epoch: u64,
         confirms: bool,
     ) -> Arc<Self> {
         Arc::new(ChannelShared {
             connection,
-            current: RwLock::new(Current {
+            current: RwLock::new(Now {
                 lapin: Arc::new(lapin),
                 generation,
+                epoch,
             }),
             confirms,
             prefetch: Mutex::new(None),
             slots: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
+            reopening: tokio::sync::Mutex::new(()),
+            renewed_at: Mutex::new(None),
         })
     }
 
-    fn current(&self) -> (Arc<lapin::Channel>, u64) {
-        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
-        (current.lapin.clone(), current.generation)
+    pub(super) fn now(&self) -> Now {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub(super) fn generation(&self) -> u64 {
@@ -127,73 +122,101 @@ impl ChannelShared {
         self.closed.load(Ordering::Relaxed)
     }
 
-    /// Was the connection lost (or is it being recovered) since the
-    /// channel of `generation` (the epoch of its connection) was opened? A
-    /// failure then is the loss's; otherwise the broker refused the
-    /// operation.
-    fn lost_since(&self, generation: u64) -> bool {
+    /// Was the connection lost (or is it being recovered) since a channel
+    /// was opened on the connection of `epoch`? A failure then is the
+    /// loss's; otherwise the broker refused the operation.
+    pub(super) fn lost_since(&self, epoch: u64) -> bool {
         self.connection.link.recovering()
-            || self.connection.epoch() != generation
+            || self.connection.epoch() != epoch
             || !self.connection.is_up()
     }
 
-    /// Is a failure of work on the channel of `generation` the loss of its
-    /// connection? A refusal by the broker (a soft error) is not; other
-    /// failures can come a moment before the connection is seen lost, so
-    /// the connection is given that moment.
-    async fn failed_by_loss(&self, generation: u64, error: Option<&lapin::Error>) -> bool {
-        if self.lost_since(generation) {
+    /// Did the broker close the channel `now` while its connection stayed
+    /// up?
+    pub(super) fn closed_by_broker(&self, now: &Now) -> bool {
+        !self.is_closed() && !now.lapin.status().connected() && !self.lost_since(now.epoch)
+    }
+
+    /// Is a failure of work on a channel of the connection of `epoch` the
+    /// loss of that connection? A refusal by the broker (a soft error) is
+    /// not; other failures can come a moment before the connection is
+    /// seen lost, so the connection is given that moment.
+    pub(super) async fn failed_by_loss(&self, epoch: u64, error: Option<&lapin::Error>) -> bool {
+        if self.lost_since(epoch) {
             return true;
         }
-        if let Some(lapin::ErrorKind::ProtocolError(refusal)) = error.map(lapin::Error::kind)
-            && matches!(refusal.kind(), lapin::protocol::AMQPErrorKind::Soft(_))
-        {
-            return false;
+        match error.map(lapin::Error::kind) {
+            Some(lapin::ErrorKind::ProtocolError(refusal))
+                if matches!(refusal.kind(), lapin::protocol::AMQPErrorKind::Soft(_)) =>
+            {
+                return false;
+            }
+            // The channel is closed, the connection still up: the
+            // broker closed it.
+            Some(lapin::ErrorKind::InvalidChannelState(..)) if self.connection.is_up() => {
+                return false;
+            }
+            _ => {}
         }
         let link = &self.connection.link;
         let down = link.down_notified();
         self.connection.lost.notify_one();
         let _ = tokio::time::timeout(LOSS_NOTICE, down).await;
-        self.lost_since(generation)
+        self.lost_since(epoch)
     }
 
-    /// Waits until the channel of `generation` has been replaced by one on
-    /// the connection that replaced its own, within the recovery timeout.
+    /// Waits until the channel of `generation` has been replaced by an
+    /// open one: on the connection that replaced its own when that was
+    /// lost (within the recovery timeout), or here, on the same
+    /// connection, when the broker closed the channel alone.
     pub(super) async fn reopened_after(&self, generation: u64) -> Result<(), &'static str> {
         let link = &self.connection.link;
-        let deadline = tokio::time::Instant::now() + self.connection.config.recovery_timeout();
+        let deadline = Instant::now() + self.connection.config.recovery_timeout();
+        let mut pause = Duration::from_millis(100);
         self.connection.lost.notify_one();
         loop {
             let recovered = link.recovered_notified();
             if self.is_closed() || self.connection.closed() {
                 return Err("the channel was closed");
             }
-            let now = self.generation();
-            if now > generation && now == self.connection.epoch() {
+            let now = self.now();
+            if now.generation > generation
+                && now.epoch == self.connection.epoch()
+                && now.lapin.status().connected()
+            {
                 return Ok(());
+            }
+            if self.closed_by_broker(&now) {
+                match self.reopen_alone(now.generation).await {
+                    Ok(()) => continue,
+                    Err(error) => {
+                        tracing::debug!(%error, "opening a closed channel again failed");
+                    }
+                }
             }
             tokio::select! {
                 () = recovered => {}
-                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                () = tokio::time::sleep(pause) => pause = (pause * 2).min(Duration::from_secs(2)),
                 () = tokio::time::sleep_until(deadline) => {
-                    return Err("the connection did not recover within the recovery timeout");
+                    return Err("the channel did not come back within the recovery timeout");
                 }
             }
         }
     }
 
-    /// Runs `work` on the channel of `generation` until it ends or the
-    /// connection is found lost (lapin never answers on a lost connection).
-    async fn until_lost<T>(
+    /// Runs `work` on a channel of the connection of `epoch` until it ends
+    /// or the connection is found lost (lapin never answers on a lost
+    /// connection).
+    pub(super) async fn until_lost<T>(
         &self,
-        generation: u64,
+        epoch: u64,
         work: impl Future<Output = lapin::Result<T>>,
     ) -> lapin::Result<T> {
         let link = &self.connection.link;
         let down = link.down_notified();
         // Cheap, per publish without confirms: a loss not noticed yet is
         // caught by `down` below.
-        if link.recovering() || self.connection.epoch() != generation {
+        if link.recovering() || self.connection.epoch() != epoch {
             return Err(lost_connection());
         }
         tokio::select! {
@@ -203,8 +226,11 @@ impl ChannelShared {
     }
 
     /// Runs `operation` on the channel; when a lost connection interrupts
-    /// it, runs it again on the channel that replaces this one. Gives the
-    /// generation of the channel it succeeded on with its value.
+    /// it, or the channel was closed by the broker before it ran, runs it
+    /// again on the channel that replaces this one. A refusal of the
+    /// operation itself is its answer (the broker closes the channel; the
+    /// next operation opens it again). Gives the generation of the channel
+    /// it succeeded on with its value.
     pub(super) async fn with_channel<T, F, Fut>(
         &self,
         what: impl Fn() -> String,
@@ -216,30 +242,42 @@ impl ChannelShared {
     {
         let mut tries = 0;
         loop {
-            let (channel, generation) = self.current();
-            let error = match self.until_lost(generation, operation(channel)).await {
-                Ok(value) => return Ok((value, generation)),
+            let now = self.now();
+            if self.closed_by_broker(&now) && tries < RETRIES {
+                tries += 1;
+                if let Err(reason) = self.reopened_after(now.generation).await {
+                    return Err(unusable(what(), reason));
+                }
+                continue;
+            }
+            let error = match self.until_lost(now.epoch, operation(now.lapin)).await {
+                Ok(value) => return Ok((value, now.generation)),
                 Err(error) => error,
             };
-            if tries == RETRIES || !self.failed_by_loss(generation, Some(&error)).await {
+            if tries == RETRIES || !self.failed_by_loss(now.epoch, Some(&error)).await {
                 return Err(amqp_error(what(), error));
             }
             tries += 1;
-            if let Err(reason) = self.reopened_after(generation).await {
+            if let Err(reason) = self.reopened_after(now.generation).await {
                 return Err(lost(what(), error, reason));
             }
         }
     }
 
-    /// Opens this channel again on a new connection, `lapin`: confirms,
-    /// prefetch and consumers as they were (consumers of a renamed queue
-    /// on its new name). Part of an attempt to replace the connection,
-    /// whose epoch is `generation`.
+    /// Opens this channel again on `lapin` (a new connection of `epoch`,
+    /// or the same one when the channel alone is replaced): confirms,
+    /// prefetch and consumers as they were (consumers of a renamed queue on
+    /// its new name), as the channel of `generation`. With `redeclare`,
+    /// each consumed queue that the connection declared is declared again
+    /// first, with its bindings (the broker may have lost it: deleted
+    /// from outside, or gone with a node).
     pub(super) async fn reopen(
         &self,
         lapin: &lapin::Connection,
         generation: u64,
+        epoch: u64,
         renames: &[(String, String)],
+        redeclare: bool,
     ) -> lapin::Result<()> {
         let channel = open_lapin_channel(lapin, self.confirms).await?;
         let prefetch = *lock(&self.prefetch);
@@ -262,15 +300,23 @@ impl ChannelShared {
                 if slots.iter().any(|slot| slot.generation() < generation) {
                     continue;
                 }
-                *self.current.write().unwrap_or_else(PoisonError::into_inner) = Current {
+                *self.current.write().unwrap_or_else(PoisonError::into_inner) = Now {
                     lapin: Arc::new(channel),
                     generation,
+                    epoch,
                 };
                 drop(slots);
                 break;
             }
             for slot in pending {
                 slot.rename(renames);
+                if redeclare {
+                    let renamed =
+                        declare::recorded_queue(&self.connection, &channel, &slot.queue()).await?;
+                    if let Some(renamed) = renamed {
+                        slot.rename(&[renamed]);
+                    }
+                }
                 let consumer = channel
                     .basic_consume(
                         slot.queue().as_str().into(),
@@ -282,20 +328,94 @@ impl ChannelShared {
                         FieldTable::default(),
                     )
                     .await?;
-                slot.replace(consumer, generation);
+                slot.replace(consumer, generation, epoch);
             }
         }
         Ok(())
     }
+
+    /// Opens the channel again on `lapin`, the connection of `epoch` that
+    /// replaces its own (what was declared was declared again already).
+    pub(super) async fn reopen_on(
+        &self,
+        lapin: &lapin::Connection,
+        epoch: u64,
+        renames: &[(String, String)],
+    ) -> lapin::Result<()> {
+        let _reopening = self.reopening.lock().await;
+        let generation = self.connection.next_generation();
+        self.reopen(lapin, generation, epoch, renames, false).await
+    }
+
+    /// Opens the channel of `generation` again on its own connection,
+    /// unless it was replaced already (or its connection is lost: the
+    /// connection's recovery reopens it then). A replaced channel that is
+    /// still open is closed once what was published on it is confirmed.
+    pub(super) async fn reopen_alone(&self, generation: u64) -> lapin::Result<()> {
+        let _reopening = self.reopening.lock().await;
+        let old = self.now();
+        if old.generation != generation || self.is_closed() {
+            return Ok(());
+        }
+        if self.lost_since(old.epoch) {
+            return Err(lost_connection());
+        }
+        let lapin = self.connection.lapin();
+        let generation = self.connection.next_generation();
+        let opening = self.reopen(&lapin, generation, old.epoch, &[], true);
+        match tokio::time::timeout(
+            self.connection.config.connect_timeout(),
+            self.until_lost(old.epoch, opening),
+        )
+        .await
+        {
+            Ok(opened) => opened?,
+            Err(_) => return Err(lost_connection()),
+        }
+        if old.lapin.status().connected() {
+            let confirms = self.confirms;
+            tokio::spawn(async move {
+                if confirms {
+                    let _ = tokio::time::timeout(DRAIN, old.lapin.wait_for_confirms()).await;
+                }
+                if let Err(error) = old.lapin.close(200, "replaced".into()).await {
+                    tracing::debug!(%error, "closing a replaced channel");
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Replaces the channel of `generation`, although it is open, at most
+    /// once per `every`: for a channel that makes no progress while the
+    /// broker says there is work. True when it was replaced (here or by
+    /// another task).
+    pub(super) async fn renew(&self, generation: u64, every: Duration, why: &str) -> bool {
+        {
+            let mut renewed_at = lock(&self.renewed_at);
+            if renewed_at.is_some_and(|at| at.elapsed() < every) {
+                return self.generation() != generation;
+            }
+            *renewed_at = Some(Instant::now());
+        }
+        tracing::warn!(why, "replacing the channel");
+        match self.reopen_alone(generation).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::debug!(%error, "replacing the channel failed");
+                self.generation() != generation
+            }
+        }
+    }
 }
 
 /// What an operation on a lost connection fails with.
-fn lost_connection() -> lapin::Error {
+pub(super) fn lost_connection() -> lapin::Error {
     lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed).into()
 }
 
 /// The error of an operation a lost connection interrupted for good.
-fn lost(operation: String, error: lapin::Error, reason: &str) -> Error {
+pub(super) fn lost(operation: String, error: lapin::Error, reason: &str) -> Error {
     Error::Amqp {
         operation,
         reply_code: None,
@@ -303,8 +423,19 @@ fn lost(operation: String, error: lapin::Error, reason: &str) -> Error {
     }
 }
 
+/// The error of an operation on a channel that did not come back.
+fn unusable(operation: String, reason: &str) -> Error {
+    Error::Amqp {
+        operation,
+        reply_code: None,
+        source: reason.into(),
+    }
+}
+
 impl Channel {
     pub(crate) async fn qos(&self, prefetch: u16) -> Result<()> {
+        // Recorded first: a channel opened again meanwhile gets it too.
+        *lock(&self.0.prefetch) = Some(prefetch);
         self.0
             .with_channel(
                 || "basic.qos".to_owned(),
@@ -315,228 +446,32 @@ impl Channel {
                 },
             )
             .await?;
-        *lock(&self.0.prefetch) = Some(prefetch);
         Ok(())
     }
 
-    pub(crate) async fn consume(&self, queue: &str, no_ack: bool) -> Result<Consumer> {
-        let what = || format!("basic.consume {queue:?}");
-        loop {
-            let (started, generation) = self
-                .0
-                .with_channel(what, |channel| async move {
-                    channel
-                        .basic_consume(
-                            queue.into(),
-                            "".into(),
-                            BasicConsumeOptions {
-                                no_ack,
-                                ..BasicConsumeOptions::default()
-                            },
-                            FieldTable::default(),
-                        )
-                        .await
-                })
-                .await?;
-            // Registered under the consumers' lock, on which a recovery
-            // swaps the channel: either the recovery sees this consumer and
-            // starts it on the new channel, or the channel was swapped
-            // already and the consumer is started again there.
-            let mut slots = lock(&self.0.slots);
-            if self.0.generation() != generation {
-                continue;
-            }
-            let slot = Slot::new(queue, no_ack, started.clone(), generation);
-            slots.push(slot.clone());
-            return Ok(Consumer::new(
-                slot,
-                started,
-                generation,
-                self.0.connection.clone(),
-            ));
-        }
-    }
-
-    pub(crate) async fn cancel(&self, consumer: &ConsumerId) -> Result<()> {
-        let slot = &consumer.0;
-        slot.cancel();
-        let queue = slot.queue();
-        let others = {
-            let mut slots = lock(&self.0.slots);
-            slots.retain(|s| !Arc::ptr_eq(s, slot));
-            slots.iter().any(|s| *s.queue() == *queue)
-        };
-        if !others {
-            self.0.connection.state().record.consumers_gone(&queue);
-        }
-        let (channel, generation) = self.0.current();
-        let tag = slot.tag();
-        match channel
-            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
-            .await
-        {
-            Ok(()) => Ok(()),
-            // Gone with the connection: nothing left to cancel.
-            Err(_) if self.0.lost_since(generation) => Ok(()),
-            Err(e) => Err(amqp_error("basic.cancel", e)),
-        }
-    }
-
-    /// See [`transport::Channel::publish`](crate::transport::Channel::publish).
-    pub(crate) async fn publish(
-        &self,
-        exchange: &str,
-        key: &str,
-        body: &[u8],
-        props: &OutgoingProperties<'_>,
-    ) -> Result<()> {
-        let shared = &*self.0;
-        let link = &shared.connection.link;
-        let recovery_timeout = shared.connection.config.recovery_timeout();
-        let options = BasicPublishOptions {
-            // Without confirms lapin keeps a returned message to itself,
-            // never reported: mandatory is only asked for with confirms.
-            mandatory: props.mandatory && shared.confirms,
-            immediate: false,
-        };
-        let mut retries = 0;
-        loop {
-            let (channel, generation) = shared.current();
-            let attempt = async {
-                channel
-                    .basic_publish(
-                        exchange.into(),
-                        key.into(),
-                        options,
-                        body,
-                        basic_properties(props),
-                    )
-                    .await?
-                    .await
-            };
-            let outcome = if shared.confirms {
-                // A confirmation lost with the connection may never come:
-                // the attempt ends when the connection is replaced, or at
-                // the recovery timeout. Armed before the attempt, so that
-                // no replacement is missed.
-                let recovered = link.recovered_notified();
-                tokio::select! {
-                    outcome = tokio::time::timeout(recovery_timeout, attempt) => match outcome {
-                        Ok(outcome) => outcome,
-                        Err(_) => return Err(Error::Unconfirmed {
-                            exchange: exchange.to_owned(),
-                            key: key.to_owned(),
-                            timeout: recovery_timeout,
-                        }),
-                    },
-                    () = recovered, if generation == shared.connection.epoch() => {
-                        if retries == RETRIES {
-                            return Err(Error::PublishInterrupted {
-                                exchange: exchange.to_owned(),
-                                key: key.to_owned(),
-                                attempts: retries + 1,
-                            });
-                        }
-                        retries += 1;
-                        tracing::warn!(exchange, key, "the connection was replaced before the publisher confirmation came; publishing again");
-                        continue;
-                    }
-                }
-            } else {
-                // Without confirms the attempt ends once the frames are
-                // written or rejected (lapin refuses a publish on a channel
-                // that is down at once, and fails the frames it could not
-                // write when its connection dies).
-                attempt.await
-            };
-            let error = match outcome {
-                Ok(confirmation) => return confirmed(confirmation, exchange, key),
-                Err(error) => error,
-            };
-            if retries == RETRIES || !shared.failed_by_loss(generation, Some(&error)).await {
-                return Err(amqp_error(format!("basic.publish to {exchange:?}"), error));
-            }
-            retries += 1;
-            tracing::warn!(exchange, key, %error, "publish interrupted; waiting for the connection to recover");
-            if let Err(reason) = shared.reopened_after(generation).await {
-                return Err(lost(
-                    format!("basic.publish to {exchange:?}"),
-                    error,
-                    reason,
-                ));
-            }
-        }
-    }
-
-    /// Waits until `consumer`'s channel has been opened again after
-    /// `interruption`, and gives the consumer that replaces it; an error
-    /// when the consumer ended for another reason or cannot be restored.
-    pub(crate) async fn resume_consumer(
-        &self,
-        queue: &str,
-        consumer: &Consumer,
-        interruption: Interruption,
-    ) -> Result<Consumer> {
-        let what = format!("basic.consume {queue:?}");
-        let generation = consumer.generation();
-        if consumer.slot().is_cancelled() {
-            return Err(interruption.into_error(what, "the consumer was cancelled"));
-        }
-        if !self
-            .0
-            .failed_by_loss(generation, interruption.error())
-            .await
-        {
-            return Err(interruption
-                .into_error(what, "the broker ended the consumer or closed its channel"));
-        }
-        tracing::warn!(queue, %interruption, "consumer interrupted; waiting for recovery");
-        if let Err(reason) = self.0.reopened_after(generation).await {
-            return Err(interruption.into_error(what, reason));
-        }
-        let resumed = consumer.resumed();
-        if resumed.generation() <= generation {
-            return Err(interruption.into_error(what, "the consumer was not started again"));
-        }
-        tracing::info!(queue, "consumer recovered");
-        Ok(resumed)
+    pub(crate) async fn renew(&self) {
+        let generation = self.0.generation();
+        self.0
+            .renew(generation, Duration::ZERO, "it made no progress")
+            .await;
     }
 
     pub(crate) fn is_open(&self) -> bool {
         !self.0.is_closed()
             && !self.0.connection.link.recovering()
-            && self.0.current().0.status().connected()
+            && self.0.now().lapin.status().connected()
     }
 
     pub(crate) async fn close(&self) {
         self.0.closed.store(true, Ordering::Relaxed);
-        let (channel, generation) = self.0.current();
-        if channel.status().connected()
+        let now = self.0.now();
+        if now.lapin.status().connected()
             && let Err(e) = self
                 .0
-                .until_lost(generation, channel.close(200, "OK".into()))
+                .until_lost(now.epoch, now.lapin.close(200, "OK".into()))
                 .await
         {
             tracing::debug!(error = %e, "channel close");
         }
-    }
-}
-
-/// A confirmation as a result: a nack or a returned (unroutable) mandatory
-/// message is an error.
-fn confirmed(confirmation: Confirmation, exchange: &str, key: &str) -> Result<()> {
-    match confirmation {
-        Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
-        Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
-            Err(Error::Unroutable {
-                exchange: exchange.to_owned(),
-                key: key.to_owned(),
-                reply: returned.reply_text.to_string(),
-            })
-        }
-        Confirmation::Nack(None) => Err(Error::Nacked {
-            exchange: exchange.to_owned(),
-            key: key.to_owned(),
-        }),
     }
 }

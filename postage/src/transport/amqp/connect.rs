@@ -29,7 +29,7 @@ fn uri(config: &Config, host: &str, port: u16) -> AMQPUri {
         },
         vhost: config.vhost().to_owned(),
         query: AMQPQueryString {
-            heartbeat: config.heartbeat(),
+            heartbeat: Some(config.heartbeat()),
             ..AMQPQueryString::default()
         },
     }
@@ -138,11 +138,22 @@ async fn open_one(config: &Config, host: &str, port: u16) -> Result<lapin::Conne
 }
 
 /// Opens a connection to the first address that takes it, in the
-/// configured order; the error of the last address when none does (each
-/// failure is logged).
-pub(super) async fn open(config: &Config) -> Result<(lapin::Connection, String)> {
+/// configured order (`first` before the others, when given); the error of
+/// the last address when none does (each failure is logged).
+pub(super) async fn open(
+    config: &Config,
+    first: Option<&str>,
+) -> Result<(lapin::Connection, String)> {
     let mut last = None;
-    let addresses = addresses(config);
+    let mut addresses = addresses(config);
+    if let Some(first) = first
+        && let Some(at) = addresses
+            .iter()
+            .position(|(host, port)| Endpoint(host, *port).to_string() == first)
+    {
+        let address = addresses.remove(at);
+        addresses.insert(0, address);
+    }
     let several = addresses.len() > 1;
     for (host, port) in addresses {
         match open_one(config, &host, port).await {

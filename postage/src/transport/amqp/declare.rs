@@ -11,6 +11,7 @@ use lapin::types::FieldTable;
 use serde_json::Value;
 
 use super::convert::field_table;
+use super::session::Shared;
 use crate::topology::{Exchange, ExchangeKind, Queue};
 use crate::transport::Declared;
 
@@ -60,6 +61,46 @@ pub(super) async fn queue(
         messages: declared.message_count(),
         consumers: declared.consumer_count(),
     })
+}
+
+/// Declares `queue` again on `channel` as the connection's record has it:
+/// the exchanges its bindings name, the queue, its bindings. Nothing when
+/// the connection did not declare it. A server-named queue gets a new
+/// name: the record follows it, and the (old, new) names are given.
+pub(super) async fn recorded_queue(
+    connection: &Shared,
+    channel: &lapin::Channel,
+    queue: &str,
+) -> lapin::Result<Option<(String, String)>> {
+    let Some((record, exchanges, bindings)) = connection.state().record.queue_topology(queue)
+    else {
+        return Ok(None);
+    };
+    for recorded in &exchanges {
+        exchange(channel, recorded).await?;
+    }
+    let name = if record.declaration.name().is_empty() {
+        ""
+    } else {
+        queue
+    };
+    let got = self::queue(channel, &record.declaration, name).await?.name;
+    for binding in &bindings {
+        bind(
+            channel,
+            &got,
+            false,
+            &binding.exchange,
+            &binding.key,
+            &binding.arguments,
+        )
+        .await?;
+    }
+    if got == queue {
+        return Ok(None);
+    }
+    connection.state().record.renamed(queue, &got);
+    Ok(Some((queue.to_owned(), got)))
 }
 
 /// Binds a queue (or, `to_exchange`, an exchange) to `exchange`.

@@ -11,25 +11,34 @@ use std::task::{Context, Poll};
 use futures_util::{Stream, StreamExt};
 use lapin::options::{BasicAckOptions, BasicRejectOptions};
 
+use super::channel::ChannelShared;
 use super::convert::{amqp_error, count, json_table, text};
-use super::session::Shared;
 use crate::error::{Error, Result};
 use crate::transport::Headers;
 
-/// A delivery as lapin received it, with the epoch of the connection it
-/// came on: it can be settled only on that connection.
+/// A delivery as lapin received it, with the generation of the channel
+/// it came on: it can be settled only on that channel.
 pub(crate) struct Delivery {
     inner: lapin::message::Delivery,
-    epoch: u64,
-    connection: Arc<Shared>,
+    generation: u64,
+    channel: Arc<ChannelShared>,
 }
 
 /// One consumer of a channel, across the channel's replacements.
 pub(crate) struct Slot {
     queue: Mutex<String>,
     no_ack: bool,
-    current: Mutex<(lapin::Consumer, u64)>,
+    current: Mutex<Started>,
     cancelled: AtomicBool,
+}
+
+/// The lapin consumer of a slot now, with the generation of its channel
+/// and the epoch of that channel's connection.
+#[derive(Clone)]
+pub(super) struct Started {
+    pub(super) consumer: lapin::Consumer,
+    pub(super) generation: u64,
+    pub(super) epoch: u64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -37,16 +46,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Slot {
-    pub(super) fn new(
-        queue: &str,
-        no_ack: bool,
-        consumer: lapin::Consumer,
-        generation: u64,
-    ) -> Arc<Self> {
+    pub(super) fn new(queue: &str, no_ack: bool, started: Started) -> Arc<Self> {
         Arc::new(Slot {
             queue: Mutex::new(queue.to_owned()),
             no_ack,
-            current: Mutex::new((consumer, generation)),
+            current: Mutex::new(started),
             cancelled: AtomicBool::new(false),
         })
     }
@@ -62,12 +66,12 @@ impl Slot {
 
     /// The generation of the channel the consumer runs on now.
     pub(super) fn generation(&self) -> u64 {
-        lock(&self.current).1
+        lock(&self.current).generation
     }
 
     /// The consumer tag now.
     pub(super) fn tag(&self) -> String {
-        lock(&self.current).0.tag().to_string()
+        lock(&self.current).consumer.tag().to_string()
     }
 
     pub(super) fn cancel(&self) {
@@ -86,9 +90,14 @@ impl Slot {
         }
     }
 
-    /// The consumer started on the channel of `generation`.
-    pub(super) fn replace(&self, consumer: lapin::Consumer, generation: u64) {
-        *lock(&self.current) = (consumer, generation);
+    /// The consumer started on the channel of `generation`, on the
+    /// connection of `epoch`.
+    pub(super) fn replace(&self, consumer: lapin::Consumer, generation: u64, epoch: u64) {
+        *lock(&self.current) = Started {
+            consumer,
+            generation,
+            epoch,
+        };
     }
 }
 
@@ -97,23 +106,17 @@ impl Slot {
 #[derive(Clone)]
 pub(crate) struct Consumer {
     slot: Arc<Slot>,
-    inner: lapin::Consumer,
-    generation: u64,
-    connection: Arc<Shared>,
+    started: Started,
+    channel: Arc<ChannelShared>,
 }
 
 impl Consumer {
-    pub(super) fn new(
-        slot: Arc<Slot>,
-        inner: lapin::Consumer,
-        generation: u64,
-        connection: Arc<Shared>,
-    ) -> Self {
+    pub(super) fn new(slot: Arc<Slot>, channel: Arc<ChannelShared>) -> Self {
+        let started = lock(&slot.current).clone();
         Consumer {
             slot,
-            inner,
-            generation,
-            connection,
+            started,
+            channel,
         }
     }
 
@@ -125,19 +128,20 @@ impl Consumer {
         ConsumerId(self.slot.clone())
     }
 
-    pub(super) fn generation(&self) -> u64 {
-        self.generation
+    /// The channel generation and connection epoch it was started in.
+    pub(super) fn started(&self) -> (u64, u64) {
+        (self.started.generation, self.started.epoch)
     }
 
-    /// The same consumer on its channel now.
+    /// The consumer that replaced this one (the same when none did).
     pub(super) fn resumed(&self) -> Consumer {
-        let (inner, generation) = lock(&self.slot.current).clone();
-        Consumer {
-            slot: self.slot.clone(),
-            inner,
-            generation,
-            connection: self.connection.clone(),
-        }
+        Consumer::new(self.slot.clone(), self.channel.clone())
+    }
+
+    /// Is `other` the same lapin consumer as this one?
+    pub(super) fn same_as(&self, other: &Consumer) -> bool {
+        self.started.generation == other.started.generation
+            && self.started.consumer.tag() == other.started.consumer.tag()
     }
 }
 
@@ -182,11 +186,11 @@ impl Stream for Consumer {
     type Item = Result<Delivery, Interruption>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match std::task::ready!(self.inner.poll_next_unpin(cx)) {
+        match std::task::ready!(self.started.consumer.poll_next_unpin(cx)) {
             Some(Ok(delivery)) => Poll::Ready(Some(Ok(Delivery {
                 inner: delivery,
-                epoch: self.generation,
-                connection: self.connection.clone(),
+                generation: self.started.generation,
+                channel: self.channel.clone(),
             }))),
             Some(Err(error)) => Poll::Ready(Some(Err(Interruption(Some(error))))),
             // Cancelled on request, or by the broker (its queue deleted),
@@ -281,7 +285,7 @@ impl Delivery {
     }
 
     pub(crate) fn generation(&self) -> u64 {
-        self.epoch
+        self.generation
     }
 
     pub(crate) async fn reject(&self, requeue: bool) -> Result<()> {
@@ -292,23 +296,26 @@ impl Delivery {
         .await
     }
 
-    /// Acknowledges or rejects on the connection the delivery came on. Once
-    /// that connection is lost, nothing can settle it (the broker delivers
-    /// it again), and lapin would never answer: an error at once.
+    /// Acknowledges or rejects on the channel the delivery came on. Once
+    /// that channel is closed or replaced (its connection lost, or the
+    /// broker closed it), nothing can settle the delivery (the broker
+    /// delivers it again) and nothing is sent on the replacement: an
+    /// error at once.
     async fn settle(
         &self,
         operation: &'static str,
         settling: impl Future<Output = lapin::Result<bool>>,
     ) -> Result<()> {
-        let link = &self.connection.link;
+        let link = &self.channel.connection.link;
         let down = link.down_notified();
         // Cheap, per acknowledgement: a loss not noticed yet is caught by
-        // `down` below.
-        let gone = || link.recovering() || self.connection.epoch() != self.epoch;
+        // `down` below, a closed channel by lapin (which refuses to send
+        // on it).
+        let gone = || link.recovering() || self.channel.generation() != self.generation;
         let lost = || Error::Amqp {
             operation: operation.to_owned(),
             reply_code: None,
-            source: "the connection the delivery came on was lost; the broker delivers it again"
+            source: "the channel the delivery came on is closed; the broker delivers it again"
                 .into(),
         };
         if gone() {
@@ -316,7 +323,12 @@ impl Delivery {
         }
         tokio::select! {
             biased;
-            settled = settling => settled.map(drop).map_err(|e| amqp_error(operation, e)),
+            settled = settling => match settled {
+                Ok(true) => Ok(()),
+                // Not sent: lapin found the channel closed.
+                Ok(false) => Err(lost()),
+                Err(e) => Err(amqp_error(operation, e)),
+            },
             () = down => Err(lost()),
         }
     }

@@ -9,10 +9,13 @@
 //!
 //! | file | holds |
 //! |---|---|
+//! | `connection` | a connection as two sessions: one consumes, one publishes (a resource alarm blocks only the second) |
 //! | `connect` | opening one lapin connection, the addresses in turn |
-//! | `session` | the connection Postage keeps up: the lapin connection now, its channels, its record |
+//! | `session` | one AMQP connection Postage keeps up: the lapin connection now, its channels, its record |
 //! | `recovery` | replacing a lost connection; stalls |
-//! | `channel` | a channel that is opened again after a loss: declarations, consumers, publishing |
+//! | `channel` | a channel opened again after a loss, alone after the broker closed it, or replaced when it stops making progress |
+//! | `consume` | consumers: started, cancelled, resumed after an interruption (a queue deleted from outside declared again) |
+//! | `publish` | publishing within the publish time limit: held while blocked, sent again after a lost confirmation or a nack |
 //! | `declare` | declarations on a lapin channel (used by channels and by recovery) |
 //! | `topology` | declarations through a recovering channel, recorded for recovery |
 //! | `delivery` | deliveries, consumers across channel replacements, interruptions |
@@ -20,13 +23,16 @@
 
 mod channel;
 mod connect;
+mod connection;
+mod consume;
 mod convert;
 mod declare;
 mod delivery;
+mod publish;
 mod recovery;
 mod session;
 mod topology;
 
 pub(crate) use channel::Channel;
+pub(crate) use connection::Connection;
 pub(crate) use delivery::{Consumer, ConsumerId, Delivery, Interruption};
-pub(crate) use session::Connection;

@@ -124,10 +124,10 @@ fn jitter(delay: Duration) -> Duration {
 /// again, and makes the new connection the current one. Gives the address
 /// reached.
 async fn attempt(shared: &Arc<Shared>) -> Result<String> {
-    let (lapin, endpoint) = connect::open(&shared.config).await?;
+    let (lapin, endpoint) = connect::open(&shared.config, None).await?;
     let lapin = Arc::new(lapin);
     let renames = redeclare(shared, &lapin).await?;
-    let epoch = shared.next_epoch();
+    let epoch = shared.next_generation();
     let channels: Vec<_> = {
         let mut state = shared.state();
         state.channels.retain(|channel| channel.strong_count() > 0);
@@ -138,7 +138,7 @@ async fn attempt(shared: &Arc<Shared>) -> Result<String> {
             continue;
         }
         channel
-            .reopen(&lapin, epoch, &renames)
+            .reopen_on(&lapin, epoch, &renames)
             .await
             .map_err(|e| amqp_error("channel.open (recovery)", e))?;
     }

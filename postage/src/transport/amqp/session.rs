@@ -1,6 +1,6 @@
-//! The connection Postage keeps up: one lapin connection at a time,
-//! replaced by the recovery task when it is lost, with the record of what
-//! was declared through it and the channels opened on it.
+//! A session: one AMQP connection Postage keeps up, one lapin connection
+//! at a time, replaced by the recovery task when it is lost, with the
+//! record of what was declared through it and the channels opened on it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -19,8 +19,11 @@ use crate::transport::Link;
 use crate::transport::link::{connection_closed, not_recovered};
 use crate::transport::record::Record;
 
-/// A connection to RabbitMQ that Postage recovers itself.
-pub(crate) struct Connection {
+/// How long closing a connection waits for the broker's answer.
+const CLOSE_LIMIT: Duration = Duration::from_secs(5);
+
+/// An AMQP connection to RabbitMQ that Postage recovers itself.
+pub(super) struct Session {
     shared: Arc<Shared>,
 }
 
@@ -34,11 +37,13 @@ pub(super) struct Shared {
     pub(super) lost: Arc<Notify>,
     closed: AtomicBool,
     /// The epoch of the current lapin connection. Every attempt to
-    /// replace it draws a new one (`attempts`), and the channels opened on
-    /// a connection carry its epoch, so that a channel reopened by an
+    /// replace it draws a new one, and the channels opened on a
+    /// connection carry its epoch, so that a channel reopened by an
     /// attempt that then failed is known to be dead too.
     epoch: AtomicU64,
-    attempts: AtomicU64,
+    /// Where epochs and channel generations are drawn from: each is
+    /// greater than every one drawn before.
+    generations: AtomicU64,
 }
 
 pub(super) struct State {
@@ -51,12 +56,17 @@ pub(super) struct State {
     pub(super) record: Record,
 }
 
-impl Connection {
-    /// Connects to the first address that answers, and starts the task
-    /// that recovers the connection when it is lost.
-    pub(crate) async fn open(config: &Config, link: &Arc<Link>) -> Result<Self> {
-        let (lapin, endpoint) = connect::open(config).await?;
-        tracing::info!(%endpoint, "connected to RabbitMQ");
+impl Session {
+    /// Connects to the first address that answers (`first`, when given,
+    /// before the others), and starts the task that recovers the
+    /// connection when it is lost.
+    pub(super) async fn open(
+        config: &Config,
+        link: &Arc<Link>,
+        first: Option<&str>,
+    ) -> Result<Self> {
+        let (lapin, endpoint) = connect::open(config, first).await?;
+        tracing::info!(%endpoint, name = %config.client_name(), "connected to RabbitMQ");
         let lapin = Arc::new(lapin);
         let shared = Arc::new(Shared {
             config: config.clone(),
@@ -70,26 +80,26 @@ impl Connection {
             lost: Arc::new(Notify::new()),
             closed: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
-            attempts: AtomicU64::new(0),
+            generations: AtomicU64::new(0),
         });
         shared.watch(&lapin);
         tokio::spawn(recovery::run(Arc::downgrade(&shared), shared.lost.clone()));
-        Ok(Connection { shared })
+        Ok(Session { shared })
     }
 
     /// Is the connection up (not closed, not being recovered)?
-    pub(crate) fn is_connected(&self) -> bool {
+    pub(super) fn is_connected(&self) -> bool {
         !self.shared.link.recovering() && self.shared.is_up()
     }
 
     /// The address the connection is on now, `host:port`.
-    pub(crate) fn endpoint(&self) -> String {
+    pub(super) fn endpoint(&self) -> String {
         self.shared.state().endpoint.clone()
     }
 
     /// Closes the connection (all its channels with it); it is not
     /// recovered after that.
-    pub(crate) async fn close(&self) -> Result<()> {
+    pub(super) async fn close(&self) -> Result<()> {
         self.shared.closed.store(true, Ordering::Relaxed);
         self.shared.lost.notify_one();
         let lapin = self.shared.lapin();
@@ -98,10 +108,19 @@ impl Connection {
         }
         let down = self.shared.link.down_notified();
         let closing = lapin.close(200, "OK".into());
-        // A connection lost while closing never answers: it is closed.
+        // A connection lost while closing never answers: it is closed. A
+        // broker that blocks the connection (a resource alarm) reads
+        // nothing, the close included: the connection is left behind.
         let closed = tokio::select! {
             closed = closing => closed,
             () = down => Ok(()),
+            () = tokio::time::sleep(CLOSE_LIMIT) => {
+                tracing::warn!(
+                    blocked = ?self.shared.link.blocked(),
+                    "the broker did not answer the close within {CLOSE_LIMIT:?}; the connection is left to the broker"
+                );
+                Ok(())
+            }
         };
         match closed {
             Ok(()) => Ok(()),
@@ -113,7 +132,7 @@ impl Connection {
     /// Opens a channel; `confirms` switches publisher confirms on. While
     /// the connection is being recovered, waits for it (within the
     /// recovery timeout).
-    pub(crate) async fn open_channel(&self, confirms: bool) -> Result<Channel> {
+    pub(super) async fn open_channel(&self, confirms: bool) -> Result<Channel> {
         let shared = &self.shared;
         let deadline = tokio::time::Instant::now() + shared.config.recovery_timeout();
         loop {
@@ -121,12 +140,18 @@ impl Connection {
                 return Err(connection_closed("channel.open"));
             }
             if !shared.link.recovering() {
-                let generation = shared.epoch();
+                let epoch = shared.epoch();
                 let lapin = shared.lapin();
                 match open_lapin_channel(&lapin, confirms).await {
                     Ok(channel) => {
-                        let channel =
-                            ChannelShared::new(shared.clone(), channel, generation, confirms);
+                        let generation = shared.next_generation();
+                        let channel = ChannelShared::new(
+                            shared.clone(),
+                            channel,
+                            generation,
+                            epoch,
+                            confirms,
+                        );
                         shared.state().channels.push(Arc::downgrade(&channel));
                         return Ok(Channel::from(channel));
                     }
@@ -181,9 +206,10 @@ impl Shared {
         self.epoch.load(Ordering::Acquire)
     }
 
-    /// A new epoch, for an attempt to replace the connection.
-    pub(super) fn next_epoch(&self) -> u64 {
-        self.attempts.fetch_add(1, Ordering::Relaxed) + 1
+    /// A new epoch (for an attempt to replace the connection) or channel
+    /// generation (for a channel opened or opened again).
+    pub(super) fn next_generation(&self) -> u64 {
+        self.generations.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Makes `lapin`, opened in `epoch`, the current connection.
@@ -218,10 +244,16 @@ impl Shared {
                             lost.notify_one();
                         }
                         Some(lapin::Event::ConnectionBlocked(reason)) => {
-                            tracing::warn!(%reason, "the broker blocked the connection");
+                            tracing::warn!(%reason, "the broker blocks publishing on the connection (a resource alarm); sends wait");
+                            if let Some(shared) = shared.upgrade() {
+                                shared.link.set_blocked(Some(reason.to_string()));
+                            }
                         }
                         Some(lapin::Event::ConnectionUnblocked) => {
-                            tracing::info!("the broker unblocked the connection");
+                            tracing::info!("the broker unblocked the connection; sends resume");
+                            if let Some(shared) = shared.upgrade() {
+                                shared.link.set_blocked(None);
+                            }
                         }
                         Some(_) => {}
                         None => {

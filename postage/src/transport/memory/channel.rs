@@ -13,9 +13,10 @@ use super::broker::Guard;
 use super::delivery::{Consumer, ConsumerId, Interruption, Slot};
 use super::flow::Published;
 use super::session::Session;
-use super::state::{Destination, Message, Refused, State};
+use super::state::{Destination, Message, Refusal, Refused, State};
 use crate::error::{Error, Result};
 use crate::topology::{Exchange, Queue};
+use crate::transport::record::Record;
 use crate::transport::{DEADLINE_HEADER, Declared, OutgoingProperties};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -78,22 +79,22 @@ impl ChannelShared {
         })
     }
 
-    /// Opens this channel again on connection `connection`, with its
-    /// prefetch and consumers (on renamed queues' new names).
+    /// Opens this channel again on connection `connection` (a new one,
+    /// or its own when the broker closed the channel), with its prefetch
+    /// and consumers (on renamed queues' new names). With `record`, each
+    /// consumed queue it holds is declared again first, with its
+    /// bindings.
     pub(super) fn reopen(
         &self,
         state: &mut Guard<'_>,
         connection: u64,
         renames: &[(String, String)],
+        mut record: Option<&mut Record>,
     ) {
         if self.closed.load(Ordering::Relaxed) {
             return;
         }
         let mut current = lock(&self.current);
-        if state.refusals.contains_key(&current.id) {
-            // Closed by the broker before the loss: stays closed.
-            return;
-        }
         let Some(id) = state.open_channel(connection) else {
             return;
         };
@@ -107,6 +108,15 @@ impl ChannelShared {
             if let Some((_, new)) = renames.iter().find(|(old, _)| *old == queue) {
                 queue.clone_from(new);
             }
+            if let Some(record) = record.as_deref_mut() {
+                match redeclare_queue(state, id, record, &queue) {
+                    Ok(Some(renamed)) => queue = renamed,
+                    Ok(None) => {}
+                    Err(refusal) => {
+                        tracing::warn!(queue, reason = %refusal.text, "a queue could not be declared again");
+                    }
+                }
+            }
             let (tx, rx) = mpsc::unbounded_channel();
             match state.consume(id, &queue, slot.no_ack, tx) {
                 Ok(tag) => slot.replace(queue, tag, id, connection, rx),
@@ -115,6 +125,23 @@ impl ChannelShared {
                 }
             }
         }
+    }
+
+    /// Opens the channel again on its own connection when the broker
+    /// closed it (its consumers' queues declared again from the record);
+    /// false when the connection is lost (its recovery reopens it) or the
+    /// channel is open.
+    fn reopen_alone(&self, state: &mut Guard<'_>) -> bool {
+        let (id, connection) = {
+            let current = lock(&self.current);
+            (current.id, current.generation)
+        };
+        if self.session.id() != Some(connection) || state.channels.contains_key(&id) {
+            return false;
+        }
+        let mut session = lock(&self.session.state);
+        self.reopen(state, connection, &[], Some(&mut session.record));
+        true
     }
 
     /// Waits until the channel of `generation` has been opened again on
@@ -155,13 +182,9 @@ impl ChannelShared {
                 if self.closed.load(Ordering::Relaxed) || self.session.closed() {
                     return Err(unusable(what(), "the channel is closed"));
                 }
+                // Closed by the broker (an earlier refusal): opened again.
+                self.reopen_alone(&mut state);
                 let mut current = lock(&self.current);
-                if let Some(refusal) = state.refusals.get(&current.id) {
-                    return Err(unusable(
-                        what(),
-                        format!("the broker closed the channel: {}", refusal.text),
-                    ));
-                }
                 if self.session.id() == Some(current.generation) {
                     let id = current.id;
                     return operation(&mut state, id, &mut current).map_err(|refusal| {
@@ -377,26 +400,72 @@ impl Channel {
         queue: &str,
         consumer: &Consumer,
         interruption: Interruption,
+        redeclare: bool,
     ) -> Result<Consumer> {
         let what = format!("basic.consume {queue:?}");
         if consumer.slot().is_cancelled() {
             return Err(interruption.into_error(what, "the consumer was cancelled"));
         }
-        if !matches!(interruption, Interruption::Lost) {
-            return Err(interruption
-                .into_error(what, "the broker ended the consumer or closed its channel"));
-        }
-        let generation = consumer.generation();
-        tracing::warn!(queue, "consumer interrupted; waiting for recovery");
-        if let Err(reason) = self.0.reopened_after(generation).await {
-            return Err(interruption.into_error(what, reason));
+        match &interruption {
+            Interruption::Lost => {
+                tracing::warn!(queue, "consumer interrupted; waiting for recovery");
+                if let Err(reason) = self.0.reopened_after(consumer.generation()).await {
+                    return Err(interruption.into_error(what, reason));
+                }
+            }
+            Interruption::Closed(refusal) => {
+                tracing::warn!(queue, reason = %refusal.text, "the broker closed the consumer's channel; opening it again");
+                let mut state = self.0.session.broker.lock();
+                self.0.reopen_alone(&mut state);
+            }
+            Interruption::Cancelled if redeclare => {
+                tracing::warn!(
+                    queue,
+                    "the broker cancelled the consumer (its queue was deleted?); declaring the queue again"
+                );
+                if let Err(refusal) = self.restart(consumer) {
+                    return Err(interruption.into_error(what, &refusal.text));
+                }
+            }
+            Interruption::Cancelled => {
+                return Err(interruption.into_error(
+                    what,
+                    "the broker cancelled the consumer (its queue was deleted?)",
+                ));
+            }
         }
         let resumed = consumer.resumed();
-        if resumed.generation() == generation {
+        if resumed.same_as(consumer) {
             return Err(interruption.into_error(what, "the consumer was not started again"));
         }
-        tracing::info!(queue, "consumer recovered");
+        tracing::info!(queue, "consumer resumed");
         Ok(resumed)
+    }
+
+    /// Starts a consumer the broker cancelled again on the channel, its
+    /// queue declared again from the record first.
+    fn restart(&self, consumer: &Consumer) -> std::result::Result<(), Refusal> {
+        let slot = consumer.slot();
+        let mut state = self.0.session.broker.lock();
+        self.0.reopen_alone(&mut state);
+        let current = lock(&self.0.current);
+        let mut session = lock(&self.0.session.state);
+        let mut queue = slot.queue();
+        if let Some(renamed) = redeclare_queue(&mut state, current.id, &mut session.record, &queue)?
+        {
+            queue = renamed;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let tag = state.consume(current.id, &queue, slot.no_ack, tx)?;
+        slot.replace(queue, tag, current.id, current.generation, rx);
+        Ok(())
+    }
+
+    pub(crate) async fn renew(&self) {
+        let mut state = self.0.session.broker.lock();
+        let id = lock(&self.0.current).id;
+        state.close_channel(id, None);
+        self.0.reopen_alone(&mut state);
     }
 
     pub(crate) fn is_open(&self) -> bool {
@@ -417,4 +486,36 @@ impl Channel {
         }
         state.close_channel(current.id, None);
     }
+}
+
+/// Declares `queue` again on channel `channel` as `record` has it (the
+/// exchanges its bindings name, the queue, its bindings); nothing when the
+/// record does not hold it. Gives the new name of a server-named queue.
+fn redeclare_queue(
+    state: &mut State,
+    channel: u64,
+    record: &mut Record,
+    queue: &str,
+) -> std::result::Result<Option<String>, Refusal> {
+    let Some((declared, exchanges, bindings)) = record.queue_topology(queue) else {
+        return Ok(None);
+    };
+    for exchange in &exchanges {
+        state.declare_exchange(channel, exchange)?;
+    }
+    let (name, _, _) = state.declare_queue(channel, &declared.declaration, false)?;
+    for binding in &bindings {
+        state.bind(
+            channel,
+            Destination::new(&name, false),
+            &binding.exchange,
+            &binding.key,
+            &binding.arguments,
+        )?;
+    }
+    if name == queue {
+        return Ok(None);
+    }
+    record.renamed(queue, &name);
+    Ok(Some(name))
 }

@@ -43,7 +43,8 @@ pub(crate) struct Delivered {
 pub(crate) struct Delivery {
     delivered: Delivered,
     channel: u64,
-    generation: u64,
+    /// The connection it came on.
+    connection: u64,
     session: Arc<Session>,
 }
 
@@ -150,13 +151,19 @@ impl Consumer {
         ConsumerId(self.slot.clone())
     }
 
+    /// The connection it was started on.
     pub(super) fn generation(&self) -> u64 {
         self.current.generation
     }
 
-    /// The same consumer on its channel now.
+    /// The consumer that replaced this one (the same when none did).
     pub(super) fn resumed(&self) -> Consumer {
         Consumer::new(self.slot.clone(), self.session.clone())
+    }
+
+    /// Is `other` the same broker consumer as this one?
+    pub(super) fn same_as(&self, other: &Consumer) -> bool {
+        self.current.channel == other.current.channel && self.current.tag == other.current.tag
     }
 }
 
@@ -212,7 +219,7 @@ impl Stream for Consumer {
             Some(Event::Deliver(delivered)) => Some(Ok(Delivery {
                 delivered,
                 channel: this.current.channel,
-                generation: this.current.generation,
+                connection: this.current.generation,
                 session: this.session.clone(),
             })),
             Some(Event::Cancelled) => Some(Err(Interruption::Cancelled)),
@@ -294,8 +301,10 @@ impl Delivery {
         self.settle("basic.ack", Settle::AckUpTo)
     }
 
+    /// The broker's id of its channel: tags count from 1 on each, and a
+    /// channel opened again gets a greater id.
     pub(crate) fn generation(&self) -> u64 {
-        self.generation
+        self.channel
     }
 
     pub(crate) async fn reject(&self, requeue: bool) -> Result<()> {
@@ -311,7 +320,7 @@ impl Delivery {
     /// is lost nothing can (the broker delivers it again).
     fn settle(&self, operation: &'static str, outcome: Settle) -> Result<()> {
         self.session
-            .settle(self.channel, self.generation, self.delivered.tag, outcome)
+            .settle(self.channel, self.connection, self.delivered.tag, outcome)
             .map_err(|refusal| match refusal {
                 Some(refusal) => refusal.into_error(operation.to_owned()),
                 None => Error::Amqp {

@@ -195,7 +195,7 @@ impl Session {
         };
         session.channels.retain(|c| c.strong_count() > 0);
         for channel in session.channels.iter().filter_map(Weak::upgrade) {
-            channel.reopen(state, connection, &renames);
+            channel.reopen(state, connection, &renames, None);
         }
         session.id = Some(connection);
         true

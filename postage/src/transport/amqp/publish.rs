@@ -1,0 +1,216 @@
+//! Publishing through a channel Postage opens again, within the publish
+//! time limit: held while the broker blocks the connection, sent again
+//! when a lost connection swallowed its confirmation, and sent again on a
+//! new channel once when the broker nacks it (RabbitMQ 3.10 can leave a
+//! channel that nacks every publish to a quorum queue whose leader moved:
+//! only a new channel recovers from it).
+
+use std::time::Duration;
+
+use lapin::options::BasicPublishOptions;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Confirmation};
+
+use super::channel::{Channel, RETRIES, lost};
+use super::convert::{amqp_error, field_table};
+use crate::error::{Error, Result};
+use crate::transport::{DEADLINE_HEADER, OutgoingProperties};
+
+/// How often, at most, a channel the broker nacks is replaced.
+const RENEW_AFTER_NACK: Duration = Duration::from_secs(1);
+
+fn basic_properties(props: &OutgoingProperties<'_>) -> BasicProperties {
+    let mut properties = BasicProperties::default();
+    if let Some(content_type) = props.content_type {
+        properties = properties.with_content_type(content_type.into());
+    }
+    if props.persistent {
+        properties = properties.with_delivery_mode(2);
+    }
+    if let Some(reply_to) = props.reply_to {
+        properties = properties.with_reply_to(reply_to.into());
+    }
+    if let Some(correlation_id) = props.correlation_id {
+        properties = properties.with_correlation_id(correlation_id.into());
+    }
+    if let Some(ms) = props.expiration_ms {
+        properties = properties.with_expiration(ms.to_string().into());
+    }
+    let mut headers = props.headers.map(field_table);
+    if let Some(ms) = props.deadline_ms {
+        headers.get_or_insert_with(FieldTable::default).insert(
+            DEADLINE_HEADER.into(),
+            AMQPValue::LongLongInt(i64::try_from(ms).unwrap_or(i64::MAX)),
+        );
+    }
+    if let Some(headers) = headers {
+        properties = properties.with_headers(headers);
+    }
+    properties
+}
+
+impl Channel {
+    /// See [`transport::Channel::publish`](crate::transport::Channel::publish).
+    pub(crate) async fn publish(
+        &self,
+        exchange: &str,
+        key: &str,
+        body: &[u8],
+        props: &OutgoingProperties<'_>,
+    ) -> Result<()> {
+        let config = &self.0.connection.config;
+        let limit = config.publish_timeout();
+        match tokio::time::timeout(limit, self.publish_unbounded(exchange, key, body, props)).await
+        {
+            Ok(published) => published,
+            Err(_) => Err(self.timed_out(exchange, key, limit)),
+        }
+    }
+
+    /// Why a publish did not finish within `limit`.
+    fn timed_out(&self, exchange: &str, key: &str, limit: Duration) -> Error {
+        let (exchange, key) = (exchange.to_owned(), key.to_owned());
+        match self.0.connection.link.blocked() {
+            Some(reason) => Error::Blocked {
+                exchange,
+                key,
+                reason,
+                waited: limit,
+            },
+            None if self.0.confirms => Error::Unconfirmed {
+                exchange,
+                key,
+                timeout: limit,
+            },
+            None => Error::PublishTimeout {
+                exchange,
+                key,
+                timeout: limit,
+            },
+        }
+    }
+
+    async fn publish_unbounded(
+        &self,
+        exchange: &str,
+        key: &str,
+        body: &[u8],
+        props: &OutgoingProperties<'_>,
+    ) -> Result<()> {
+        let shared = &*self.0;
+        let link = &shared.connection.link;
+        let options = BasicPublishOptions {
+            // Without confirms lapin keeps a returned message to itself,
+            // never reported: mandatory is only asked for with confirms.
+            mandatory: props.mandatory && shared.confirms,
+            immediate: false,
+        };
+        let mut retries = 0;
+        let mut nacked = false;
+        loop {
+            // Nothing is sent while the broker blocks the connection.
+            link.unblocked().await;
+            let now = shared.now();
+            if shared.closed_by_broker(&now) && retries < RETRIES {
+                retries += 1;
+                if let Err(reason) = shared.reopened_after(now.generation).await {
+                    return Err(Error::Amqp {
+                        operation: format!("basic.publish to {exchange:?}"),
+                        reply_code: None,
+                        source: reason.into(),
+                    });
+                }
+                continue;
+            }
+            let channel = &now.lapin;
+            let attempt = async {
+                channel
+                    .basic_publish(
+                        exchange.into(),
+                        key.into(),
+                        options,
+                        body,
+                        basic_properties(props),
+                    )
+                    .await?
+                    .await
+            };
+            let outcome = if shared.confirms {
+                // A confirmation lost with the connection may never come:
+                // the attempt ends when the connection is replaced. Armed
+                // before the attempt, so that no replacement is missed.
+                let recovered = link.recovered_notified();
+                tokio::select! {
+                    outcome = attempt => outcome,
+                    () = recovered, if now.epoch == shared.connection.epoch() => {
+                        if retries == RETRIES {
+                            return Err(Error::PublishInterrupted {
+                                exchange: exchange.to_owned(),
+                                key: key.to_owned(),
+                                attempts: retries + 1,
+                            });
+                        }
+                        retries += 1;
+                        tracing::warn!(exchange, key, "the connection was replaced before the publisher confirmation came; publishing again");
+                        continue;
+                    }
+                }
+            } else {
+                // Without confirms the attempt ends once the frames are
+                // written or rejected (lapin refuses a publish on a channel
+                // that is down at once, and fails the frames it could not
+                // write when its connection dies).
+                attempt.await
+            };
+            let error = match outcome {
+                Ok(Confirmation::Nack(None)) if !nacked => {
+                    nacked = true;
+                    shared
+                        .renew(
+                            now.generation,
+                            RENEW_AFTER_NACK,
+                            "the broker nacked a publish; a new channel publishes it again",
+                        )
+                        .await;
+                    continue;
+                }
+                Ok(confirmation) => {
+                    link.published();
+                    return confirmed(confirmation, exchange, key);
+                }
+                Err(error) => error,
+            };
+            if retries == RETRIES || !shared.failed_by_loss(now.epoch, Some(&error)).await {
+                return Err(amqp_error(format!("basic.publish to {exchange:?}"), error));
+            }
+            retries += 1;
+            tracing::warn!(exchange, key, %error, "publish interrupted; waiting for the channel to come back");
+            if let Err(reason) = shared.reopened_after(now.generation).await {
+                return Err(lost(
+                    format!("basic.publish to {exchange:?}"),
+                    error,
+                    reason,
+                ));
+            }
+        }
+    }
+}
+
+/// A confirmation as a result: a nack or a returned (unroutable) mandatory
+/// message is an error.
+fn confirmed(confirmation: Confirmation, exchange: &str, key: &str) -> Result<()> {
+    match confirmation {
+        Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+        Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
+            Err(Error::Unroutable {
+                exchange: exchange.to_owned(),
+                key: key.to_owned(),
+                reply: returned.reply_text.to_string(),
+            })
+        }
+        Confirmation::Nack(None) => Err(Error::Nacked {
+            exchange: exchange.to_owned(),
+            key: key.to_owned(),
+        }),
+    }
+}
