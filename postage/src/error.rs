@@ -115,10 +115,14 @@ pub enum Error {
 
     /// The broker blocked the connection's publishers (a memory or disk
     /// alarm: `rabbitmqctl status` shows it) for longer than the publish
-    /// time limit ([`Config::with_publish_timeout`](crate::Config::with_publish_timeout)):
-    /// the message was not published.
+    /// time limit ([`Config::with_publish_timeout`](crate::Config::with_publish_timeout)).
+    /// Unless `sent`, the message was held back and never published;
+    /// when `sent`, it had left before the broker said it blocks (RabbitMQ
+    /// blocks a connection on its first publish under an alarm), and the
+    /// broker publishes it once it reads again.
     #[error(
-        "the broker blocks publishing ({reason}): the message for exchange {exchange:?} with key {key:?} was not published within {waited:?}"
+        "the broker blocks publishing ({reason}): the message for exchange {exchange:?} with key {key:?} was {} within {waited:?}",
+        if *sent { "sent but not confirmed (the broker takes it when it unblocks)" } else { "not published" }
     )]
     Blocked {
         /// The exchange published to.
@@ -129,6 +133,8 @@ pub enum Error {
         reason: String,
         /// How long the send waited.
         waited: Duration,
+        /// Had the message left before the broker blocked the connection?
+        sent: bool,
     },
 
     /// A publish without publisher confirms could not be handed to the

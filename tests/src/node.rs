@@ -367,6 +367,48 @@ impl PrivateNode {
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
+    /// Everything the node has logged so far.
+    pub fn log(&self) -> String {
+        let mut text = String::new();
+        if let Ok(entries) = std::fs::read_dir(self.dir.join("log")) {
+            for entry in entries.flatten() {
+                if entry.path().extension().is_some_and(|e| e == "log") {
+                    text.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+                }
+            }
+        }
+        text
+    }
+
+    /// The channel processes (as `rabbitmqctl` prints pids) of the
+    /// consumers of `queue`.
+    pub fn consumer_channels(&self, queue: &str) -> Vec<String> {
+        let listing = self.rabbitmqctl(&[
+            "list_consumers",
+            "queue_name",
+            "channel_pid",
+            "--quiet",
+            "--no-table-headers",
+        ]);
+        listing
+            .lines()
+            .filter_map(|line| line.split_once('\t'))
+            .filter(|(name, _)| *name == queue)
+            .map(|(_, pid)| pid.trim().to_owned())
+            .collect()
+    }
+
+    /// Suspends (`on`) or resumes an Erlang process of the node given as
+    /// `rabbitmqctl` prints pids: a suspended channel takes what its
+    /// queues deliver and passes none of it on.
+    pub fn suspend_process(&self, pid: &str, on: bool) {
+        let call = if on { "suspend" } else { "resume" };
+        self.rabbitmqctl(&[
+            "eval",
+            &format!("sys:{call}(rabbit_misc:string_to_pid(\"{pid}\"))."),
+        ]);
+    }
+
     /// How many messages `queue` holds (ready and unacknowledged).
     pub fn queue_depth(&self, queue: &str) -> Option<u64> {
         let listing = self.rabbitmqctl(&[

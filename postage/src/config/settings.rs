@@ -283,8 +283,10 @@ impl Config {
     }
 
     /// How long a lost connection may take to come back (default
-    /// [`DEFAULT_RECOVERY_TIMEOUT`]). A send or a consumer waiting for it
-    /// fails after that long (the recovery itself goes on), and when, past
+    /// [`DEFAULT_RECOVERY_TIMEOUT`]). A declaration or a new channel
+    /// waiting for it fails after that long (sends have their own limit,
+    /// [`with_publish_timeout`](Config::with_publish_timeout); consumers
+    /// wait as long as it takes; the recovery itself goes on), and when, past
     /// that time, a broker of the list has been accepting TCP connections
     /// for 10 s but the connection has still not recovered (a login
     /// refused, a handshake that never ends, a declaration refused), the

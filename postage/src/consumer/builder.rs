@@ -2,6 +2,7 @@
 //! the broker consumers.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -181,6 +182,7 @@ impl ConsumerBuilder {
             connection: connection.clone(),
             redeclare: self.redeclare,
             flag: Flag::default(),
+            stalls: AtomicU64::new(0),
         });
         if !self.watchdog.is_zero() {
             tokio::spawn(watchdog(

@@ -2,6 +2,7 @@
 //! binding more at run time, stopping, and the consumer's [`Health`].
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures_util::StreamExt;
@@ -93,6 +94,8 @@ pub(super) struct Shared {
     pub(super) redeclare: bool,
     /// Raised while the health says stalled or standing by.
     pub(super) flag: Flag,
+    /// Stalls the watchdog found.
+    pub(super) stalls: AtomicU64,
 }
 
 pub(super) struct State {
@@ -346,6 +349,13 @@ impl ConsumerHandle {
                 () = stalled => {}
             }
         }
+    }
+
+    /// How many times the watchdog found the consumer stalled (a queue
+    /// with ready messages delivered none while the consumer had room)
+    /// and gave it a new channel.
+    pub fn stalls(&self) -> u64 {
+        self.shared.stalls.load(Ordering::Relaxed)
     }
 
     /// How many times the consumer's connection was lost and restored

@@ -209,6 +209,8 @@ pub(super) async fn watchdog(
         seen.retain(|name, _| queues.iter().any(|q| q.name == *name));
         if let Some(reason) = stalled {
             tracing::error!(%reason, "the consumer is stalled; replacing its channel");
+            shared.stalls.fetch_add(1, Ordering::Relaxed);
+            shared.health_gauge.stalled();
             shared.flag.raise();
             shared.set_health(Health::Stalled(reason));
             shared.channel.renew().await;

@@ -79,6 +79,14 @@ impl<P: Handlers> ProcessorBuilder<P> {
         self
     }
 
+    /// How often the consumer's watchdog looks at its progress: see
+    /// [`ConsumerBuilder::watchdog`](crate::consumer::ConsumerBuilder::watchdog).
+    #[must_use]
+    pub fn watchdog(mut self, period: std::time::Duration) -> Self {
+        self.consumer = self.consumer.watchdog(period);
+        self
+    }
+
     /// The largest body decoded (default
     /// [`DEFAULT_MAX_BODY_SIZE`](crate::consumer::DEFAULT_MAX_BODY_SIZE));
     /// a larger one is rejected unread.

@@ -315,12 +315,14 @@ impl Prepared<'_> {
             }
         }
         if let Some(reason) = self.origin.connection.blocked() {
-            // The requests never left: the broker blocks publishing.
+            // No reply because the broker blocks publishing: a request may
+            // have left and still be taken when the broker unblocks.
             return Err(Error::Blocked {
                 exchange: self.exchange.name().to_owned(),
                 key: self.key.clone(),
                 reason,
                 waited: self.timeout * attempts,
+                sent: true,
             });
         }
         Err(last_error.unwrap_or_else(|| self.timed_out(attempts)))

@@ -4,7 +4,7 @@ use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 
 use super::names::{
     CONNECTION_RECOVERIES, CONNECTION_STALLS, CONNECTIONS_BLOCKED, CONSUMER_HEALTH,
-    DELIVERIES_FAILED, DELIVERIES_HANDLED, DELIVERIES_PARKED, DELIVERIES_RECEIVED,
+    CONSUMER_STALLS, DELIVERIES_FAILED, DELIVERIES_HANDLED, DELIVERIES_PARKED, DELIVERIES_RECEIVED,
     DELIVERIES_REJECTED, DELIVERIES_RETRIED, HANDLER_DURATION, MESSAGES_CONFIRMED,
     MESSAGES_IN_FLIGHT, MESSAGES_PUBLISHED, MESSAGES_RETURNED, PUBLISH_FAILURES, RPC_CALL_DURATION,
     RPC_TIMEOUTS,
@@ -43,6 +43,10 @@ pub fn describe_metrics() {
         (RPC_TIMEOUTS, "RPC attempts that got no reply in time"),
         (CONNECTION_RECOVERIES, "Lost connections that came back"),
         (CONNECTION_STALLS, "Connection recoveries found stalled"),
+        (
+            CONSUMER_STALLS,
+            "Consumers found stalled (ready messages, none delivered) and given a new channel",
+        ),
     ];
     for (name, help) in counters {
         describe_counter!(name, Unit::Count, help);

@@ -10,7 +10,7 @@ use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 
 use super::names::{
     CONNECTION_RECOVERIES, CONNECTION_STALLS, CONNECTIONS_BLOCKED, CONSUMER_HEALTH,
-    DELIVERIES_FAILED, DELIVERIES_HANDLED, DELIVERIES_PARKED, DELIVERIES_RECEIVED,
+    CONSUMER_STALLS, DELIVERIES_FAILED, DELIVERIES_HANDLED, DELIVERIES_PARKED, DELIVERIES_RECEIVED,
     DELIVERIES_REJECTED, DELIVERIES_RETRIED, HANDLER_DURATION, MESSAGES_CONFIRMED,
     MESSAGES_IN_FLIGHT, MESSAGES_PUBLISHED, MESSAGES_RETURNED, PUBLISH_FAILURES, REJECTION_REASONS,
     RPC_CALL_DURATION, RPC_OUTCOMES, RPC_TIMEOUTS,
@@ -361,8 +361,9 @@ pub(crate) const HEALTH_STATES: [&str; 7] = [
     "stopped",
 ];
 
-/// A consumer's health gauge: one series per state.
-pub(crate) struct HealthGauge(Vec<Gauge>);
+/// A consumer's health gauge (one series per state) and its stall
+/// counter.
+pub(crate) struct HealthGauge(Vec<Gauge>, Counter);
 
 impl HealthGauge {
     /// The gauge of consumer `consumer`.
@@ -375,7 +376,13 @@ impl HealthGauge {
                     gauge!(CONSUMER_HEALTH, &labels)
                 })
                 .collect(),
+            counter!(CONSUMER_STALLS, "consumer" => consumer.to_owned()),
         )
+    }
+
+    /// The watchdog found the consumer stalled.
+    pub(crate) fn stalled(&self) {
+        self.1.increment(1);
     }
 
     /// The consumer is now in state `state` (one of [`HEALTH_STATES`]).

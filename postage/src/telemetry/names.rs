@@ -49,6 +49,9 @@ pub const CONNECTION_STALLS: &str = "postage_connection_stalls_total";
 /// Gauge: connections whose publishers the broker blocks now (a memory
 /// or disk alarm); 0 when none.
 pub const CONNECTIONS_BLOCKED: &str = "postage_connections_blocked";
+/// Counter: stalls a consumer's watchdog found (ready messages, none
+/// delivered), each followed by a new channel. Label: `consumer`.
+pub const CONSUMER_STALLS: &str = "postage_consumer_stalls_total";
 /// Gauge: 1 for a consumer's current health, 0 for the others. Labels:
 /// `consumer` (a processor's fingerprint name), `state` (`consuming`,
 /// `recovering`, `blocked`, `stalled`, `standing_by`, `failed`,

@@ -38,6 +38,16 @@ const LOSS_NOTICE: Duration = Duration::from_secs(2);
 /// what was published on it before it is closed.
 const DRAIN: Duration = Duration::from_secs(5);
 
+/// Reopenings of a channel this close to each other make a streak.
+const REOPEN_STREAK: Duration = Duration::from_secs(2);
+
+/// The pause before the second reopening of a streak is twice this; it
+/// doubles with each next one, up to `MAX_REOPEN_PAUSE`.
+const REOPEN_PAUSE: Duration = Duration::from_millis(50);
+
+/// The longest pause before a channel is opened again.
+const MAX_REOPEN_PAUSE: Duration = Duration::from_secs(5);
+
 /// A channel. Cheap to clone: clones are the same channel.
 #[derive(Clone)]
 pub(crate) struct Channel(pub(super) Arc<ChannelShared>);
@@ -59,6 +69,11 @@ pub(crate) struct ChannelShared {
     /// When the channel was last replaced while it was still open (see
     /// [`renew`](ChannelShared::renew)).
     pub(super) renewed_at: Mutex<Option<Instant>>,
+    /// When it was last opened again alone, and how many times in a row
+    /// that came soon after the time before: a channel the broker keeps
+    /// closing (a message whose handler makes it fail, over and over) is
+    /// opened again more and more slowly.
+    reopened_at: Mutex<Option<(Instant, u32)>>,
 }
 
 /// The lapin channel now, its generation, and the epoch of the
@@ -101,6 +116,7 @@ impl ChannelShared {
             closed: AtomicBool::new(false),
             reopening: tokio::sync::Mutex::new(()),
             renewed_at: Mutex::new(None),
+            reopened_at: Mutex::new(None),
         })
     }
 
@@ -170,8 +186,20 @@ impl ChannelShared {
     /// lost (within the recovery timeout), or here, on the same
     /// connection, when the broker closed the channel alone.
     pub(super) async fn reopened_after(&self, generation: u64) -> Result<(), &'static str> {
-        let link = &self.connection.link;
         let deadline = Instant::now() + self.connection.config.recovery_timeout();
+        self.reopened_within(generation, Some(deadline)).await
+    }
+
+    /// [`reopened_after`](ChannelShared::reopened_after), for as long as
+    /// it takes when `deadline` is `None`: a consumer waits for its
+    /// connection however long the broker is away (a recovery that
+    /// stalls is reported through the connection's state, not here).
+    pub(super) async fn reopened_within(
+        &self,
+        generation: u64,
+        deadline: Option<Instant>,
+    ) -> Result<(), &'static str> {
+        let link = &self.connection.link;
         let mut pause = Duration::from_millis(100);
         self.connection.lost.notify_one();
         loop {
@@ -197,7 +225,7 @@ impl ChannelShared {
             tokio::select! {
                 () = recovered => {}
                 () = tokio::time::sleep(pause) => pause = (pause * 2).min(Duration::from_secs(2)),
-                () = tokio::time::sleep_until(deadline) => {
+                () = until(deadline) => {
                     return Err("the channel did not come back within the recovery timeout");
                 }
             }
@@ -230,10 +258,31 @@ impl ChannelShared {
     /// again on the channel that replaces this one. A refusal of the
     /// operation itself is its answer (the broker closes the channel; the
     /// next operation opens it again). Gives the generation of the channel
-    /// it succeeded on with its value.
+    /// it succeeded on with its value. The whole takes at most the
+    /// recovery timeout (a link that carries nothing, a connection that
+    /// does not come back).
     pub(super) async fn with_channel<T, F, Fut>(
         &self,
         what: impl Fn() -> String,
+        operation: F,
+    ) -> Result<(T, u64)>
+    where
+        F: Fn(Arc<lapin::Channel>) -> Fut,
+        Fut: Future<Output = lapin::Result<T>>,
+    {
+        let limit = self.connection.config.recovery_timeout();
+        match tokio::time::timeout(limit, self.with_channel_unbounded(&what, operation)).await {
+            Ok(done) => done,
+            Err(_) => Err(unusable(
+                what(),
+                &format!("no answer within the recovery timeout ({limit:?})"),
+            )),
+        }
+    }
+
+    async fn with_channel_unbounded<T, F, Fut>(
+        &self,
+        what: &impl Fn() -> String,
         operation: F,
     ) -> Result<(T, u64)>
     where
@@ -360,6 +409,19 @@ impl ChannelShared {
         if self.lost_since(old.epoch) {
             return Err(lost_connection());
         }
+        let streak = match *lock(&self.reopened_at) {
+            Some((at, streak)) if at.elapsed() < REOPEN_STREAK => streak + 1,
+            _ => 0,
+        };
+        if streak > 0 {
+            let pause = (REOPEN_PAUSE * 2_u32.saturating_pow(streak)).min(MAX_REOPEN_PAUSE);
+            tracing::warn!(
+                ?pause,
+                "the broker keeps closing the channel; opening it again after a pause"
+            );
+            tokio::time::sleep(pause).await;
+        }
+        *lock(&self.reopened_at) = Some((Instant::now(), streak));
         let lapin = self.connection.lapin();
         let generation = self.connection.next_generation();
         let opening = self.reopen(&lapin, generation, old.epoch, &[], true);
@@ -406,6 +468,14 @@ impl ChannelShared {
                 self.generation() != generation
             }
         }
+    }
+}
+
+/// Resolves at `deadline`, or never.
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -137,22 +137,46 @@ async fn open_one(config: &Config, host: &str, port: u16) -> Result<lapin::Conne
     }
 }
 
+/// Where an address goes among the others.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Prefer<'a> {
+    /// The configured order.
+    None,
+    /// This address first (where another connection of the component is).
+    First(&'a str),
+    /// This address last (the one a connection was just lost on: a node
+    /// that froze or dropped off the network is tried after the others).
+    Last(&'a str),
+}
+
 /// Opens a connection to the first address that takes it, in the
-/// configured order (`first` before the others, when given); the error of
-/// the last address when none does (each failure is logged).
+/// configured order as `prefer` changes it; the error of the last address
+/// when none does (each failure is logged).
 pub(super) async fn open(
     config: &Config,
-    first: Option<&str>,
+    prefer: Prefer<'_>,
 ) -> Result<(lapin::Connection, String)> {
     let mut last = None;
     let mut addresses = addresses(config);
-    if let Some(first) = first
-        && let Some(at) = addresses
+    let named = |endpoint: &str| {
+        addresses
             .iter()
-            .position(|(host, port)| Endpoint(host, *port).to_string() == first)
-    {
-        let address = addresses.remove(at);
-        addresses.insert(0, address);
+            .position(|(host, port)| Endpoint(host, *port).to_string() == endpoint)
+    };
+    match prefer {
+        Prefer::First(endpoint) => {
+            if let Some(at) = named(endpoint) {
+                let address = addresses.remove(at);
+                addresses.insert(0, address);
+            }
+        }
+        Prefer::Last(endpoint) => {
+            if let Some(at) = named(endpoint) {
+                let address = addresses.remove(at);
+                addresses.push(address);
+            }
+        }
+        Prefer::None => {}
     }
     let several = addresses.len() > 1;
     for (host, port) in addresses {

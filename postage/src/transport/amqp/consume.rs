@@ -112,15 +112,19 @@ impl Channel {
         }
         let shared = &self.0;
         let now = shared.now();
+        // However long it takes (a consumer waits for its connection),
+        // unless the consumer is stopped meanwhile.
+        let reopened =
+            || unless_cancelled(consumer.slot(), shared.reopened_within(generation, None));
         let reason = if now.generation != generation && !shared.lost_since(now.epoch) {
             // Replaced already (renewed, or reopened after a refusal).
-            shared.reopened_after(generation).await
+            reopened().await
         } else if shared.closed_by_broker(&now) {
             warn_channel_closed(queue, &interruption);
-            shared.reopened_after(generation).await
+            reopened().await
         } else if shared.failed_by_loss(epoch, interruption.error()).await {
             tracing::warn!(queue, %interruption, "consumer interrupted; waiting for recovery");
-            shared.reopened_after(generation).await
+            reopened().await
         } else if redeclare {
             tracing::warn!(
                 queue,
@@ -203,23 +207,53 @@ impl Channel {
     }
 }
 
+/// Waits for `wait`, or until the consumer of `slot` is cancelled.
+pub(super) async fn unless_cancelled(
+    slot: &Slot,
+    wait: impl Future<Output = Result<(), &'static str>>,
+) -> Result<(), &'static str> {
+    let cancelled = async {
+        while !slot.is_cancelled() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::select! {
+        done = wait => done,
+        () = cancelled => Err("the consumer was cancelled"),
+    }
+}
+
 /// Says why the broker closed a consumer's channel, naming the queue's
 /// `consumer_timeout` when that was the cause.
 fn warn_channel_closed(queue: &str, interruption: &Interruption) {
     let reason = interruption.to_string();
+    tracing::warn!(queue, %reason, "{}", channel_closed_warning(&reason));
+}
+
+/// The warning for a consumer's channel the broker closed for `reason`.
+fn channel_closed_warning(reason: &str) -> &'static str {
     if reason.contains("acknowledgement") && reason.contains("timed out") {
-        tracing::warn!(
-            queue,
-            %reason,
-            "the broker closed the consumer's channel: a delivery stayed unacknowledged past the queue's consumer_timeout \
-             (handlers took too long; cap them with ProcessorBuilder::handler_timeout); \
-             the channel is opened again and the broker delivers the message again"
-        );
+        "the broker closed the consumer's channel: a delivery stayed unacknowledged past the queue's \
+         consumer_timeout (a handler took too long; cap handlers with ProcessorBuilder::handler_timeout); \
+         the channel is opened again and the broker delivers the message again"
     } else {
-        tracing::warn!(
-            queue,
-            %reason,
-            "the broker closed the consumer's channel; opening it again"
-        );
+        "the broker closed the consumer's channel; opening it again"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::channel_closed_warning;
+
+    #[test]
+    fn an_acknowledgement_timeout_is_named_for_consumer_timeout() {
+        // What RabbitMQ 3.10 closes the channel with.
+        let reason = "protocol error: AMQP soft error: PRECONDITION_FAILED - delivery acknowledgement \
+                      on channel 1 timed out. Timeout value used: 2000 ms. This timeout value can be \
+                      configured, see consumers doc guide to learn more";
+        assert!(channel_closed_warning(reason).contains("consumer_timeout"));
+        assert!(channel_closed_warning(reason).contains("handler_timeout"));
+        let other = "NOT_FOUND - no exchange 'x' in vhost '/'";
+        assert!(!channel_closed_warning(other).contains("consumer_timeout"));
     }
 }

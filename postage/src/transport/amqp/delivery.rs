@@ -4,10 +4,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
+use futures_util::task::AtomicWaker;
 use futures_util::{Stream, StreamExt};
 use lapin::options::{BasicAckOptions, BasicRejectOptions};
 
@@ -29,6 +30,12 @@ pub(crate) struct Slot {
     queue: Mutex<String>,
     no_ack: bool,
     current: Mutex<Started>,
+    /// The generation of `current`, read by every poll of its stream: a
+    /// stream whose consumer was replaced ends, so that its reader moves
+    /// to the new one (the replaced channel may never close).
+    generation: AtomicU64,
+    /// Wakes the stream's reader when the consumer is replaced.
+    replaced: AtomicWaker,
     cancelled: AtomicBool,
 }
 
@@ -50,7 +57,9 @@ impl Slot {
         Arc::new(Slot {
             queue: Mutex::new(queue.to_owned()),
             no_ack,
+            generation: AtomicU64::new(started.generation),
             current: Mutex::new(started),
+            replaced: AtomicWaker::new(),
             cancelled: AtomicBool::new(false),
         })
     }
@@ -66,7 +75,7 @@ impl Slot {
 
     /// The generation of the channel the consumer runs on now.
     pub(super) fn generation(&self) -> u64 {
-        lock(&self.current).generation
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The consumer tag now.
@@ -98,6 +107,8 @@ impl Slot {
             generation,
             epoch,
         };
+        self.generation.store(generation, Ordering::Release);
+        self.replaced.wake();
     }
 }
 
@@ -186,7 +197,16 @@ impl Stream for Consumer {
     type Item = Result<Delivery, Interruption>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match std::task::ready!(self.started.consumer.poll_next_unpin(cx)) {
+        let polled = self.started.consumer.poll_next_unpin(cx);
+        if polled.is_pending() {
+            // Woken too when the consumer is replaced on a new channel
+            // (checked after registering: no replacement is missed).
+            self.slot.replaced.register(cx.waker());
+        }
+        if self.slot.generation() != self.started.generation {
+            return Poll::Ready(Some(Err(Interruption(None))));
+        }
+        match std::task::ready!(polled) {
             Some(Ok(delivery)) => Poll::Ready(Some(Ok(Delivery {
                 inner: delivery,
                 generation: self.started.generation,

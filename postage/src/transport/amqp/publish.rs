@@ -5,6 +5,7 @@
 //! channel that nacks every publish to a quorum queue whose leader moved:
 //! only a new channel recovers from it).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use lapin::options::BasicPublishOptions;
@@ -60,15 +61,16 @@ impl Channel {
     ) -> Result<()> {
         let config = &self.0.connection.config;
         let limit = config.publish_timeout();
-        match tokio::time::timeout(limit, self.publish_unbounded(exchange, key, body, props)).await
-        {
+        let sent = AtomicBool::new(false);
+        let publishing = self.publish_unbounded(exchange, key, body, props, &sent);
+        match tokio::time::timeout(limit, publishing).await {
             Ok(published) => published,
-            Err(_) => Err(self.timed_out(exchange, key, limit)),
+            Err(_) => Err(self.timed_out(exchange, key, limit, sent.into_inner())),
         }
     }
 
-    /// Why a publish did not finish within `limit`.
-    fn timed_out(&self, exchange: &str, key: &str, limit: Duration) -> Error {
+    /// Why a publish did not finish within `limit` (`sent`: it had left).
+    fn timed_out(&self, exchange: &str, key: &str, limit: Duration, sent: bool) -> Error {
         let (exchange, key) = (exchange.to_owned(), key.to_owned());
         match self.0.connection.link.blocked() {
             Some(reason) => Error::Blocked {
@@ -76,6 +78,7 @@ impl Channel {
                 key,
                 reason,
                 waited: limit,
+                sent,
             },
             None if self.0.confirms => Error::Unconfirmed {
                 exchange,
@@ -96,6 +99,7 @@ impl Channel {
         key: &str,
         body: &[u8],
         props: &OutgoingProperties<'_>,
+        sent: &AtomicBool,
     ) -> Result<()> {
         let shared = &*self.0;
         let link = &shared.connection.link;
@@ -123,6 +127,7 @@ impl Channel {
                 continue;
             }
             let channel = &now.lapin;
+            sent.store(true, Ordering::Relaxed);
             let attempt = async {
                 channel
                     .basic_publish(

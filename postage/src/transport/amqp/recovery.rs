@@ -81,7 +81,7 @@ async fn recover(shared: &Arc<Shared>) {
             }
         };
         stall();
-        let mut attempt = std::pin::pin!(attempt(shared));
+        let mut attempt = std::pin::pin!(attempt(shared, &from));
         let outcome = loop {
             tokio::select! {
                 outcome = &mut attempt => break outcome,
@@ -120,11 +120,11 @@ fn jitter(delay: Duration) -> Duration {
     delay - quarter + offset
 }
 
-/// One attempt: connects, declares the record again, opens the channels
-/// again, and makes the new connection the current one. Gives the address
-/// reached.
-async fn attempt(shared: &Arc<Shared>) -> Result<String> {
-    let (lapin, endpoint) = connect::open(&shared.config, None).await?;
+/// One attempt: connects (to the address the connection was lost on
+/// last), declares the record again, opens the channels again, and makes
+/// the new connection the current one. Gives the address reached.
+async fn attempt(shared: &Arc<Shared>, lost_on: &str) -> Result<String> {
+    let (lapin, endpoint) = connect::open(&shared.config, connect::Prefer::Last(lost_on)).await?;
     let lapin = Arc::new(lapin);
     let renames = redeclare(shared, &lapin).await?;
     let epoch = shared.next_generation();

@@ -65,7 +65,8 @@ impl Session {
         link: &Arc<Link>,
         first: Option<&str>,
     ) -> Result<Self> {
-        let (lapin, endpoint) = connect::open(config, first).await?;
+        let prefer = first.map_or(connect::Prefer::None, connect::Prefer::First);
+        let (lapin, endpoint) = connect::open(config, prefer).await?;
         tracing::info!(%endpoint, name = %config.client_name(), "connected to RabbitMQ");
         let lapin = Arc::new(lapin);
         let shared = Arc::new(Shared {
@@ -142,7 +143,15 @@ impl Session {
             if !shared.link.recovering() {
                 let epoch = shared.epoch();
                 let lapin = shared.lapin();
-                match open_lapin_channel(&lapin, confirms).await {
+                let opening =
+                    tokio::time::timeout_at(deadline, open_lapin_channel(&lapin, confirms));
+                let Ok(opened) = opening.await else {
+                    return Err(not_recovered(
+                        "channel.open",
+                        shared.config.recovery_timeout(),
+                    ));
+                };
+                match opened {
                     Ok(channel) => {
                         let generation = shared.next_generation();
                         let channel = ChannelShared::new(

@@ -145,10 +145,21 @@ impl ChannelShared {
     }
 
     /// Waits until the channel of `generation` has been opened again on
-    /// the connection that replaced its own, within the recovery timeout.
-    async fn reopened_after(&self, generation: u64) -> std::result::Result<(), &'static str> {
+    /// the connection that replaced its own, within the recovery timeout
+    /// (or for as long as it takes, without `deadline`).
+    async fn reopened_after(
+        &self,
+        generation: u64,
+        deadline: Option<tokio::time::Instant>,
+    ) -> std::result::Result<(), &'static str> {
         let session = &self.session;
-        let deadline = tokio::time::Instant::now() + session.config.recovery_timeout();
+        let until = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        let mut until = std::pin::pin!(until);
         loop {
             let recovered = session.link.recovered_notified();
             if self.closed.load(Ordering::Relaxed) || session.closed() {
@@ -161,7 +172,7 @@ impl ChannelShared {
             tokio::select! {
                 () = recovered => {}
                 () = tokio::time::sleep(Duration::from_millis(20)) => {}
-                () = tokio::time::sleep_until(deadline) => {
+                () = &mut until => {
                     return Err("the connection did not recover within the recovery timeout");
                 }
             }
@@ -194,7 +205,8 @@ impl ChannelShared {
                 }
                 current.generation
             };
-            if let Err(reason) = self.reopened_after(generation).await {
+            let deadline = tokio::time::Instant::now() + self.session.config.recovery_timeout();
+            if let Err(reason) = self.reopened_after(generation, Some(deadline)).await {
                 return Err(unusable(what(), reason));
             }
         }
@@ -406,10 +418,26 @@ impl Channel {
         if consumer.slot().is_cancelled() {
             return Err(interruption.into_error(what, "the consumer was cancelled"));
         }
+        let replaced = consumer.resumed();
+        if !replaced.same_as(consumer) && self.is_open() {
+            // Started again already, on a channel that replaced its own.
+            return Ok(replaced);
+        }
         match &interruption {
             Interruption::Lost => {
                 tracing::warn!(queue, "consumer interrupted; waiting for recovery");
-                if let Err(reason) = self.0.reopened_after(consumer.generation()).await {
+                // However long it takes: a consumer waits for its
+                // connection.
+                let cancelled = async {
+                    while !consumer.slot().is_cancelled() {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                };
+                let reopened = tokio::select! {
+                    reopened = self.0.reopened_after(consumer.generation(), None) => reopened,
+                    () = cancelled => Err("the consumer was cancelled"),
+                };
+                if let Err(reason) = reopened {
                     return Err(interruption.into_error(what, reason));
                 }
             }

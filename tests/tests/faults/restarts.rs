@@ -1,10 +1,5 @@
-//! Faults injected into a private RabbitMQ node (never the shared broker):
-//! dropped connections, clean and hard broker restarts, RPC across a
+//! Dropped connections, clean and hard broker restarts, RPC across a
 //! disconnect, and TLS with a throwaway certificate authority.
-//!
-//! Each test prints its figures (`cargo test --test faults -- --nocapture`).
-
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stdout)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,95 +8,10 @@ use std::time::{Duration, Instant};
 use postage::prelude::*;
 use postage::{Health, Stop};
 use postage_tests::node::{PrivateNode, TlsFiles};
-use postage_tests::{Seen, init_tracing, next_within, private_pair, unique};
+use postage_tests::{init_tracing, next_within, private_pair, unique};
 use serde_json::json;
 
-/// The nodes are heavy for a 2-core machine: one fault test at a time.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn base() -> &'static str {
-    env!("CARGO_TARGET_TMPDIR")
-}
-
-async fn connect(url: &str) -> Connection {
-    init_tracing();
-    Connection::connect(Config::from_url(url).unwrap())
-        .await
-        .expect("the private node answers")
-}
-
-/// Counts every id it receives; answers `echo` calls after `delay_ms`.
-struct Counter {
-    seen: Seen,
-    handled: AtomicUsize,
-}
-
-impl Counter {
-    fn new() -> Arc<Self> {
-        Arc::new(Counter {
-            seen: Seen::default(),
-            handled: AtomicUsize::new(0),
-        })
-    }
-}
-
-#[processor]
-impl Counter {
-    #[handler("command", "count")]
-    async fn count(&self, Params(id): Params<u64>) {
-        self.seen.record(id);
-        self.handled.fetch_add(1, Ordering::Relaxed);
-    }
-
-    #[rpc_handler("command", "slow_echo")]
-    async fn slow_echo(&self, Params((text, delay_ms)): Params<(String, u64)>) -> String {
-        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-        text
-    }
-}
-
-async fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-struct Fixture {
-    exchange: Exchange,
-    queue: String,
-    counter: Arc<Counter>,
-    control: Control,
-    consumer: postage::consumer::ConsumerHandle,
-    running: tokio::task::JoinHandle<postage::Result<Stop>>,
-}
-
-async fn processor(connection: &Connection, durable: bool) -> Fixture {
-    let exchange = Exchange::new(unique("fault"), ExchangeKind::Direct);
-    let queue = unique("fault");
-    let counter = Counter::new();
-    let processor = Processor::builder_arc(counter.clone())
-        .bind(
-            exchange.clone(),
-            [(Queue::new(queue.as_str()).durable(durable), queue.as_str())],
-        )
-        .prefetch(200)
-        .connect(connection)
-        .await
-        .unwrap();
-    let control = processor.control();
-    let consumer = processor.consumer();
-    let running = tokio::spawn(processor.run());
-    Fixture {
-        exchange,
-        queue,
-        counter,
-        control,
-        consumer,
-        running,
-    }
-}
+use crate::{ONE_AT_A_TIME, base, connect, processor, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_connections_recover_producers_processors_and_rpc() {
