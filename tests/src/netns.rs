@@ -56,6 +56,15 @@ impl Namespace {
         }
     }
 
+    /// Drops every packet that `rule` (iptables match arguments)
+    /// matches.
+    pub fn drop_matching(&self, rule: &[&str]) {
+        let mut args = vec!["-A", "INPUT"];
+        args.extend_from_slice(rule);
+        args.extend_from_slice(&["-j", "DROP"]);
+        run("iptables", &args);
+    }
+
     /// Lets every packet through again.
     pub fn restore_traffic(&self) {
         run("iptables", &["-F", "INPUT"]);

@@ -100,6 +100,10 @@ pub struct PrivateNode {
     name: String,
     dir: PathBuf,
     port: u16,
+    dist_port: u16,
+    /// The loopback address its distribution traffic leaves from, when
+    /// it has one of its own (see [`Cluster::start_partitionable`]).
+    dist_ip: Option<u8>,
     tls_port: Option<u16>,
     env: Vec<(String, String)>,
 }
@@ -127,7 +131,7 @@ impl PrivateNode {
     /// `CARGO_TARGET_TMPDIR`), with a TLS listener when `tls` is given,
     /// and waits until it accepts connections.
     pub fn start(base: &str, tls: Option<&TlsFiles>) -> Self {
-        let node = Self::prepare(base, tls, None);
+        let node = Self::prepare(base, tls, None, None);
         node.boot();
         node
     }
@@ -135,7 +139,7 @@ impl PrivateNode {
     /// Starts a node whose `advanced.config` is `advanced` (Erlang terms,
     /// e.g. `[{rabbit, [{consumer_timeout, 2000}]}].`).
     pub fn start_advanced(base: &str, advanced: &str) -> Self {
-        let node = Self::prepare(base, None, None);
+        let node = Self::prepare(base, None, None, None);
         let file = node.dir.join("advanced.config");
         std::fs::write(&file, advanced).unwrap_or_else(|e| panic!("cannot write {file:?}: {e}"));
         node.boot();
@@ -143,8 +147,14 @@ impl PrivateNode {
     }
 
     /// A node ready to boot, its Erlang cookie in `home` when given (nodes
-    /// that share one `home` can form a cluster).
-    fn prepare(base: &str, tls: Option<&TlsFiles>, home: Option<&Path>) -> Self {
+    /// that share one `home` can form a cluster), its distribution traffic
+    /// from `127.0.0.<dist_ip>` when given.
+    fn prepare(
+        base: &str,
+        tls: Option<&TlsFiles>,
+        home: Option<&Path>,
+        dist_ip: Option<u8>,
+    ) -> Self {
         let name = format!(
             "postage-fault-{}-{}",
             std::process::id(),
@@ -184,7 +194,7 @@ impl PrivateNode {
         let d = |sub: &str| dir.join(sub).to_string_lossy().into_owned();
         let node = format!("{name}@localhost");
         let home = home.map_or_else(|| d(""), |home| home.to_string_lossy().into_owned());
-        let env = vec![
+        let mut env = vec![
             ("HOME".to_owned(), home),
             ("RABBITMQ_NODENAME".to_owned(), node.clone()),
             ("RABBITMQ_NODE_PORT".to_owned(), port.to_string()),
@@ -204,10 +214,20 @@ impl PrivateNode {
             ),
             ("ERL_EPMD_ADDRESS".to_owned(), "127.0.0.1".to_owned()),
         ];
+        if let Some(ip) = dist_ip {
+            // Listening everywhere, connecting from an address of its own:
+            // a firewall tells its traffic with the other nodes apart.
+            env.push((
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS".to_owned(),
+                format!("-kernel inet_dist_connect_options [{{ip,{{127,0,0,{ip}}}}}]"),
+            ));
+        }
         PrivateNode {
             name: node,
             dir,
             port,
+            dist_port,
+            dist_ip,
             tls_port,
             env,
         }
@@ -437,15 +457,51 @@ impl PrivateNode {
     }
 }
 
+impl PrivateNode {
+    /// The node's OS process, while it runs (a process of that pid that
+    /// is not this node's, or a zombie, does not count).
+    fn process(&self) -> Option<String> {
+        let pid = std::fs::read_to_string(self.dir.join("pid")).ok()?;
+        let pid = pid.trim().to_owned();
+        let proc = Path::new("/proc").join(&pid);
+        let environ = std::fs::read(proc.join("environ")).ok()?;
+        let ours = format!("RABBITMQ_NODENAME={}", self.name);
+        let is_ours = environ
+            .split(|&b| b == 0)
+            .any(|entry| entry == ours.as_bytes());
+        let status = std::fs::read_to_string(proc.join("status")).unwrap_or_default();
+        let zombie = status
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z'));
+        (is_ours && !zombie).then_some(pid)
+    }
+}
+
 impl Drop for PrivateNode {
+    /// Stops the node (whatever state a failed test left it in: paused,
+    /// frozen, a process of it suspended), killing it when it does not
+    /// stop within 30 s, and removes its files.
     fn drop(&mut self) {
-        if self.listening() {
-            let _ = self.ctl(&["stop"]);
-        }
-        if self.listening()
-            && let Ok(pid) = std::fs::read_to_string(self.dir.join("pid"))
-        {
-            let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+        if let Some(pid) = self.process() {
+            // A frozen node stops only once thawed.
+            let _ = Command::new("kill").args(["-CONT", &pid]).status();
+            if let Ok(mut stopping) = self
+                .command("rabbitmqctl")
+                .args(["-n", &self.name, "stop"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+            {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while Instant::now() < deadline && matches!(stopping.try_wait(), Ok(None)) {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                let _ = stopping.kill();
+                let _ = stopping.wait();
+            }
+            if let Some(pid) = self.process() {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -463,6 +519,44 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `size` nodes under `base` and joins them.
     pub fn start(base: &str, size: usize) -> Self {
+        let home = Self::home(base);
+        let nodes: Vec<PrivateNode> = (0..size)
+            .map(|_| PrivateNode::prepare(base, None, Some(&home), None))
+            .collect();
+        Self::form(nodes, home)
+    }
+
+    /// Starts `size` nodes that a firewall can partition (see
+    /// [`Cluster::isolate`]): each node's distribution traffic leaves
+    /// from an address of its own (`127.0.0.2` on), the nodes detect a
+    /// lost peer within about 5 s (`net_ticktime`), and the minority side
+    /// of a partition pauses (`cluster_partition_handling =
+    /// pause_minority`). For a network namespace of the test's own
+    /// ([`crate::netns`]).
+    pub fn start_partitionable(base: &str, size: usize) -> Self {
+        let home = Self::home(base);
+        let nodes: Vec<PrivateNode> = (0..size)
+            .map(|i| {
+                let ip = u8::try_from(i + 2).unwrap_or(u8::MAX);
+                let node = PrivateNode::prepare(base, None, Some(&home), Some(ip));
+                let conf = node.dir.join("rabbitmq.conf");
+                let mut text = std::fs::read_to_string(&conf).unwrap_or_default();
+                text.push_str("cluster_partition_handling = pause_minority\n");
+                std::fs::write(&conf, text)
+                    .unwrap_or_else(|e| panic!("cannot write {conf:?}: {e}"));
+                std::fs::write(
+                    node.dir.join("advanced.config"),
+                    "[{kernel, [{net_ticktime, 4}]}].\n",
+                )
+                .unwrap_or_else(|e| panic!("cannot write advanced.config: {e}"));
+                node
+            })
+            .collect();
+        Self::form(nodes, home)
+    }
+
+    /// A folder with an Erlang cookie, the `HOME` of a cluster's nodes.
+    fn home(base: &str) -> PathBuf {
         let home = Path::new(base).join(crate::unique("cluster-home"));
         std::fs::create_dir_all(&home).unwrap_or_else(|e| panic!("cannot create {home:?}: {e}"));
         let cookie = home.join(".erlang.cookie");
@@ -472,9 +566,11 @@ impl Cluster {
         )
         .unwrap_or_else(|e| panic!("cannot write the cookie: {e}"));
         let _ = Command::new("chmod").arg("400").arg(&cookie).status();
-        let nodes: Vec<PrivateNode> = (0..size)
-            .map(|_| PrivateNode::prepare(base, None, Some(&home)))
-            .collect();
+        home
+    }
+
+    /// Boots `nodes` and joins every one after the first to the first.
+    fn form(nodes: Vec<PrivateNode>, home: PathBuf) -> Self {
         let cluster = Cluster { nodes, home };
         // Booted in parallel: each waits for its own start.
         std::thread::scope(|scope| {
@@ -495,6 +591,57 @@ impl Cluster {
     /// The nodes.
     pub fn nodes(&self) -> &[PrivateNode] {
         &self.nodes
+    }
+
+    /// Drops, in the test's network namespace, every packet between the
+    /// node on `port` and the other nodes (clients and `rabbitmqctl` still
+    /// reach every node). Nodes made by [`Cluster::start_partitionable`]
+    /// only.
+    pub fn isolate(&self, namespace: &crate::netns::Namespace, port: u16) {
+        let Some(lonely) = self.node_on(port) else {
+            panic!("no node on port {port}");
+        };
+        let ip = lonely
+            .dist_ip
+            .unwrap_or_else(|| panic!("not a partitionable cluster"));
+        let address = format!("127.0.0.{ip}");
+        let own = lonely.dist_port.to_string();
+        let others: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|node| node.port != port)
+            .map(|node| node.dist_port.to_string())
+            .collect();
+        let others = others.join(",");
+        // The others reaching its listener (from their own addresses, not
+        // from 127.0.0.1 where the tools are), and it reaching theirs.
+        let rules: [&[&str]; 4] = [
+            &["-p", "tcp", "--dport", &own, "!", "-s", "127.0.0.1"],
+            &["-p", "tcp", "--sport", &own, "!", "-d", "127.0.0.1"],
+            &[
+                "-p",
+                "tcp",
+                "-s",
+                &address,
+                "-m",
+                "multiport",
+                "--dports",
+                &others,
+            ],
+            &[
+                "-p",
+                "tcp",
+                "-d",
+                &address,
+                "-m",
+                "multiport",
+                "--sports",
+                &others,
+            ],
+        ];
+        for rule in rules {
+            namespace.drop_matching(rule);
+        }
     }
 
     /// `amqp://guest:guest@127.0.0.1:P1,127.0.0.1:P2,.../%2f`.

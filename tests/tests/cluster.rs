@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use postage::prelude::*;
 use postage::{AddressOrder, Stop};
 use postage_tests::node::{Cluster, PrivateNode};
-use postage_tests::{Seen, init_tracing, next_within, private_pair, unique};
+use postage_tests::{Seen, init_tracing, netns, next_within, private_pair, unique};
 use serde_json::json;
 
 /// The nodes are heavy for a 2-core machine: one test at a time.
@@ -368,6 +368,153 @@ async fn a_cluster_that_loses_the_processors_node_then_the_queue_leader_loses_no
         "{resumed_after_leader:?}"
     );
     assert!(calls.ok.load(Ordering::Relaxed) > 0);
+    control.quit();
+    assert_eq!(running.await.unwrap().unwrap(), Stop::Quit);
+    let _ = processor_connection.close().await;
+    let _ = sender_connection.close().await;
+}
+
+/// `amqp://guest:guest@127.0.0.1:P1,.../%2f` over `ports`, in that order.
+fn url_over(ports: &[u16]) -> String {
+    let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    format!("amqp://guest:guest@{}/%2f", hosts.join(","))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_node_pauses_and_its_component_moves_to_the_majority() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let Some(namespace) =
+        netns::rerun_inside("a_partitioned_node_pauses_and_its_component_moves_to_the_majority")
+    else {
+        return;
+    };
+    init_tracing();
+    let cluster = Arc::new(
+        tokio::task::spawn_blocking(|| Cluster::start_partitionable(base(), 3))
+            .await
+            .unwrap(),
+    );
+    let ports: Vec<u16> = cluster.nodes().iter().map(PrivateNode::port).collect();
+    let (minority, majority) = (ports[2], [ports[0], ports[1]]);
+    // The processor on the node that will be cut off, the senders on the
+    // others.
+    let config = |order: &[u16]| {
+        Config::from_url(&url_over(order))
+            .unwrap()
+            .with_address_order(AddressOrder::InOrder)
+            .with_heartbeat(1)
+            .with_publish_timeout(Duration::from_secs(5))
+    };
+    let processor_connection = Connection::connect(config(&[minority, majority[0], majority[1]]))
+        .await
+        .unwrap();
+    let sender_connection = Connection::connect(config(&[majority[0], majority[1], minority]))
+        .await
+        .unwrap();
+    assert_eq!(port_of(&processor_connection.endpoint()), minority);
+
+    let exchange = Exchange::new(unique("partition"), ExchangeKind::Direct);
+    let queue = unique("partition-jobs");
+    let counter = Arc::new(Counter {
+        seen: Seen::default(),
+        last: Mutex::new(None),
+    });
+    let processor = Processor::builder_arc(counter.clone())
+        .bind(
+            exchange.clone(),
+            [(Queue::quorum(queue.as_str()), queue.as_str())],
+        )
+        .prefetch(100)
+        .connect(&processor_connection)
+        .await
+        .unwrap();
+    let control = processor.control();
+    let health = processor.consumer();
+    let running = tokio::spawn(processor.run());
+    let producer = Producer::builder()
+        .ek(exchange.clone(), queue.as_str())
+        .persistent(true)
+        .connect(&sender_connection)
+        .await
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let confirmed = Arc::new(Mutex::new(Vec::new()));
+    let failures: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let mut senders = Vec::new();
+    const SENDERS: u64 = 4;
+    for first in 0..SENDERS {
+        let (producer, stop, confirmed, failures) = (
+            producer.clone(),
+            stop.clone(),
+            confirmed.clone(),
+            failures.clone(),
+        );
+        senders.push(tokio::spawn(async move {
+            let mut id = first;
+            while !stop.load(Ordering::Relaxed) {
+                match producer.command("count", id).await {
+                    Ok(()) => confirmed.lock().unwrap().push(id),
+                    Err(error) => {
+                        *failures
+                            .lock()
+                            .unwrap()
+                            .entry(error.to_string())
+                            .or_insert(0) += 1;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+                id += SENDERS;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }));
+    }
+    wait_for("the first 300 messages", 60, || {
+        counter.seen.unique() >= 300
+    })
+    .await;
+
+    cluster.isolate(&namespace, minority);
+    // The cut-off node sees itself in the minority and pauses, which
+    // closes its clients' connections: the processor moves.
+    let moved_after = wait_for("the processor to leave the minority node", 60, || {
+        port_of(&processor_connection.endpoint()) != minority && processor_connection.is_connected()
+    })
+    .await;
+    let moved = Instant::now();
+    let resumed_after = resumed(&counter, moved, || {
+        state(&cluster, &queue, &health, &processor_connection, &failures)
+    })
+    .await;
+    let moved_to = port_of(&processor_connection.endpoint());
+    // Healed: the minority node comes back and rejoins.
+    namespace.restore_traffic();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let confirmed = std::mem::take(&mut *confirmed.lock().unwrap());
+    wait_for("every confirmed message", 60, || {
+        confirmed.iter().all(|id| counter.seen.has(*id))
+    })
+    .await;
+    let lost = confirmed
+        .iter()
+        .filter(|id| !counter.seen.has(**id))
+        .count();
+    println!(
+        "partition (pause_minority): the processor on the cut-off node moved to {moved_to} \
+         {moved_after:?} after the cut and handled again {resumed_after:?} later; confirmed {}, received {} unique, \
+         {} duplicates, lost {lost}; failed sends by error {:?}",
+        confirmed.len(),
+        counter.seen.unique(),
+        counter.seen.duplicates(),
+        failures.lock().unwrap(),
+    );
+    assert_eq!(
+        lost, 0,
+        "every confirmed message was delivered (confirmed is a subset of delivered)"
+    );
     control.quit();
     assert_eq!(running.await.unwrap().unwrap(), Stop::Quit);
     let _ = processor_connection.close().await;
