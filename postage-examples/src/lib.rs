@@ -10,6 +10,7 @@
 use postage::prelude::*;
 
 pub mod components;
+pub mod orders;
 
 /// The exchange every echo component uses.
 pub const ECHO: Exchange = Exchange::direct("echo-exchange");

@@ -209,3 +209,60 @@ async fn the_calculator_answers_errors_and_exceptions() {
     assert_eq!(lines.len(), 3, "{lines:?}");
     calculator.stop().await;
 }
+
+/// The orders application, as a newcomer writes it: a typed RPC answers
+/// with the order made, an error result is an error, and billing gets the
+/// order from a status, retrying the charge that failed. No message is
+/// built by hand, no reply read as JSON.
+#[tokio::test]
+async fn the_orders_application_goes_from_a_typed_call_to_billing() {
+    use postage_examples::orders::{self, NewOrder, OrderCreated, OrdersClient};
+
+    let broker = MemoryBroker::new();
+    let connection = broker.connect().await.unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (service, billing) = orders::connect(&connection, Lines::Channel(tx), 1)
+        .await
+        .unwrap();
+    let service = run(service, mpsc::unbounded_channel().1).await;
+    let mut billing = run(billing, rx).await;
+
+    let client = OrdersClient.connect(&connection).await.unwrap();
+    let tea = NewOrder {
+        item: "tea".into(),
+        quantity: 2,
+    };
+    let created: OrderCreated = client.rpc_create(&tea).await.unwrap();
+    assert_eq!(
+        created,
+        OrderCreated {
+            id: 1,
+            item: "tea".into(),
+            quantity: 2
+        }
+    );
+    let nothing = NewOrder {
+        item: "air".into(),
+        quantity: 0,
+    };
+    let refused = client.rpc_create(&nothing).await.unwrap_err();
+    assert!(
+        matches!(&refused, postage::Error::RpcError { command, message }
+            if command == "create" && message == "an order needs a quantity"),
+        "{refused:?}"
+    );
+    // The first charge fails and is tried again after 200 ms.
+    let billed = tokio::time::timeout(Duration::from_secs(5), billing.lines.recv())
+        .await
+        .expect("billing charges the order")
+        .unwrap();
+    assert_eq!(billed, "billed order 1: 2 x tea");
+    assert!(
+        billing
+            .lines_until_quiet(Duration::from_millis(300))
+            .await
+            .is_empty()
+    );
+    service.stop().await;
+    billing.stop().await;
+}

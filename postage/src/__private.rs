@@ -75,6 +75,15 @@ pub fn reply_result<T: IntoReply, E: IntoErrorReply>(
     async move { Ok(reply.outcome(outcome).await?) }
 }
 
+/// The call of a typed `rpc_*` sender: `command`'s success value as its
+/// `T`.
+pub fn typed_rpc<T: serde::de::DeserializeOwned>(
+    producer: &Producer,
+    command: crate::message::RpcCommand<T>,
+) -> crate::rpc::TypedRpcCall<'_, T> {
+    producer.rpc_message(command.untyped()).returning()
+}
+
 /// A `build_` method's return value, checked to be a message.
 pub fn message<M: IntoMessage>(message: M) -> M {
     message

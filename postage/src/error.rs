@@ -185,6 +185,29 @@ pub enum Error {
         timeout: Duration,
     },
 
+    /// A typed RPC call ([`RpcCall::returning`](crate::rpc::RpcCall::returning))
+    /// got an error result: the handler said what went wrong.
+    #[error("RPC {command:?} answered with an error: {message}")]
+    RpcError {
+        /// The command called.
+        command: String,
+        /// The error result's message.
+        message: String,
+    },
+
+    /// A typed RPC call got an exception result: the handler failed
+    /// (`name` is the exception, `TimeoutError` for a Python peer's
+    /// timeout, `Panic` for a Rust handler that panicked).
+    #[error("RPC {command:?} answered with the exception {name}: {message}")]
+    RpcException {
+        /// The command called.
+        command: String,
+        /// The exception's name.
+        name: String,
+        /// Its message.
+        message: String,
+    },
+
     /// The reply of an RPC call can no longer arrive: the consumer of its
     /// reply queue ended (a channel or connection lost for good).
     #[error("the reply to RPC {command:?} cannot arrive: its reply consumer ended")]
@@ -248,6 +271,8 @@ impl Error {
             Error::NoDestination => "NoDestination",
             Error::RpcTimeout { .. } => "RpcTimeout",
             Error::ReplyLost { .. } => "ReplyLost",
+            Error::RpcError { .. } => "RpcError",
+            Error::RpcException { .. } => "RpcException",
             Error::Io { .. } => "Io",
             Error::ConsumerStopped => "ConsumerStopped",
             Error::ConsumerLost(_) => "ConsumerLost",
@@ -305,6 +330,8 @@ impl Error {
             | Error::PublishInterrupted { .. } => "PublishError",
             Error::NoDestination => "NoDestinationError",
             Error::ReplyLost { .. } => "ReplyLostError",
+            Error::RpcError { .. } => "RpcError",
+            Error::RpcException { name, .. } => name.as_str(),
             Error::Io { .. } => "OSError",
             Error::ConsumerStopped => "ClosedError",
             Error::ShutdownTimeout(_) => "ShutdownTimeout",

@@ -200,6 +200,7 @@ pub use transport::{Connection, Headers};
 
 /// The names most components need: `use postage::prelude::*;`.
 pub mod prelude {
+    pub use crate::processor::HandlerError;
     pub use crate::{
         AddressOrder, Category, Config, Connection, Consumer, Content, Context, Control, Exchange,
         ExchangeKind, Fingerprint, GenericMessage, Handlers, IntoMessage, Message, MessageCommand,

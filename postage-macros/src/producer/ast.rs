@@ -48,6 +48,9 @@ pub(crate) struct Sender<'a> {
     /// Where the returned message is checked: the return type (the
     /// method's name when there is none).
     pub(crate) ret_span: Span,
+    /// `T` of a build method written `-> RpcCommand<T>`: its sender's
+    /// call gives a `T`.
+    pub(crate) reply: Option<&'a Type>,
 }
 
 /// A parameter of a build method.
@@ -117,6 +120,10 @@ impl<'a> Sender<'a> {
                 FnArg::Receiver(_) => None,
             })
             .collect();
+        let reply = match (&kind, &sig.output) {
+            (Kind::Rpc, ReturnType::Type(_, ty)) => reply_type(ty),
+            _ => None,
+        };
         Some(Sender {
             kind,
             command: command.to_owned(),
@@ -126,6 +133,7 @@ impl<'a> Sender<'a> {
                 ReturnType::Type(_, ty) => ty.span(),
                 ReturnType::Default => sig.ident.span(),
             },
+            reply,
         })
     }
 
@@ -153,5 +161,24 @@ impl<'a> Param<'a> {
             api_name,
             api_ty: type_text(&arg.ty),
         }
+    }
+}
+
+/// `T` of a return type written `RpcCommand<T>` (as written, by its last
+/// path segment: an alias is not read through).
+fn reply_type(ty: &Type) -> Option<&Type> {
+    let Type::Path(path) = ty else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    if last.ident != "RpcCommand" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(arguments) = &last.arguments else {
+        return None;
+    };
+    match arguments.args.iter().collect::<Vec<_>>().as_slice() {
+        [syn::GenericArgument::Type(reply)] => Some(reply),
+        _ => None,
     }
 }

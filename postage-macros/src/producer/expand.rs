@@ -111,6 +111,7 @@ fn expand_sender(args: &Args, sender: &Sender<'_>) -> TokenStream {
     let krate = args.krate.at(span);
     let build = at(build, span);
     let idents = sender.params.iter().map(|param| at(&param.ident, span));
+    let idents2 = idents.clone();
     let message = quote_spanned!(span=> #krate::__private::message(self.spec.#build(#(#idents),*)));
     let krate = &args.krate;
     match sender.kind {
@@ -120,11 +121,23 @@ fn expand_sender(args: &Args, sender: &Sender<'_>) -> TokenStream {
                 self.producer.send(#message)
             }
         },
-        Kind::Rpc => quote! {
-            #(#docs)*
-            pub fn #name #generics (&self, #(#params),*) -> #krate::rpc::RpcCall<'_> #where_clause {
-                self.producer.rpc_message(#message)
+        Kind::Rpc => match sender.reply {
+            Some(reply) => {
+                let typed = args.krate.at(span);
+                let call = quote_spanned!(span=> #typed::__private::typed_rpc(&self.producer, self.spec.#build(#(#idents2),*)));
+                quote! {
+                    #(#docs)*
+                    pub fn #name #generics (&self, #(#params),*) -> #krate::rpc::TypedRpcCall<'_, #reply> #where_clause {
+                        #call
+                    }
+                }
             }
+            None => quote! {
+                #(#docs)*
+                pub fn #name #generics (&self, #(#params),*) -> #krate::rpc::RpcCall<'_> #where_clause {
+                    self.producer.rpc_message(#message)
+                }
+            },
         },
     }
 }

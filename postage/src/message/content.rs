@@ -75,6 +75,23 @@ impl Content {
     }
 }
 
+impl Content {
+    /// `{"parameters": parameters}`, written as JSON text at once. A value
+    /// whose `Serialize` fails makes a content that reads as empty and
+    /// fails to encode, saying why: the send that carries it fails.
+    pub(crate) fn with_parameters<T: Serialize + ?Sized>(parameters: &T) -> Self {
+        let of = ParametersOf {
+            parameters: Some(parameters),
+        };
+        match serde_json::value::to_raw_value(&of) {
+            Ok(raw) => Content(LazyObject::from_raw(raw)),
+            Err(e) => Content(LazyObject::failed(format!(
+                "the parameters could not be written as JSON: {e}"
+            ))),
+        }
+    }
+}
+
 impl Deref for Content {
     type Target = Map<String, Value>;
     fn deref(&self) -> &Self::Target {

@@ -15,11 +15,19 @@ pub enum ContentError {
     /// A result was expected and this is not one.
     #[error("not a result: {0}")]
     NotAResult(String),
+    /// A success result's value does not fit the type asked for; the
+    /// cause says how.
+    #[error("the result's value does not fit")]
+    Value(#[source] Arc<serde_json::Error>),
 }
 
 impl ContentError {
     pub(crate) fn parameters(error: serde_json::Error) -> Self {
         ContentError::Parameters(Arc::new(error))
+    }
+
+    pub(crate) fn value(error: serde_json::Error) -> Self {
+        ContentError::Value(Arc::new(error))
     }
 }
 
@@ -31,6 +39,7 @@ impl PartialEq for ContentError {
                 a.to_string() == b.to_string()
             }
             (ContentError::NotAResult(a), ContentError::NotAResult(b)) => a == b,
+            (ContentError::Value(a), ContentError::Value(b)) => a.to_string() == b.to_string(),
             _ => false,
         }
     }

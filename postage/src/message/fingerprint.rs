@@ -68,6 +68,7 @@ impl From<&Fingerprint> for WireFingerprint {
             // the map is written instead.
             raw: serde_json::value::to_raw_value(&map).ok(),
             map: OnceLock::from(map),
+            failed: None,
         })
     }
 }

@@ -2,8 +2,10 @@
 //! [`MessageCommand`], [`RpcCommand`], [`MessageStatus`], the results, and
 //! [`GenericMessage`]; [`IntoMessage`] for anything that builds one.
 
+use std::marker::PhantomData;
 use std::ops::Deref;
 
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::{Category, Content, Message};
@@ -29,55 +31,141 @@ macro_rules! message_kind {
     };
 }
 
-pub(super) fn parameters(parameters: Value) -> Content {
-    let mut map = Map::with_capacity(1);
-    map.insert("parameters".into(), parameters);
-    Content::from(map)
-}
-
 message_kind!(
     /// A fire-and-forget command: `{"parameters": ...}`.
     ///
     /// ```
     /// use postage::message::{Message, MessageCommand};
+    /// use serde::Serialize;
+    ///
     /// let m: Message = MessageCommand::new("echo", "A test message").into();
     /// assert_eq!(m.content.parameters(), Some(&"A test message".into()));
+    ///
+    /// #[derive(Serialize)]
+    /// struct Order { id: u64, item: &'static str }
+    /// let m: Message = MessageCommand::new("create", Order { id: 7, item: "tea" }).into();
+    /// assert_eq!(m.content.parameters(), Some(&serde_json::json!({"id": 7, "item": "tea"})));
     /// ```
     MessageCommand
 );
 
 impl MessageCommand {
-    /// A command `name` with these parameters (any JSON value; Python sends
-    /// `{}` when there are none).
-    pub fn new(name: impl Into<String>, parameters: impl Into<Value>) -> Self {
+    /// A command `name` with these parameters: any `Serialize` value (a
+    /// struct of yours, a string, `json!(...)`; Python sends `{}` when
+    /// there are none). A value whose `Serialize` fails makes the send
+    /// fail, saying why.
+    pub fn new(name: impl Into<String>, parameters: impl Serialize) -> Self {
         MessageCommand(Message::new(
             "command",
             name,
             Category::Message,
-            self::parameters(parameters.into()),
+            Content::with_parameters(&parameters),
         ))
     }
 }
 
-message_kind!(
-    /// An RPC command: like [`MessageCommand`] with category `rpc`.
-    RpcCommand
-);
+/// An RPC command: like [`MessageCommand`] with category `rpc`, and the
+/// type of its success value, `R`.
+///
+/// `R` is `Value` unless said: a `build_rpc_*` method of
+/// [`#[producer]`](crate::producer) that returns `RpcCommand<OrderCreated>`
+/// gets a sender whose call gives an `OrderCreated` (error and exception
+/// results are [`Error::RpcError`](crate::Error::RpcError) and
+/// [`Error::RpcException`](crate::Error::RpcException)); one that returns
+/// `RpcCommand` gets the reply message.
+///
+/// ```
+/// use postage::message::{Message, RpcCommand};
+///
+/// #[derive(serde::Serialize)]
+/// struct Sum { a: i64, b: i64 }
+/// let untyped: Message = RpcCommand::new("sum", Sum { a: 2, b: 3 }).into();
+/// let typed: RpcCommand<i64> = RpcCommand::new("sum", Sum { a: 2, b: 3 });
+/// assert_eq!(typed.untyped().into_message(), untyped);
+/// # use postage::IntoMessage;
+/// ```
+pub struct RpcCommand<R = Value> {
+    message: Message,
+    reply: PhantomData<fn() -> R>,
+}
 
-impl RpcCommand {
-    /// An RPC command `name` with these parameters.
-    pub fn new(name: impl Into<String>, parameters: impl Into<Value>) -> Self {
-        RpcCommand(Message::new(
-            "command",
-            name,
-            Category::Rpc,
-            self::parameters(parameters.into()),
-        ))
+impl<R> RpcCommand<R> {
+    /// An RPC command `name` with these parameters (any `Serialize`
+    /// value, as [`MessageCommand::new`]).
+    pub fn new(name: impl Into<String>, parameters: impl Serialize) -> Self {
+        RpcCommand {
+            message: Message::new(
+                "command",
+                name,
+                Category::Rpc,
+                Content::with_parameters(&parameters),
+            ),
+            reply: PhantomData,
+        }
+    }
+
+    /// The same command, its reply not typed.
+    pub fn untyped(self) -> RpcCommand {
+        RpcCommand {
+            message: self.message,
+            reply: PhantomData,
+        }
+    }
+}
+
+impl<R> std::fmt::Debug for RpcCommand<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RpcCommand").field(&self.message).finish()
+    }
+}
+
+impl<R> Clone for RpcCommand<R> {
+    fn clone(&self) -> Self {
+        RpcCommand {
+            message: self.message.clone(),
+            reply: PhantomData,
+        }
+    }
+}
+
+impl<R> PartialEq for RpcCommand<R> {
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message
+    }
+}
+
+impl<R> Deref for RpcCommand<R> {
+    type Target = Message;
+    fn deref(&self) -> &Message {
+        &self.message
+    }
+}
+
+impl From<RpcCommand> for Message {
+    fn from(command: RpcCommand) -> Message {
+        command.message
+    }
+}
+
+impl IntoMessage for RpcCommand {
+    fn into_message(self) -> Message {
+        self.message
     }
 }
 
 message_kind!(
-    /// A status broadcast: the status is the message's name, content `{}`.
+    /// A status broadcast: the status is the message's name; the content
+    /// is `{}`, as Python Postage sends it, or the parameters it carries.
+    ///
+    /// ```
+    /// use postage::message::{Message, MessageStatus};
+    ///
+    /// let online: Message = MessageStatus::new("online").into();
+    /// assert!(online.content.is_empty());
+    /// let created: Message =
+    ///     MessageStatus::with_parameters("order_created", serde_json::json!({"id": 7})).into();
+    /// assert_eq!(created.content.parameters(), Some(&serde_json::json!({"id": 7})));
+    /// ```
     MessageStatus
 );
 
@@ -89,6 +177,17 @@ impl MessageStatus {
             status,
             Category::Message,
             Content::default(),
+        ))
+    }
+
+    /// A status message carrying parameters (any `Serialize` value, under
+    /// `parameters` as a command's: handlers read them with `Params<T>`).
+    pub fn with_parameters(status: impl Into<String>, parameters: impl Serialize) -> Self {
+        MessageStatus(Message::new(
+            "status",
+            status,
+            Category::Message,
+            Content::with_parameters(&parameters),
         ))
     }
 }
@@ -203,7 +302,6 @@ macro_rules! into_message {
 
 into_message!(
     MessageCommand,
-    RpcCommand,
     MessageStatus,
     MessageResult,
     MessageResultError,

@@ -2,7 +2,7 @@
 //! map: the shared inside of [`Content`](super::Content) and
 //! [`WireFingerprint`](super::WireFingerprint).
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
@@ -16,6 +16,10 @@ pub(super) struct LazyObject {
     /// The field as received; `None` when built from a map or changed.
     pub(super) raw: Option<Box<RawValue>>,
     pub(super) map: OnceLock<Map<String, Value>>,
+    /// Why the field could not be made from what it was built from (a
+    /// value whose `Serialize` failed): it reads as empty, and writing it
+    /// fails with this.
+    pub(super) failed: Option<Arc<str>>,
 }
 
 impl LazyObject {
@@ -23,6 +27,25 @@ impl LazyObject {
         LazyObject {
             raw: None,
             map: OnceLock::from(map),
+            failed: None,
+        }
+    }
+
+    /// The object whose JSON text is `raw` (an object's).
+    pub(super) fn from_raw(raw: Box<RawValue>) -> Self {
+        LazyObject {
+            raw: Some(raw),
+            map: OnceLock::new(),
+            failed: None,
+        }
+    }
+
+    /// An object that could not be made: `why`.
+    pub(super) fn failed(why: String) -> Self {
+        LazyObject {
+            raw: None,
+            map: OnceLock::new(),
+            failed: Some(why.into()),
         }
     }
 
@@ -61,6 +84,9 @@ impl LazyObject {
     }
 
     pub(super) fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if let Some(why) = &self.failed {
+            return Err(serde::ser::Error::custom(why));
+        }
         match &self.raw {
             Some(raw) => raw.serialize(serializer),
             None => self.map().serialize(serializer),
@@ -78,9 +104,6 @@ impl LazyObject {
                 raw.get()
             )));
         }
-        Ok(LazyObject {
-            raw: Some(raw),
-            map: OnceLock::new(),
-        })
+        Ok(LazyObject::from_raw(raw))
     }
 }

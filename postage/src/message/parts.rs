@@ -5,8 +5,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::content::ParametersOf;
-use super::kinds::parameters;
-use super::{Category, Message, Outcome};
+use super::{Category, Content, Message, Outcome};
 
 /// A command or a result borrowed from its parts, for an [`Encoder`] to
 /// write without a [`Message`] being built and dropped for it: what
@@ -88,12 +87,8 @@ impl<'a> MessageParts<'a> {
     /// The message these parts make.
     pub fn to_message(&self) -> Message {
         let content = match self.content {
-            ContentParts::Parameters(value) => parameters(value.clone()),
-            // Text serde_json wrote reads back, unless nested past the
-            // parser's depth limit (then it reads as null).
-            ContentParts::ParametersJson(raw) => {
-                parameters(serde_json::from_str(raw.get()).unwrap_or_default())
-            }
+            ContentParts::Parameters(value) => Content::with_parameters(value),
+            ContentParts::ParametersJson(raw) => Content::with_parameters(raw),
             ContentParts::Answer(outcome) => Message::from(outcome.clone()).content,
         };
         Message::new(self.kind, self.name, self.category, content)

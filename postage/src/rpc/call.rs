@@ -120,6 +120,11 @@ impl<'a> RpcCall<'a> {
         }
     }
 
+    /// The command called.
+    pub(crate) fn command_name(&self) -> &str {
+        self.request.command()
+    }
+
     /// How long each attempt waits (Python's `_timeout`).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;

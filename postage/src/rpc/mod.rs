@@ -24,11 +24,13 @@
 //! | `reader` | the direct reply-to consumer, read by the waiting calls themselves |
 //! | `call` | [`RpcCall`]: one call's options, its sends and retries |
 //! | `pending` | [`PendingReply`]: a sent request whose reply is awaited |
+//! | `typed` | [`TypedRpcCall`]: a call whose success value is decoded into a type of yours |
 
 mod call;
 mod pending;
 mod reader;
 mod state;
+mod typed;
 
 pub use crate::transport::DEADLINE_HEADER;
 pub(crate) use call::Origin;
@@ -36,3 +38,4 @@ pub use call::RpcCall;
 pub use pending::PendingReply;
 pub use state::{DEFAULT_RETRIES, DEFAULT_TIMEOUT, DIRECT_REPLY_TO, ReplyStrategy};
 pub(crate) use state::{RpcSettings, RpcState};
+pub use typed::TypedRpcCall;

@@ -148,6 +148,11 @@ impl Adder {
         numbers.iter().sum()
     }
 
+    #[rpc_handler("command", "boom")]
+    async fn boom(&self) -> Result<i64, RpcError> {
+        Err(RpcError::exception("ValueError", "no such number"))
+    }
+
     #[context_handler("rpc", "command", "where")]
     async fn where_(ctx: Context<Self>) -> postage::Result<()> {
         let answer = json!({"routing_key": ctx.routing_key, "caller": ctx.message.sender().name});
@@ -171,6 +176,18 @@ impl AdderProducer {
 
     fn build_rpc_where(&self) -> RpcCommand {
         RpcCommand::new("where", json!({}))
+    }
+
+    fn build_rpc_sum(&self, numbers: &[i64]) -> RpcCommand<i64> {
+        RpcCommand::new("add", numbers)
+    }
+
+    fn build_rpc_sum_as_text(&self, numbers: &[i64]) -> RpcCommand<String> {
+        RpcCommand::new("add", numbers)
+    }
+
+    fn build_rpc_boom(&self) -> RpcCommand<i64> {
+        RpcCommand::new("boom", ())
     }
 }
 
@@ -236,6 +253,24 @@ async fn rpc_through_the_macros(broker: TestBroker, strategy: ReplyStrategy) {
             Some(json!(2 * i))
         );
     }
+    // Typed: the success value as the build method's `RpcCommand<T>`
+    // says, error and exception results as errors.
+    let sum: i64 = adder.rpc_sum(&[20, 22]).await.expect("a typed reply");
+    assert_eq!(sum, 42);
+    let mismatch = adder.rpc_sum_as_text(&[1]).await.unwrap_err();
+    assert!(
+        matches!(mismatch, Error::Content(_)),
+        "{}",
+        mismatch.report()
+    );
+    let boom = adder.rpc_boom().await.unwrap_err();
+    assert!(
+        matches!(&boom, Error::RpcException { command, name, message }
+            if command == "boom" && name == "ValueError" && message == "no such number"),
+        "{boom:?}"
+    );
+    let untyped = adder.rpc_sum(&[1, 2]).untyped().await.expect("a reply");
+    assert_eq!(untyped.outcome().unwrap().into_value().ok(), Some(json!(3)));
     let probe = probe(&connection).await;
     assert_eq!(
         probe.depth(&key).await.unwrap(),
