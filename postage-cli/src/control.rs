@@ -88,8 +88,18 @@ pub(crate) async fn ps(url: Option<&str>, args: QueryArgs) -> Result<(), Failure
 /// The `ps` table: one row per component.
 fn table(infos: &[Info]) -> String {
     let header = [
-        "NAME", "TYPE", "PID", "HOST", "UPTIME", "RECEIVED", "HANDLED", "FAILED", "REJECTED",
-        "HEALTH", "HANDLERS",
+        "NAME",
+        "TYPE",
+        "PID",
+        "HOST",
+        "UPTIME",
+        "RECEIVED",
+        "HANDLED",
+        "FAILED",
+        "REJECTED",
+        "UNHANDLED",
+        "HEALTH",
+        "HANDLERS",
     ];
     let rows: Vec<Vec<String>> = infos
         .iter()
@@ -112,6 +122,7 @@ fn table(infos: &[Info]) -> String {
                 c.handled.to_string(),
                 c.failed.to_string(),
                 c.rejected.to_string(),
+                c.unhandled.to_string(),
                 info.health.clone(),
                 handlers.join(","),
             ]

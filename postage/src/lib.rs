@@ -26,6 +26,7 @@
 //! | [`telemetry`] | spans (OpenTelemetry's messaging conventions), trace context (feature `opentelemetry`), metric names |
 //! | [`error`] | [`Error`], [`Report`] |
 //! | `testing` | with the `testing` feature: `MemoryBroker`, a broker in the test process, and `Probe` |
+//! | [`macros`] | the macros' documentation: `#[producer]`, `#[processor]`, the handler attributes, every argument |
 //!
 //! Everything that talks to the broker goes through one internal seam
 //! (`transport`): the AMQP backend behind it is the only code that knows
@@ -131,6 +132,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub mod config;
+#[doc = include_str!("macros.md")]
+pub mod macros {}
 pub mod consumer;
 pub mod docs;
 pub mod encoding;

@@ -13,6 +13,12 @@ use std::time::Duration;
 
 use postage::{Config, Connection, Delivery};
 
+/// The README's code, compiled (and run, where it needs no broker) as
+/// doctests: it cannot drift from the code.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 pub mod conformance;
 pub mod netns;
 pub mod node;

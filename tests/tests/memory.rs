@@ -325,3 +325,33 @@ async fn a_connection_nothing_uses_is_closed_and_its_deliveries_requeued() {
     let kept = broker.queue("kept").unwrap();
     assert_eq!((kept.messages, kept.unacked, kept.consumers), (1, 0, 0));
 }
+
+/// `quit` is for the component: under a scheduler, the processor that
+/// gets it ends, and so do the others, and `run` returns.
+#[tokio::test]
+async fn quit_to_one_processor_of_a_scheduler_stops_the_component() {
+    let broker = MemoryBroker::new();
+    let connection = broker.connect().await.unwrap();
+    let mut scheduler = Scheduler::new().handle_signals(false);
+    for name in ["first", "second"] {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let processor = Processor::builder(Worker { seen: tx })
+            .bind(JOBS, [(Queue::new(name), name)])
+            .connect(&connection)
+            .await
+            .unwrap();
+        scheduler.add(processor);
+    }
+    let running = tokio::spawn(scheduler.run());
+    let producer = Producer::builder()
+        .ek(JOBS, "first")
+        .connect(&connection)
+        .await
+        .unwrap();
+    producer.command("quit", ()).await.unwrap();
+    tokio::time::timeout(WAIT, running)
+        .await
+        .expect("the whole scheduler ends")
+        .unwrap()
+        .unwrap();
+}

@@ -168,9 +168,10 @@ async fn ping_and_info_describe_the_processor_and_what_it_did() {
             info.counters.received,
             info.counters.handled,
             info.counters.failed,
-            info.counters.rejected
+            info.counters.rejected,
+            info.counters.unhandled
         ),
-        (4, 2, 1, 1)
+        (4, 2, 1, 1, 1)
     );
     assert_eq!(info.health, "consuming");
     assert_eq!(info.concurrency, 1);

@@ -68,7 +68,7 @@ impl MessageCommand {
 /// type of its success value, `R`.
 ///
 /// `R` is `Value` unless said: a `build_rpc_*` method of
-/// [`#[producer]`](crate::producer) that returns `RpcCommand<OrderCreated>`
+/// [`#[producer]`](crate::macros) that returns `RpcCommand<OrderCreated>`
 /// gets a sender whose call gives an `OrderCreated` (error and exception
 /// results are [`Error::RpcError`](crate::Error::RpcError) and
 /// [`Error::RpcException`](crate::Error::RpcException)); one that returns

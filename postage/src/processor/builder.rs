@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::acks::Acks;
 use super::control::ControlSenders;
 use super::discovery::Discovery;
-use super::dispatch::{Core, handler_label};
+use super::dispatch::{Core, Unhandled, handler_label};
 use super::failure::Failures;
 use super::routes::RouteTable;
 use super::{Control, Handlers, OnError, Processor};
@@ -35,6 +35,7 @@ pub struct ProcessorBuilder<P> {
     pub(super) ack_delay: std::time::Duration,
     pub(super) discoverable: bool,
     pub(super) handler_timeout: Option<std::time::Duration>,
+    pub(super) dead_letter_unhandled: bool,
 }
 
 /// The redelivery bound of [`ProcessorBuilder::max_deliveries`].
@@ -209,6 +210,21 @@ impl<P: Handlers> ProcessorBuilder<P> {
         self
     }
 
+    /// What becomes of a message the processor has no handler for (a
+    /// command sent to the wrong component, a status where commands are
+    /// expected): acknowledged and dropped (the default, as Python
+    /// Postage does) or, with `true`, dead-lettered (to the queue's
+    /// dead-letter exchange, where it can be looked at; dropped by the
+    /// broker when the queue has none). Either way it is counted (the
+    /// `unhandled` counter of `info` and `postage ps`, the metric
+    /// `postage_deliveries_rejected_total` with reason `no_handler`) and
+    /// logged at WARN once per (type, name), with its sender.
+    #[must_use]
+    pub fn dead_letter_unhandled(mut self, dead_letter: bool) -> Self {
+        self.dead_letter_unhandled = dead_letter;
+        self
+    }
+
     /// The longest a handler may run (default: no limit). A handler still
     /// running at it is cancelled (dropped at its next `.await`) and fails
     /// with a `TimeoutError`: the message goes the failure policy's way,
@@ -292,6 +308,7 @@ impl<P: Handlers> ProcessorBuilder<P> {
             failures,
             acks,
             handler_timeout: self.handler_timeout,
+            unhandled: Unhandled::new(self.dead_letter_unhandled),
         });
         Ok(Processor {
             core,

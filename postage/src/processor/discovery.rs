@@ -205,6 +205,7 @@ impl<P: Handlers> Answering<P> {
                 handled: tallies.handled,
                 failed: tallies.failed,
                 rejected: tallies.rejected,
+                unhandled: tallies.unhandled,
             },
             health: self.consumer.health().to_string(),
             concurrency: self.concurrency,

@@ -2,9 +2,10 @@
 //! rejected, its handlers found and run (panics caught), RPC replies sent,
 //! control commands obeyed, and the delivery acknowledged.
 
+use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use std::time::{Instant, SystemTime};
 
@@ -48,6 +49,62 @@ pub(super) struct Core<P: 'static> {
     pub(super) acks: Acks,
     /// The longest a handler may run.
     pub(super) handler_timeout: Option<std::time::Duration>,
+    /// What becomes of messages no handler takes.
+    pub(super) unhandled: Unhandled,
+}
+
+/// Messages no handler takes: acknowledged or dead-lettered, and said at
+/// WARN once per (type, name).
+pub(super) struct Unhandled {
+    pub(super) dead_letter: bool,
+    /// The (type, name) pairs said already.
+    said: Mutex<HashSet<(String, String)>>,
+}
+
+/// How many (type, name) pairs without a handler are remembered: past
+/// that, new ones are said at DEBUG (a sender making up names cannot grow
+/// the set without end).
+const UNHANDLED_REMEMBERED: usize = 1024;
+
+impl Unhandled {
+    pub(super) fn new(dead_letter: bool) -> Self {
+        Unhandled {
+            dead_letter,
+            said: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Says that `message` from `queue` has no handler (the first time for
+    /// its type and name) and how it is settled.
+    fn settle(&self, message: &Message, queue: &str) -> Settle {
+        let first = {
+            let mut said = self.said.lock().unwrap_or_else(PoisonError::into_inner);
+            said.len() < UNHANDLED_REMEMBERED
+                && said.insert((message.kind.clone(), message.name.clone()))
+        };
+        let outcome = if self.dead_letter {
+            "dead-lettered"
+        } else {
+            "acknowledged and dropped"
+        };
+        if first {
+            tracing::warn!(
+                kind = %message.kind,
+                name = %message.name,
+                category = ?message.category,
+                queue,
+                sender = %message.sender(),
+                "no handler for this message: {outcome} (said once per type and name; see the `unhandled` counter)"
+            );
+        } else {
+            tracing::debug!(kind = %message.kind, name = %message.name, "no handler; {outcome}");
+        }
+        if self.dead_letter {
+            Settle::DeadLetter
+        } else {
+            Settle::Ack
+        }
+    }
 }
 
 impl<P: Handlers> Core<P> {
@@ -172,9 +229,9 @@ impl<P: Handlers> Core<P> {
             return;
         }
         if handlers.is_empty() {
-            tracing::debug!(kind = %message.kind, name = %message.name, "no handler; message dropped");
+            let settle = self.unhandled.settle(&message, delivery.queue());
             self.rejected(span, Rejection::NoHandler);
-            self.finish(delivery, Settle::Ack).await;
+            self.finish(delivery, settle).await;
             return;
         }
         let last = handlers.len() - 1;
@@ -199,7 +256,10 @@ impl<P: Handlers> Core<P> {
                 HandlerFn::Rpc(_) => continue,
             };
             if let Err(error) = self.run_handler(i, future).await {
-                tracing::error!(handler = handler.label, kind = handler.kind, name = handler.name, %error, "handler failed");
+                if failed.is_some() {
+                    // The first failure decides; this one is said only.
+                    tracing::warn!(handler = handler.label, kind = handler.kind, name = handler.name, %error, "handler failed");
+                }
                 failed.get_or_insert((handler, error));
             }
         }
@@ -215,10 +275,20 @@ impl<P: Handlers> Core<P> {
             error: &error,
         };
         let (settled, settle) = self.failures.settle(&delivery, &failure).await;
+        let (label, kind, name) = (handler.label, handler.kind, handler.name);
         match settled {
-            Settled::Retried => self.instruments.retried(),
-            Settled::Parked => self.instruments.parked(),
-            Settled::Other => {}
+            // Tried again: said at WARN; the last failure at ERROR.
+            Settled::Retried => {
+                self.instruments.retried();
+                tracing::warn!(handler = label, kind, name, %error, "handler failed; the message is tried again");
+            }
+            Settled::Parked => {
+                self.instruments.parked();
+                tracing::error!(handler = label, kind, name, %error, "handler failed; the message is parked");
+            }
+            Settled::Other => {
+                tracing::error!(handler = label, kind, name, %error, "handler failed");
+            }
         }
         self.finish(delivery, settle).await;
     }

@@ -10,7 +10,7 @@ use crate::transport::Headers;
 
 /// What a processor does with a message when one of its handlers fails
 /// (or panics). Set for a whole processor with
-/// [`ProcessorBuilder::on_error`](crate::ProcessorBuilder::on_error), or for
+/// [`ProcessorBuilder::on_error`](crate::processor::ProcessorBuilder::on_error), or for
 /// one handler with `on_error = ...` in its attribute:
 ///
 /// ```
@@ -82,9 +82,36 @@ pub enum OnError {
 }
 
 impl OnError {
-    /// [`OnError::Retry`] after each of `delays`, then park.
+    /// [`OnError::Retry`] after each of `delays`, then park. A `const`
+    /// (usable in handler attributes); for delays known only at run time,
+    /// see [`retry_after`](OnError::retry_after).
     pub const fn retry(delays: &'static [Duration]) -> Self {
         OnError::Retry { delays }
+    }
+
+    /// [`OnError::Retry`] after each of `delays`, which may come from run
+    /// time configuration; then park. The delays are kept for the rest of
+    /// the program (a processor's policy lives as long): make the policy
+    /// once, not per message.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use postage::OnError;
+    ///
+    /// let seconds: Vec<u64> = "1,5,30".split(',').map(|s| s.parse().unwrap()).collect();
+    /// let policy = OnError::retry_after(seconds.into_iter().map(Duration::from_secs));
+    /// const SAME: OnError = OnError::retry(&[
+    ///     Duration::from_secs(1),
+    ///     Duration::from_secs(5),
+    ///     Duration::from_secs(30),
+    /// ]);
+    /// assert_eq!(policy, SAME);
+    /// ```
+    pub fn retry_after(delays: impl IntoIterator<Item = Duration>) -> Self {
+        let delays: Vec<Duration> = delays.into_iter().collect();
+        OnError::Retry {
+            delays: Vec::leak(delays),
+        }
     }
 
     /// [`OnError::Requeue`] at most `times` times, then park.

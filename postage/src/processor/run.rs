@@ -76,6 +76,7 @@ impl<P: Handlers> Processor<P> {
             ack_delay: super::DEFAULT_ACK_DELAY,
             discoverable: true,
             handler_timeout: None,
+            dead_letter_unhandled: false,
         }
     }
 

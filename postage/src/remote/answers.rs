@@ -122,4 +122,10 @@ pub struct Counters {
     pub failed: u64,
     /// No handler ran (undecodable, no handler, refused, ...).
     pub rejected: u64,
+    /// Of the rejected, those for which the processor has no handler (a
+    /// command sent to the wrong component, a status where a command was
+    /// expected): acknowledged, or dead-lettered when the processor says
+    /// so.
+    #[serde(default)]
+    pub unhandled: u64,
 }

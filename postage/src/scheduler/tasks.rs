@@ -25,6 +25,9 @@ use crate::transport::Connection;
 ///   acknowledged is lost; nothing unacknowledged is dropped (the broker
 ///   redelivers it). A second signal exits the process at once with
 ///   status 130.
+/// - A processor that ends with [`Stop::Quit`] (a `quit` command) shuts
+///   the others down gracefully: `quit` stops the component, and `run`
+///   returns.
 /// - A processor that ends with [`Stop::Restart`] shuts the others down
 ///   gracefully, then the process replaces itself with a fresh run of the
 ///   same executable and arguments (same pid).
@@ -175,6 +178,11 @@ impl Scheduler {
                     None => break,
                     Some(Ok(Ok(Stop::Restart))) => {
                         restart = true;
+                        self.shutdown.send_replace(true);
+                    }
+                    Some(Ok(Ok(Stop::Quit))) => {
+                        // `quit` is for the component: the others stop too.
+                        tracing::info!("a processor quit; shutting the others down gracefully");
                         self.shutdown.send_replace(true);
                     }
                     Some(Ok(Ok(_))) => {}

@@ -151,6 +151,7 @@ pub(crate) struct Tallies {
     pub(crate) handled: u64,
     pub(crate) failed: u64,
     pub(crate) rejected: u64,
+    pub(crate) unhandled: u64,
 }
 
 #[derive(Default)]
@@ -159,6 +160,7 @@ struct TallyCells {
     handled: AtomicU64,
     failed: AtomicU64,
     rejected: AtomicU64,
+    unhandled: AtomicU64,
 }
 
 fn bump(cell: &AtomicU64) {
@@ -245,6 +247,9 @@ impl ProcessorInstruments {
     /// No handler ran for it.
     pub(crate) fn rejected(&self, why: Rejection) {
         bump(&self.tallies.rejected);
+        if why == Rejection::NoHandler {
+            bump(&self.tallies.unhandled);
+        }
         if let Some(counter) = self.rejected.get(why as usize) {
             counter.increment(1);
         }
@@ -259,6 +264,7 @@ impl ProcessorInstruments {
             handled: read(&cells.handled),
             failed: read(&cells.failed),
             rejected: read(&cells.rejected),
+            unhandled: read(&cells.unhandled),
         }
     }
 
@@ -462,7 +468,8 @@ mod tests {
                 received: 3,
                 handled: 1,
                 failed: 1,
-                rejected: 1
+                rejected: 1,
+                unhandled: 1
             }
         );
     }

@@ -29,7 +29,6 @@
 //! ```
 //! use postage::prelude::*;
 //! use postage::testing::MemoryBroker;
-//! use serde_json::json;
 //!
 //! const MATH: Exchange = Exchange::direct("math-exchange");
 //!
@@ -47,31 +46,34 @@
 //!
 //! #[producer(eks = [(MATH, "math-rk")])]
 //! impl MathProducer {
-//!     fn build_rpc_add(&self, numbers: &[i64]) -> RpcCommand {
-//!         RpcCommand::new("add", json!(numbers))
+//!     fn build_rpc_add(&self, numbers: &[i64]) -> RpcCommand<i64> {
+//!         RpcCommand::new("add", numbers)
 //!     }
 //! }
 //!
-//! // In a test: #[tokio::test] async fn adds() -> postage::Result<()> { ... }
+//! // In your tests, under #[tokio::test].
+//! async fn adds() -> postage::Result<()> {
+//!     let broker = MemoryBroker::new();
+//!     let connection = broker.connect().await?;
+//!     let processor = Processor::builder(Math)
+//!         .bind(MATH, [("math-queue", "math-rk")])
+//!         .connect(&connection)
+//!         .await?;
+//!     let control = processor.control();
+//!     let server = tokio::spawn(processor.run());
+//!
+//!     let math = MathProducer.connect(&connection).await?;
+//!     assert_eq!(math.rpc_add(&[1, 2, 3]).await?, 6);
+//!     assert_eq!(broker.queue("math-queue").map(|q| q.messages), Some(0));
+//!
+//!     control.quit();
+//!     let _ = server.await;
+//!     Ok(())
+//! }
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> postage::Result<()> {
-//! let broker = MemoryBroker::new();
-//! let connection = broker.connect().await?;
-//! let processor = Processor::builder(Math)
-//!     .bind(MATH, [("math-queue", "math-rk")])
-//!     .connect(&connection)
-//!     .await?;
-//! let control = processor.control();
-//! let server = tokio::spawn(processor.run());
-//!
-//! let math = MathProducer.connect(&connection).await?;
-//! let reply = math.rpc_add(&[1, 2, 3]).await?;
-//! assert_eq!(reply.outcome()?, Outcome::Success { value: 6.into(), message: String::new() });
-//! assert_eq!(broker.queue("math-queue").map(|q| q.messages), Some(0));
-//!
-//! control.quit();
-//! let _ = server.await;
-//! # Ok(()) }
+//! #     adds().await
+//! # }
 //! ```
 
 mod probe;

@@ -355,6 +355,38 @@ conformance! {
         running.quit().await;
     }
 
+    /// A message no handler takes (here a status where the processor
+    /// handles a command of that name) is dead-lettered when the
+    /// processor says so, and the processor goes on.
+    async fn a_message_without_a_handler_is_dead_lettered_when_asked(broker) {
+        let connection = broker.connect().await;
+        let probe = probe(&connection).await;
+        let (dlx, _dead, mut dead_letters) = dead_letters(&probe).await;
+        let exchange = direct("unhandled");
+        let queue = unique("unhandled");
+        let (tx, mut seen) = mpsc::unbounded_channel();
+        let processor = Processor::builder(Slow { seen: tx, release: Arc::new(Notify::new()) })
+            .bind(
+                exchange.clone(),
+                [(Queue::new(&queue).auto_delete(true).argument("x-dead-letter-exchange", dlx.name()), queue.as_str())],
+            )
+            .dead_letter_unhandled(true)
+            .connect(&connection)
+            .await
+            .unwrap();
+        let running = Running { control: processor.control(), task: tokio::spawn(processor.run()) };
+        let sender = producer(&connection, &exchange, &queue).await;
+        sender.send(MessageStatus::with_parameters("echo", "a status")).await.unwrap();
+        sender.command("echo", "a command").await.unwrap();
+        let dead = delivered(&mut dead_letters, 5000).await;
+        let body: serde_json::Value = serde_json::from_str(&dead.text()).unwrap();
+        assert_eq!((&body["type"], &body["name"]), (&json!("status"), &json!("echo")), "{body}");
+        dead.ack().await.unwrap();
+        assert_eq!(next_seen(&mut seen).await, "echo a command");
+        assert!(silent(&mut dead_letters, 200).await, "only the unhandled one");
+        running.quit().await;
+    }
+
     /// Without a dead-letter exchange, a poison message is dropped: not
     /// requeued, not redelivered, and the processor goes on.
     async fn poison_message_without_dlx_is_dropped(broker) {
