@@ -52,6 +52,9 @@ impl Discovery {
             .bind(CONTROL_EXCHANGE, [(Queue::server_named(), "")])
             .prefetch(4)
             .name(format!("{name}.control"))
+            // Control commands are few and never pile up: no watchdog,
+            // and no passive declaration every period per processor.
+            .watchdog(std::time::Duration::ZERO)
             .connect(connection)
             .await?;
         Ok(Discovery {
