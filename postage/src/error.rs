@@ -185,8 +185,9 @@ pub enum Error {
         timeout: Duration,
     },
 
-    /// A typed RPC call ([`RpcCall::returning`](crate::rpc::RpcCall::returning))
-    /// got an error result: the handler said what went wrong.
+    /// A typed RPC call (`RpcCall::returning`, or the sender of a
+    /// `build_rpc_*` method returning `RpcCommand<T>`) got an error
+    /// result: the handler said what went wrong.
     #[error("RPC {command:?} answered with an error: {message}")]
     RpcError {
         /// The command called.
