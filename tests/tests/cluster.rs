@@ -161,6 +161,113 @@ async fn boot(cluster: &Arc<Cluster>, port: u16) {
         .unwrap();
 }
 
+/// Senders of confirmed persistent `count` commands, until stopped: the
+/// ids confirmed, and the failed sends by error.
+struct Senders {
+    stop: Arc<AtomicBool>,
+    confirmed: Arc<Mutex<Vec<u64>>>,
+    failures: Arc<Mutex<HashMap<String, usize>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Senders {
+    /// Four senders on `producer`.
+    fn start(producer: &Producer) -> Self {
+        const SENDERS: u64 = 4;
+        let stop = Arc::new(AtomicBool::new(false));
+        let confirmed = Arc::new(Mutex::new(Vec::new()));
+        let failures: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let tasks = (0..SENDERS)
+            .map(|first| {
+                let (producer, stop, confirmed, failures) = (
+                    producer.clone(),
+                    stop.clone(),
+                    confirmed.clone(),
+                    failures.clone(),
+                );
+                tokio::spawn(async move {
+                    let mut id = first;
+                    while !stop.load(Ordering::Relaxed) {
+                        match producer.command("count", id).await {
+                            Ok(()) => confirmed.lock().unwrap().push(id),
+                            Err(error) => {
+                                *failures
+                                    .lock()
+                                    .unwrap()
+                                    .entry(error.to_string())
+                                    .or_insert(0) += 1;
+                                tracing::warn!(error = %error.report(), id, "send failed");
+                                // As an application would: not again at once.
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                        }
+                        id += SENDERS;
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                })
+            })
+            .collect();
+        Senders {
+            stop,
+            confirmed,
+            failures,
+            tasks,
+        }
+    }
+
+    /// Stops the senders; gives the ids confirmed.
+    async fn stop(self) -> Vec<u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            task.await.unwrap();
+        }
+        std::mem::take(&mut *self.confirmed.lock().unwrap())
+    }
+
+    /// How many sends failed.
+    fn failed(&self) -> usize {
+        self.failures.lock().unwrap().values().sum()
+    }
+}
+
+/// How many of the `confirmed` ids `counter` has not seen, once every one
+/// arrived or 60 s passed.
+async fn lost(confirmed: &[u64], counter: &Counter) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !confirmed.iter().all(|id| counter.seen.has(*id)) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    confirmed
+        .iter()
+        .filter(|id| !counter.seen.has(**id))
+        .count()
+}
+
+/// A counting processor on the quorum queue `queue`, bound to `exchange`.
+async fn quorum_processor(
+    connection: &Connection,
+    exchange: &Exchange,
+    queue: &str,
+) -> (
+    Arc<Counter>,
+    Control,
+    postage::consumer::ConsumerHandle,
+    tokio::task::JoinHandle<postage::Result<Stop>>,
+) {
+    let counter = Arc::new(Counter {
+        seen: Seen::default(),
+        last: Mutex::new(None),
+    });
+    let processor = Processor::builder_arc(counter.clone())
+        .bind(exchange.clone(), [(Queue::quorum(queue), queue)])
+        .prefetch(100)
+        .connect(connection)
+        .await
+        .unwrap();
+    let (control, health) = (processor.control(), processor.consumer());
+    (counter, control, health, tokio::spawn(processor.run()))
+}
+
 #[derive(Default)]
 struct Calls {
     ok: AtomicUsize,
@@ -187,22 +294,8 @@ async fn a_cluster_that_loses_the_processors_node_then_the_queue_leader_loses_no
 
     let exchange = Exchange::new(unique("cluster"), ExchangeKind::Direct);
     let queue = unique("cluster-jobs");
-    let counter = Arc::new(Counter {
-        seen: Seen::default(),
-        last: Mutex::new(None),
-    });
-    let processor = Processor::builder_arc(counter.clone())
-        .bind(
-            exchange.clone(),
-            [(Queue::quorum(queue.as_str()), queue.as_str())],
-        )
-        .prefetch(100)
-        .connect(&processor_connection)
-        .await
-        .unwrap();
-    let control = processor.control();
-    let health = processor.consumer();
-    let running = tokio::spawn(processor.run());
+    let (counter, control, health, running) =
+        quorum_processor(&processor_connection, &exchange, &queue).await;
     let producer = Producer::builder()
         .ek(exchange.clone(), queue.as_str())
         .persistent(true)
@@ -213,39 +306,8 @@ async fn a_cluster_that_loses_the_processors_node_then_the_queue_leader_loses_no
         .unwrap();
 
     // Senders of confirmed persistent messages, until told to stop.
-    let stop = Arc::new(AtomicBool::new(false));
-    let confirmed = Arc::new(Mutex::new(Vec::new()));
-    let failed_sends = Arc::new(AtomicUsize::new(0));
-    let failures: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-    let mut senders = Vec::new();
-    const SENDERS: u64 = 4;
-    for first in 0..SENDERS {
-        let (producer, stop, confirmed, failed, failures) = (
-            producer.clone(),
-            stop.clone(),
-            confirmed.clone(),
-            failed_sends.clone(),
-            failures.clone(),
-        );
-        senders.push(tokio::spawn(async move {
-            let mut id = first;
-            while !stop.load(Ordering::Relaxed) {
-                match producer.command("count", id).await {
-                    Ok(()) => confirmed.lock().unwrap().push(id),
-                    Err(error) => {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        let kind = error.to_string();
-                        *failures.lock().unwrap().entry(kind).or_insert(0) += 1;
-                        tracing::warn!(error = %error.report(), id, "send failed");
-                        // As an application would: not again at once.
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-                id += SENDERS;
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        }));
-    }
+    let senders = Senders::start(&producer);
+    let (stop, failures) = (senders.stop.clone(), senders.failures.clone());
     // RPC calls in a loop: each answered, or failed with a timeout
     // within its attempts; none hangs.
     let calls = Arc::new(Calls::default());
@@ -327,20 +389,10 @@ async fn a_cluster_that_loses_the_processors_node_then_the_queue_leader_loses_no
     boot(&cluster, leader).await;
 
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    for sender in senders {
-        sender.await.unwrap();
-    }
+    let failed_sends = senders.failed();
+    let confirmed = senders.stop().await;
     caller.await.unwrap();
-    let confirmed = std::mem::take(&mut *confirmed.lock().unwrap());
-    wait_for("every confirmed message", 60, || {
-        confirmed.iter().all(|id| counter.seen.has(*id))
-    })
-    .await;
-    let lost = confirmed
-        .iter()
-        .filter(|id| !counter.seen.has(**id))
-        .count();
+    let lost = lost(&confirmed, &counter).await;
     println!(
         "cluster of 3 formed in {formed:?}; processor on {processor_node}, moved to {moved_to} \
          {resumed_after_node:?} after its node was killed; queue leader on {leader} killed, \
@@ -348,7 +400,7 @@ async fn a_cluster_that_loses_the_processors_node_then_the_queue_leader_loses_no
          received {} unique, {} duplicates, lost {lost}; RPC calls: {} answered, {} timed out, \
          {} failed otherwise, longest {:?}; {:?} in all; failed sends by error: {:?}",
         confirmed.len(),
-        failed_sends.load(Ordering::Relaxed),
+        failed_sends,
         counter.seen.unique(),
         counter.seen.duplicates(),
         calls.ok.load(Ordering::Relaxed),
@@ -415,59 +467,16 @@ async fn a_partitioned_node_pauses_and_its_component_moves_to_the_majority() {
 
     let exchange = Exchange::new(unique("partition"), ExchangeKind::Direct);
     let queue = unique("partition-jobs");
-    let counter = Arc::new(Counter {
-        seen: Seen::default(),
-        last: Mutex::new(None),
-    });
-    let processor = Processor::builder_arc(counter.clone())
-        .bind(
-            exchange.clone(),
-            [(Queue::quorum(queue.as_str()), queue.as_str())],
-        )
-        .prefetch(100)
-        .connect(&processor_connection)
-        .await
-        .unwrap();
-    let control = processor.control();
-    let health = processor.consumer();
-    let running = tokio::spawn(processor.run());
+    let (counter, control, health, running) =
+        quorum_processor(&processor_connection, &exchange, &queue).await;
     let producer = Producer::builder()
         .ek(exchange.clone(), queue.as_str())
         .persistent(true)
         .connect(&sender_connection)
         .await
         .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let confirmed = Arc::new(Mutex::new(Vec::new()));
-    let failures: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-    let mut senders = Vec::new();
-    const SENDERS: u64 = 4;
-    for first in 0..SENDERS {
-        let (producer, stop, confirmed, failures) = (
-            producer.clone(),
-            stop.clone(),
-            confirmed.clone(),
-            failures.clone(),
-        );
-        senders.push(tokio::spawn(async move {
-            let mut id = first;
-            while !stop.load(Ordering::Relaxed) {
-                match producer.command("count", id).await {
-                    Ok(()) => confirmed.lock().unwrap().push(id),
-                    Err(error) => {
-                        *failures
-                            .lock()
-                            .unwrap()
-                            .entry(error.to_string())
-                            .or_insert(0) += 1;
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-                id += SENDERS;
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        }));
-    }
+    let senders = Senders::start(&producer);
+    let failures = senders.failures.clone();
     wait_for("the first 300 messages", 60, || {
         counter.seen.unique() >= 300
     })
@@ -489,19 +498,8 @@ async fn a_partitioned_node_pauses_and_its_component_moves_to_the_majority() {
     // Healed: the minority node comes back and rejoins.
     namespace.restore_traffic();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    for sender in senders {
-        sender.await.unwrap();
-    }
-    let confirmed = std::mem::take(&mut *confirmed.lock().unwrap());
-    wait_for("every confirmed message", 60, || {
-        confirmed.iter().all(|id| counter.seen.has(*id))
-    })
-    .await;
-    let lost = confirmed
-        .iter()
-        .filter(|id| !counter.seen.has(**id))
-        .count();
+    let confirmed = senders.stop().await;
+    let lost = lost(&confirmed, &counter).await;
     println!(
         "partition (pause_minority): the processor on the cut-off node moved to {moved_to} \
          {moved_after:?} after the cut and handled again {resumed_after:?} later; confirmed {}, received {} unique, \

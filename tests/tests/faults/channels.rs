@@ -15,7 +15,7 @@ use postage::{Health, Stop};
 use postage_tests::node::PrivateNode;
 use postage_tests::{Seen, unique};
 
-use crate::{ONE_AT_A_TIME, base, init_tracing, processor_on, wait_for};
+use crate::{ONE_AT_A_TIME, base, connect, processor_bound, processor_on, wait_for};
 
 /// A node that times out a delivery left unacknowledged for 2 s, looking
 /// every 250 ms.
@@ -89,11 +89,8 @@ async fn patient_processor(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acknowledgement_timeout_reopens_the_channel_and_the_message_comes_again() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    init_tracing();
     let node = impatient_node();
-    let connection = Connection::connect(Config::from_url(&node.url()).unwrap())
-        .await
-        .unwrap();
+    let connection = connect(&node.url()).await;
     let (patient, producer, consumer, control, running) =
         patient_processor(&connection, |b| b).await;
     let started = Instant::now();
@@ -135,11 +132,8 @@ async fn an_acknowledgement_timeout_reopens_the_channel_and_the_message_comes_ag
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_time_limit_below_consumer_timeout_keeps_the_channel() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    init_tracing();
     let node = impatient_node();
-    let connection = Connection::connect(Config::from_url(&node.url()).unwrap())
-        .await
-        .unwrap();
+    let connection = connect(&node.url()).await;
     let (patient, producer, consumer, control, running) = patient_processor(&connection, |b| {
         const AGAIN: &[Duration] = &[Duration::from_millis(500)];
         b.handler_timeout(Duration::from_secs(1))
@@ -201,11 +195,8 @@ impl Declarer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channel_error_mid_stream_leaves_other_consumers_alone_and_the_processor_resumes() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    init_tracing();
     let node = PrivateNode::start(base(), None);
-    let connection = Connection::connect(Config::from_url(&node.url()).unwrap())
-        .await
-        .unwrap();
+    let connection = connect(&node.url()).await;
     let exchange = Exchange::new(unique("declarer"), ExchangeKind::Direct);
     let queue = unique("declarer");
     let declarer = Arc::new(Declarer {
@@ -296,11 +287,8 @@ async fn a_channel_error_mid_stream_leaves_other_consumers_alone_and_the_process
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_deleted_with_rabbitmqctl_is_declared_again_within_10_s() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    init_tracing();
     let node = PrivateNode::start(base(), None);
-    let connection = Connection::connect(Config::from_url(&node.url()).unwrap())
-        .await
-        .unwrap();
+    let connection = connect(&node.url()).await;
     let fixture = processor_on(
         &connection,
         Queue::new(unique("deleted")).durable(true),
@@ -345,11 +333,8 @@ async fn a_queue_deleted_with_rabbitmqctl_is_declared_again_within_10_s() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_channel_that_passes_nothing_on_is_reported_stalled_and_replaced() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    init_tracing();
     let node = PrivateNode::start(base(), None);
-    let connection = Connection::connect(Config::from_url(&node.url()).unwrap())
-        .await
-        .unwrap();
+    let connection = connect(&node.url()).await;
     let period = Duration::from_secs(1);
     let fixture = processor_on(&connection, Queue::new(unique("stalled")), |b| {
         b.prefetch(5).watchdog(period)
@@ -403,11 +388,8 @@ async fn a_consumer_channel_that_passes_nothing_on_is_reported_stalled_and_repla
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_active_consumer_in_waiting_says_it_stands_by_and_takes_over() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    init_tracing();
     let node = PrivateNode::start(base(), None);
-    let connection = Connection::connect(Config::from_url(&node.url()).unwrap())
-        .await
-        .unwrap();
+    let connection = connect(&node.url()).await;
     let name = unique("single");
     let single = || {
         Queue::new(name.as_str())
@@ -417,7 +399,10 @@ async fn a_single_active_consumer_in_waiting_says_it_stands_by_and_takes_over() 
     let period = Duration::from_secs(1);
     let active = processor_on(&connection, single(), |b| b.prefetch(1).watchdog(period)).await;
     active.counter.slow_down(Duration::from_millis(50));
-    let waiting = processor_on_exchange(&connection, &active.exchange, single(), period).await;
+    let waiting = processor_bound(&connection, active.exchange.clone(), single(), |b| {
+        b.prefetch(1).watchdog(period)
+    })
+    .await;
     let producer = Producer::builder()
         .ek(active.exchange.clone(), name.as_str())
         .connect(&connection)
@@ -455,33 +440,4 @@ async fn a_single_active_consumer_in_waiting_says_it_stands_by_and_takes_over() 
     waiting.control.quit();
     let _ = waiting.running.await;
     connection.close().await.unwrap();
-}
-
-/// A counting processor on `queue` bound to an existing `exchange`.
-async fn processor_on_exchange(
-    connection: &Connection,
-    exchange: &Exchange,
-    queue: Queue,
-    period: Duration,
-) -> crate::Fixture {
-    let name = queue.name().to_owned();
-    let counter = crate::Counter::new();
-    let processor = Processor::builder_arc(counter.clone())
-        .bind(exchange.clone(), [(queue, name.as_str())])
-        .prefetch(1)
-        .watchdog(period)
-        .connect(connection)
-        .await
-        .unwrap();
-    let control = processor.control();
-    let consumer = processor.consumer();
-    let running = tokio::spawn(processor.run());
-    crate::Fixture {
-        exchange: exchange.clone(),
-        queue: name,
-        counter,
-        control,
-        consumer,
-        running,
-    }
 }

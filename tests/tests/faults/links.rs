@@ -133,6 +133,22 @@ async fn resumed(fixture: &Fixture, producer: &Producer, since: Instant) -> Dura
     }
 }
 
+/// A processor on `queue` and a producer sending to it, the first 50
+/// messages handled.
+async fn working(connection: &Connection, queue: Queue) -> (Fixture, Producer) {
+    let fixture = processor_on(connection, queue, |b| b).await;
+    let producer = Producer::builder()
+        .ek(fixture.exchange.clone(), fixture.queue.as_str())
+        .connect(connection)
+        .await
+        .unwrap();
+    for id in 0..50_u64 {
+        producer.command("count", id).await.unwrap();
+    }
+    wait_for("the first 50", 10, || fixture.counter.seen.unique() == 50).await;
+    (fixture, producer)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_half_open_connection_is_found_within_two_heartbeats_and_the_component_resumes() {
     let _serial = ONE_AT_A_TIME.lock().await;
@@ -148,16 +164,7 @@ async fn a_half_open_connection_is_found_within_two_heartbeats_and_the_component
     // connection when the new one declares it (405 RESOURCE_LOCKED), the
     // recovery tries again.
     let queue = Queue::new(unique("half-open")).exclusive(true);
-    let fixture = processor_on(&connection, queue, |b| b).await;
-    let producer = Producer::builder()
-        .ek(fixture.exchange.clone(), fixture.queue.as_str())
-        .connect(&connection)
-        .await
-        .unwrap();
-    for id in 0..50_u64 {
-        producer.command("count", id).await.unwrap();
-    }
-    wait_for("the first 50", 10, || fixture.counter.seen.unique() == 50).await;
+    let (fixture, producer) = working(&connection, queue).await;
 
     let cut = Instant::now();
     namespace.drop_traffic(node.port());
@@ -208,16 +215,7 @@ async fn a_frozen_broker_is_left_for_the_next_address_within_two_heartbeats() {
         connection.endpoint(),
         format!("127.0.0.1:{}", frozen.port())
     );
-    let fixture = processor_on(&connection, Queue::new(unique("frozen")), |b| b).await;
-    let producer = Producer::builder()
-        .ek(fixture.exchange.clone(), fixture.queue.as_str())
-        .connect(&connection)
-        .await
-        .unwrap();
-    for id in 0..50_u64 {
-        producer.command("count", id).await.unwrap();
-    }
-    wait_for("the first 50", 10, || fixture.counter.seen.unique() == 50).await;
+    let (fixture, producer) = working(&connection, Queue::new(unique("frozen"))).await;
 
     let frozen_at = Instant::now();
     frozen.freeze();

@@ -120,6 +120,17 @@ async fn processor_on(
     configure: impl FnOnce(ProcessorBuilder<Counter>) -> ProcessorBuilder<Counter>,
 ) -> Fixture {
     let exchange = Exchange::new(unique("fault"), ExchangeKind::Direct);
+    processor_bound(connection, exchange, queue, configure).await
+}
+
+/// A processor counting `count` commands from `queue`, bound to
+/// `exchange` with the queue's name, its builder changed by `configure`.
+async fn processor_bound(
+    connection: &Connection,
+    exchange: Exchange,
+    queue: Queue,
+    configure: impl FnOnce(ProcessorBuilder<Counter>) -> ProcessorBuilder<Counter>,
+) -> Fixture {
     let name = queue.name().to_owned();
     let counter = Counter::new();
     let builder = Processor::builder_arc(counter.clone())

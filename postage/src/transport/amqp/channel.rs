@@ -15,12 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
-use lapin::options::{BasicConsumeOptions, BasicQosOptions};
-use lapin::types::FieldTable;
+use lapin::options::BasicQosOptions;
 use tokio::time::Instant;
 
 use super::convert::amqp_error;
-use super::declare;
 use super::delivery::Slot;
 use super::session::{Shared, open_lapin_channel};
 use crate::error::{Error, Result};
@@ -359,24 +357,7 @@ impl ChannelShared {
             }
             for slot in pending {
                 slot.rename(renames);
-                if redeclare {
-                    let renamed =
-                        declare::recorded_queue(&self.connection, &channel, &slot.queue()).await?;
-                    if let Some(renamed) = renamed {
-                        slot.rename(&[renamed]);
-                    }
-                }
-                let consumer = channel
-                    .basic_consume(
-                        slot.queue().as_str().into(),
-                        "".into(),
-                        BasicConsumeOptions {
-                            no_ack: slot.no_ack(),
-                            ..BasicConsumeOptions::default()
-                        },
-                        FieldTable::default(),
-                    )
-                    .await?;
+                let consumer = slot.start_on(&self.connection, &channel, redeclare).await?;
                 slot.replace(consumer, generation, epoch);
             }
         }

@@ -12,7 +12,6 @@ use tokio::time::Instant;
 
 use super::channel::{Channel, lock};
 use super::convert::amqp_error;
-use super::declare;
 use super::delivery::{Consumer, ConsumerId, Interruption, Slot, Started};
 use crate::error::Result;
 
@@ -164,24 +163,7 @@ impl Channel {
                 // declares the queue again and starts the consumer.
                 return shared.reopened_after(generation).await;
             }
-            let attempt = async {
-                let renamed =
-                    declare::recorded_queue(&shared.connection, &now.lapin, &slot.queue()).await?;
-                if let Some(renamed) = renamed {
-                    slot.rename(&[renamed]);
-                }
-                now.lapin
-                    .basic_consume(
-                        slot.queue().as_str().into(),
-                        "".into(),
-                        BasicConsumeOptions {
-                            no_ack: slot.no_ack(),
-                            ..BasicConsumeOptions::default()
-                        },
-                        FieldTable::default(),
-                    )
-                    .await
-            };
+            let attempt = slot.start_on(&shared.connection, &now.lapin, true);
             match shared.until_lost(now.epoch, attempt).await {
                 Ok(started) => {
                     let _swap = lock(&shared.slots);

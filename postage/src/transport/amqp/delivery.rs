@@ -10,10 +10,13 @@ use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
 use futures_util::{Stream, StreamExt};
-use lapin::options::{BasicAckOptions, BasicRejectOptions};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicRejectOptions};
+use lapin::types::FieldTable;
 
 use super::channel::ChannelShared;
 use super::convert::{amqp_error, count, json_table, text};
+use super::declare;
+use super::session::Shared;
 use crate::error::{Error, Result};
 use crate::transport::Headers;
 
@@ -69,10 +72,6 @@ impl Slot {
         lock(&self.queue).clone()
     }
 
-    pub(super) fn no_ack(&self) -> bool {
-        self.no_ack
-    }
-
     /// The generation of the channel the consumer runs on now.
     pub(super) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
@@ -97,6 +96,33 @@ impl Slot {
         if let Some((_, new)) = renames.iter().find(|(old, _)| *old == *queue) {
             new.clone_into(&mut queue);
         }
+    }
+
+    /// Starts this consumer on `channel` (its queue declared again first
+    /// from `connection`'s record, with `redeclare`).
+    pub(super) async fn start_on(
+        &self,
+        connection: &Shared,
+        channel: &lapin::Channel,
+        redeclare: bool,
+    ) -> lapin::Result<lapin::Consumer> {
+        if redeclare
+            && let Some(renamed) =
+                declare::recorded_queue(connection, channel, &self.queue()).await?
+        {
+            self.rename(&[renamed]);
+        }
+        channel
+            .basic_consume(
+                self.queue().as_str().into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: self.no_ack,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
     }
 
     /// The consumer started on the channel of `generation`, on the
