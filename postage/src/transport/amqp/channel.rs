@@ -301,6 +301,18 @@ impl ChannelShared {
                 Ok(value) => return Ok((value, now.generation)),
                 Err(error) => error,
             };
+            // Closed by the broker just before the operation (lapin did
+            // not send it): run it on the channel that replaces this one.
+            if matches!(error.kind(), lapin::ErrorKind::InvalidChannelState(..))
+                && !self.lost_since(now.epoch)
+                && tries < RETRIES
+            {
+                tries += 1;
+                if let Err(reason) = self.reopened_after(now.generation).await {
+                    return Err(lost(what(), error, reason));
+                }
+                continue;
+            }
             if tries == RETRIES || !self.failed_by_loss(now.epoch, Some(&error)).await {
                 return Err(amqp_error(what(), error));
             }

@@ -185,6 +185,15 @@ impl Channel {
                 }
                 Err(error) => error,
             };
+            // Closed by the broker just before the publish (lapin did not
+            // send it): the loop's first step opens the channel again.
+            if matches!(error.kind(), lapin::ErrorKind::InvalidChannelState(..))
+                && !shared.lost_since(now.epoch)
+                && retries < RETRIES
+            {
+                retries += 1;
+                continue;
+            }
             if retries == RETRIES || !shared.failed_by_loss(now.epoch, Some(&error)).await {
                 return Err(amqp_error(format!("basic.publish to {exchange:?}"), error));
             }
