@@ -66,9 +66,16 @@ async fn a_memory_alarm_holds_publishers_while_consumers_go_on() {
         .unwrap();
     // A backlog the consumer works through during the alarm: 2,000
     // messages handled 3 ms each.
+    // Sent 100 at a time, so that it is there long before it is handled.
     fixture.counter.slow_down(Duration::from_millis(3));
-    for id in 0..2_000_u64 {
-        producer.command("count", id).await.unwrap();
+    for batch in 0..20_u64 {
+        let sends = (0..100).map(|n| {
+            let producer = &producer;
+            async move { producer.command("count", batch * 100 + n).await }
+        });
+        for sent in futures_util::future::join_all(sends).await {
+            sent.unwrap();
+        }
     }
     let before = fixture.counter.seen.unique();
     assert!(

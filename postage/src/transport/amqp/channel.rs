@@ -442,16 +442,25 @@ impl ChannelShared {
     }
 
     /// Replaces the channel of `generation`, although it is open, at most
-    /// once per `every`: for a channel that makes no progress while the
-    /// broker says there is work. True when it was replaced (here or by
-    /// another task).
+    /// once per `every` (waiting for its turn): for a channel that makes
+    /// no progress while the broker says there is work. True when it was
+    /// replaced (here or by another task).
     pub(super) async fn renew(&self, generation: u64, every: Duration, why: &str) -> bool {
-        {
-            let mut renewed_at = lock(&self.renewed_at);
-            if renewed_at.is_some_and(|at| at.elapsed() < every) {
-                return self.generation() != generation;
-            }
-            *renewed_at = Some(Instant::now());
+        loop {
+            let turn = {
+                let mut renewed_at = lock(&self.renewed_at);
+                if self.generation() != generation {
+                    return true;
+                }
+                match *renewed_at {
+                    Some(at) if at.elapsed() < every => at + every,
+                    _ => {
+                        *renewed_at = Some(Instant::now());
+                        break;
+                    }
+                }
+            };
+            tokio::time::sleep_until(turn).await;
         }
         tracing::warn!(why, "replacing the channel");
         match self.reopen_alone(generation).await {
