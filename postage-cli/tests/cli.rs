@@ -311,17 +311,38 @@ fn ps_lists_two_running_receivers_with_their_pids() {
     assert_eq!(table.status, Some(0), "{}", table.stderr);
     let lines: Vec<&str> = table.stdout.lines().collect();
     assert_eq!(lines.len(), 3, "a header and two rows: {}", table.stdout);
-    assert!(lines[0].starts_with("NAME"), "{}", lines[0]);
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "TYPE",
+            "PID",
+            "HOST",
+            "UPTIME",
+            "RECEIVED",
+            "HANDLED",
+            "FAILED",
+            "REJECTED",
+            "UNHANDLED",
+            "HEALTH",
+            "HANDLERS"
+        ],
+        "{}",
+        lines[0]
+    );
     for (line, (name, pid, handlers)) in lines[1..].iter().zip([
         ("echo_receive", echo.pid(), "message:echo"),
         ("rpc_echo_receive", rpc.pid(), "rpc:echo"),
     ]) {
         let cells: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cells.len(), header.len(), "{line}");
         assert_eq!(cells[0], name, "{line}");
         assert_eq!(cells[1], "controller", "{line}");
         assert_eq!(cells[2], pid.to_string(), "{line}");
-        assert_eq!(cells[9], "consuming", "{line}");
-        assert_eq!(cells[10], handlers, "{line}");
+        assert_eq!(cells[9], "0", "nothing unhandled: {line}");
+        assert_eq!(cells[10], "consuming", "{line}");
+        assert_eq!(cells[11], handlers, "{line}");
     }
 
     let json = postage(&vhost, &["ps", "--json"]);
