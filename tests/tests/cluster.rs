@@ -568,7 +568,10 @@ async fn addresses_that_refuse_or_never_speak_amqp_are_skipped_within_the_connec
     let (mut consumer, producer) = private_pair(&connection, "skip").await;
     let dropped = Instant::now();
     node.close_all_connections();
-    wait_for("the recovery", 30, || connection.recoveries() >= 1).await;
+    // The consumer's own connection: its queue is declared again and
+    // bound once that is recovered (the publishers' may come back first).
+    let handle = consumer.handle();
+    wait_for("the recovery", 30, || handle.recoveries() >= 1).await;
     let recovered = dropped.elapsed();
     // The server-named queue was declared again (a new name) and bound.
     producer.command("after", "the drop").await.unwrap();

@@ -48,6 +48,9 @@ pub(crate) struct Record {
     bindings: Vec<BindingRecord>,
     /// (destination, to an exchange, exchange, key) of every binding.
     binding_keys: HashSet<(String, bool, String, String)>,
+    /// The first name of each server-named queue declared again since
+    /// (the name its consumers know it by), with the name it has now.
+    former_names: HashMap<String, String>,
 }
 
 impl Record {
@@ -131,6 +134,7 @@ impl Record {
         self.queues.retain(|q| q.name != queue);
         self.bindings
             .retain(|b| b.to_exchange || b.destination != queue);
+        self.former_names.retain(|_, now| now != queue);
         self.reindex();
     }
 
@@ -182,6 +186,12 @@ impl Record {
         self.exchanges.clone()
     }
 
+    /// The name a queue has now: its own, or the one a server-named queue
+    /// got when it was declared again (once or more) under another name.
+    pub(crate) fn current_name<'a>(&'a self, queue: &'a str) -> &'a str {
+        self.former_names.get(queue).map_or(queue, String::as_str)
+    }
+
     /// The queues, in the order declared.
     pub(crate) fn queues(&self) -> Vec<QueueRecord> {
         self.queues.clone()
@@ -195,6 +205,12 @@ impl Record {
     /// A server-named queue declared again got a new name: its bindings
     /// follow it.
     pub(crate) fn renamed(&mut self, old: &str, new: &str) {
+        match self.former_names.values_mut().find(|now| *now == old) {
+            Some(now) => new.clone_into(now),
+            None => {
+                self.former_names.insert(old.to_owned(), new.to_owned());
+            }
+        }
         for queue in &mut self.queues {
             if queue.name == old {
                 new.clone_into(&mut queue.name);
@@ -236,6 +252,9 @@ mod tests {
         record.renamed("amq.gen-1", "amq.gen-2");
         assert_eq!(record.queues()[0].name, "amq.gen-2");
         assert_eq!(record.bindings()[0].destination, "amq.gen-2");
+        record.renamed("amq.gen-2", "amq.gen-3");
+        assert_eq!(record.current_name("amq.gen-1"), "amq.gen-3");
+        assert_eq!(record.current_name("jobs"), "jobs");
 
         let (queue, exchanges, bindings) = record.queue_topology("jobs").unwrap();
         assert_eq!(queue.declaration, Queue::new("jobs").durable(true));
@@ -244,8 +263,9 @@ mod tests {
         assert!(record.queue_topology("elsewhere").is_none());
 
         // The server-named queue is auto-delete: gone with its consumer.
-        record.consumers_gone("amq.gen-2");
+        record.consumers_gone("amq.gen-3");
         record.consumers_gone("jobs");
+        assert_eq!(record.current_name("amq.gen-1"), "amq.gen-1");
         assert_eq!(record.queues().len(), 1);
         assert_eq!(record.queues()[0].name, "jobs");
         assert_eq!(

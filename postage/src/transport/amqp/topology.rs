@@ -26,10 +26,20 @@ impl Channel {
 
     pub(crate) async fn declare_queue(&self, queue: &Queue) -> Result<Declared> {
         let what = || format!("queue.declare {:?}", queue.name());
+        // A passive declaration of a server-named queue by the name it had
+        // before a recovery (the watchdog's, a consumer's) finds it under
+        // the name it has now.
+        let name = if queue.is_passive() {
+            let state = self.0.connection.state();
+            state.record.current_name(queue.name()).to_owned()
+        } else {
+            queue.name().to_owned()
+        };
+        let name = name.as_str();
         let (declared, _) = self
             .0
             .with_channel(what, |channel| async move {
-                declare::queue(&channel, queue, queue.name()).await
+                declare::queue(&channel, queue, name).await
             })
             .await?;
         if !queue.is_passive() {
