@@ -114,7 +114,7 @@ fn assert_clean(recorded: &str, forbidden: &[&str], exchange: &str) {
     for expected in [
         format!("messaging.destination.name = {exchange}"),
         "postage.sender = telemetry-client".to_owned(),
-        "no handler; message dropped".to_owned(),
+        "no handler for this message".to_owned(),
         "rejecting a message that cannot be decoded".to_owned(),
         "metric postage_deliveries_received_total{processor=telemetry-server}".to_owned(),
     ] {
