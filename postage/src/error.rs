@@ -246,6 +246,17 @@ pub enum Error {
         /// Why.
         reason: &'static str,
     },
+    /// A producer's middleware layer failed the send (its own error; a
+    /// Postage error out of the layers comes back as itself).
+    #[error("a middleware layer refused the send")]
+    Middleware(#[source] tower::BoxError),
+
+    /// A layer was added for a handler the processor does not have.
+    #[error("no handler named {handler:?} to add a layer to")]
+    UnknownHandler {
+        /// The name given.
+        handler: String,
+    },
 }
 
 /// `Result` with [`Error`] as its error.
@@ -279,6 +290,8 @@ impl Error {
             Error::ConsumerLost(_) => "ConsumerLost",
             Error::ShutdownTimeout(_) => "ShutdownTimeout",
             Error::FailurePolicy { .. } => "FailurePolicy",
+            Error::UnknownHandler { .. } => "UnknownHandler",
+            Error::Middleware(_) => "Middleware",
         }
     }
 
@@ -330,6 +343,8 @@ impl Error {
             | Error::PublishTimeout { .. }
             | Error::PublishInterrupted { .. } => "PublishError",
             Error::NoDestination => "NoDestinationError",
+            Error::UnknownHandler { .. } => "UnknownHandlerError",
+            Error::Middleware(_) => "MiddlewareError",
             Error::ReplyLost { .. } => "ReplyLostError",
             Error::RpcError { .. } => "RpcError",
             Error::RpcException { name, .. } => name.as_str(),
@@ -410,6 +425,25 @@ impl fmt::Display for Report {
 impl fmt::Debug for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&Chain(&*self.0), f)
+    }
+}
+
+impl Error {
+    /// An error out of a stack of middleware layers: a Postage error as it
+    /// was, any other as [`Error::Middleware`].
+    pub(crate) fn from_layers(error: tower::BoxError) -> Self {
+        match error.downcast::<Error>() {
+            Ok(error) => *error,
+            Err(error) => Error::Middleware(error),
+        }
+    }
+}
+
+/// An error out of a stack of middleware layers: see
+/// [`Error::Middleware`].
+impl From<tower::BoxError> for Error {
+    fn from(error: tower::BoxError) -> Self {
+        Error::from_layers(error)
     }
 }
 

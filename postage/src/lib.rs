@@ -140,6 +140,7 @@ pub mod encoding;
 pub mod error;
 pub mod fingerprint;
 pub mod message;
+pub mod middleware;
 pub mod processor;
 pub mod producer;
 pub mod remote;

@@ -7,9 +7,20 @@ use std::sync::Arc;
 use super::acks::Acks;
 use super::control::ControlSenders;
 use super::discovery::Discovery;
-use super::dispatch::{Core, Unhandled, handler_label};
+use tower::BoxError;
+use tower::layer::util::{Identity, Stack};
+use tower::{Layer, Service};
+
+use super::dispatch::{Core, LayerNames, handler_label};
 use super::failure::Failures;
+use super::incoming::Incoming;
 use super::routes::RouteTable;
+use super::run::Parts;
+use super::stack::{
+    HandlerLayer, HandlerService, Handling, ProcessorLayers, handler_layer, handler_services,
+    layer_name,
+};
+use super::unhandled::Unhandled;
 use super::{Control, Handlers, OnError, Processor};
 use crate::consumer::ConsumerBuilder;
 use crate::encoding::Encoder;
@@ -20,8 +31,9 @@ use crate::telemetry::ProcessorInstruments;
 use crate::topology::{Exchange, Queue};
 use crate::transport::Connection;
 
-/// Builds a [`Processor`].
-pub struct ProcessorBuilder<P> {
+/// Builds a [`Processor`]. `L` is the stack of its
+/// [layers](ProcessorBuilder::layer): `Identity` until one is added.
+pub struct ProcessorBuilder<P, L = Identity> {
     pub(super) handlers: Arc<P>,
     pub(super) consumer: ConsumerBuilder,
     pub(super) fingerprint: Option<Fingerprint>,
@@ -36,21 +48,28 @@ pub struct ProcessorBuilder<P> {
     pub(super) discoverable: bool,
     pub(super) handler_timeout: Option<std::time::Duration>,
     pub(super) dead_letter_unhandled: bool,
+    pub(super) layers: L,
+    /// The names of `layers`, outermost first.
+    pub(super) layer_names: Vec<String>,
+    /// Layers of single handlers: (handler name, layer name, layer), in
+    /// the order added.
+    pub(super) handler_layers: Vec<(&'static str, String, HandlerLayer)>,
 }
 
 /// The redelivery bound of [`ProcessorBuilder::max_deliveries`].
 pub const DEFAULT_MAX_DELIVERIES: u64 = 5;
 
-impl<P> fmt::Debug for ProcessorBuilder<P> {
+impl<P, L> fmt::Debug for ProcessorBuilder<P, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProcessorBuilder")
             .field("consumer", &self.consumer)
             .field("concurrency", &self.concurrency)
+            .field("layers", &self.layer_names)
             .finish_non_exhaustive()
     }
 }
 
-impl<P: Handlers> ProcessorBuilder<P> {
+impl<P: Handlers, L> ProcessorBuilder<P, L> {
     /// Binds these (queue, key) pairs to `exchange` (Python's `eqk` entry).
     #[must_use]
     pub fn bind<Q: Into<Queue>, K: Into<String>>(
@@ -251,9 +270,98 @@ impl<P: Handlers> ProcessorBuilder<P> {
         self
     }
 
+    /// Adds a [`tower`] layer around the processor's handlers: it sees
+    /// each decoded message as an [`Incoming`] on its way to its handlers,
+    /// and their outcome. The first layer added is the outermost (it sees
+    /// the message first and the outcome last), as in
+    /// `tower::ServiceBuilder`. See `postage::middleware`.
+    ///
+    /// A layer's error fails the message as a handler's failure would: the
+    /// [failure policy](ProcessorBuilder::on_error) of its first handler
+    /// applies, and an RPC caller gets an exception result. The layers
+    /// run statically dispatched; a processor without any runs its
+    /// handlers directly.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use postage::middleware::{ConcurrencyLimitLayer, TimeoutLayer};
+    /// use postage::prelude::*;
+    /// # struct Jobs;
+    /// # #[processor] impl Jobs { #[handler("command", "run")] async fn run(&self) {} }
+    /// # async fn run(connection: Connection) -> postage::Result<()> {
+    /// let processor = Processor::builder(Jobs)
+    ///     .bind(Exchange::direct("jobs"), [("jobs", "run")])
+    ///     .layer(TimeoutLayer::new(Duration::from_secs(30)))
+    ///     .layer(ConcurrencyLimitLayer::new(4))
+    ///     .concurrency(16)
+    ///     .connect(&connection)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn layer<N>(self, layer: N) -> ProcessorBuilder<P, Stack<N, L>> {
+        let mut layer_names = self.layer_names;
+        layer_names.push(layer_name::<N>());
+        ProcessorBuilder {
+            handlers: self.handlers,
+            consumer: self.consumer,
+            fingerprint: self.fingerprint,
+            concurrency: self.concurrency,
+            quit_command: self.quit_command,
+            restart_command: self.restart_command,
+            control_senders: self.control_senders,
+            max_deliveries: self.max_deliveries,
+            on_error: self.on_error,
+            coalesce_acks: self.coalesce_acks,
+            ack_delay: self.ack_delay,
+            discoverable: self.discoverable,
+            handler_timeout: self.handler_timeout,
+            dead_letter_unhandled: self.dead_letter_unhandled,
+            layers: Stack::new(layer, self.layers),
+            layer_names,
+            handler_layers: self.handler_layers,
+        }
+    }
+
+    /// Adds a [`tower`] layer around one handler, named as in the `info`
+    /// answer (its method's name; for a table written by hand, its label
+    /// or message name). It runs inside the processor's layers; several
+    /// around one handler nest in the order added (the first outermost).
+    /// Boxed: a handler's layers are dispatched dynamically.
+    ///
+    /// An unknown name is an error when the processor connects.
+    #[must_use]
+    pub fn layer_for<N>(mut self, handler: &'static str, layer: N) -> Self
+    where
+        N: Layer<HandlerService> + Send + 'static,
+        N::Service: Service<Incoming, Response = ()> + Clone + Send + Sync + 'static,
+        <N::Service as Service<Incoming>>::Error: Into<BoxError>,
+        <N::Service as Service<Incoming>>::Future: Send + 'static,
+    {
+        self.handler_layers
+            .push((handler, layer_name::<N>(), handler_layer(layer)));
+        self
+    }
+}
+
+impl<P: Handlers, L: ProcessorLayers<P>> ProcessorBuilder<P, L> {
     /// Declares and binds the queues and starts consuming.
     pub async fn connect(self, connection: &Connection) -> Result<Processor<P>> {
         let table = P::handlers();
+        let mut layer_names = LayerNames {
+            processor: self.layer_names,
+            handlers: Vec::new(),
+        };
+        let mut handler_layers = Vec::with_capacity(self.handler_layers.len());
+        for (label, name, layer) in self.handler_layers {
+            let Some(index) = table.iter().position(|h| handler_label(h) == label) else {
+                return Err(Error::UnknownHandler {
+                    handler: label.to_owned(),
+                });
+            };
+            layer_names.handlers.push((index, name));
+            handler_layers.push((index, layer));
+        }
         let policies = || table.iter().filter_map(|handler| handler.on_error);
         if self.on_error.republishes() || policies().any(OnError::republishes) {
             let server_named = self
@@ -291,11 +399,13 @@ impl<P: Handlers> ProcessorBuilder<P> {
         let failures = Failures::new(connection, self.on_error, policies()).await?;
         let instruments = ProcessorInstruments::new(&name, table.iter().map(handler_label));
         let routes = RouteTable::new(table);
-        let core = Arc::new(Core {
+        let labels = table.iter().map(handler_label).collect();
+        let reply_channel = connection.reply_channel().await?;
+        let core = Arc::new_cyclic(|core| Core {
             handlers: self.handlers,
             table,
             routes,
-            reply_channel: connection.reply_channel().await?,
+            reply_channel,
             fingerprint: Arc::new(WireFingerprint::from(&fingerprint)),
             encoder,
             control: Control::new(),
@@ -309,13 +419,20 @@ impl<P: Handlers> ProcessorBuilder<P> {
             acks,
             handler_timeout: self.handler_timeout,
             unhandled: Unhandled::new(self.dead_letter_unhandled),
+            labels,
+            handler_services: handler_services(core, handler_layers, table.len()),
+            layer_names,
         });
+        let runner = self.layers.runner(Handling::new(core.clone()));
         Ok(Processor {
-            core,
-            consumer,
-            connection: connection.clone(),
-            concurrency: self.concurrency,
-            discovery,
+            parts: Parts {
+                core,
+                consumer,
+                connection: connection.clone(),
+                concurrency: self.concurrency,
+                discovery,
+            },
+            runner,
         })
     }
 }

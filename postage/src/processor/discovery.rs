@@ -74,7 +74,15 @@ impl Discovery {
     ) -> Serving {
         let handle = self.consumer.handle();
         let answering = Answering {
-            handlers: core.table.iter().map(handler_info).collect(),
+            handlers: {
+                let mut handlers: Vec<HandlerInfo> = core.table.iter().map(handler_info).collect();
+                for (index, name) in &core.layer_names.handlers {
+                    if let Some(handler) = handlers.get_mut(*index) {
+                        handler.layers.push(name.clone());
+                    }
+                }
+                handlers
+            },
             core,
             consumer,
             concurrency,
@@ -212,6 +220,7 @@ impl<P: Handlers> Answering<P> {
             },
             health: self.consumer.health().to_string(),
             concurrency: self.concurrency,
+            layers: self.core.layer_names.processor.clone(),
         }
     }
 }
@@ -231,6 +240,7 @@ pub(crate) fn handler_info<P>(handler: &super::Handler<P>) -> HandlerInfo {
             type_name: params.name.to_owned(),
             schema: params.schema(),
         }),
+        layers: Vec::new(),
     }
 }
 

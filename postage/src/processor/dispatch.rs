@@ -2,10 +2,9 @@
 //! rejected, its handlers found and run (panics caught), RPC replies sent,
 //! control commands obeyed, and the delivery acknowledged.
 
-use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use std::time::{Instant, SystemTime};
 
@@ -17,8 +16,11 @@ use super::acks::Acks;
 use super::control::ControlSenders;
 use super::failure::{Failure, Failures, Settle, Settled};
 use super::handler::{HandlerError, HandlerFn, HandlerFuture, HandlerResult};
+use super::incoming::{Incoming, Route};
 use super::reply::{ReplySlot, ReplyTarget};
 use super::routes::{RouteTable, Routes};
+use super::stack::{Dispatch, HandlerService, Origin, through};
+use super::unhandled::Unhandled;
 use super::{Context, Control, Handler, Handlers, Reply, Stop};
 use crate::consumer::Delivery;
 use crate::encoding::{DecodeError, Encoder};
@@ -51,66 +53,29 @@ pub(super) struct Core<P: 'static> {
     pub(super) handler_timeout: Option<std::time::Duration>,
     /// What becomes of messages no handler takes.
     pub(super) unhandled: Unhandled,
+    /// The handlers' names, by index in the table.
+    pub(super) labels: Arc<[&'static str]>,
+    /// The layers of each handler that has some, by index in the table
+    /// (empty when none has).
+    pub(super) handler_services: Vec<Option<HandlerService>>,
+    /// The names of the processor's layers, outermost first, and of each
+    /// handler's.
+    pub(super) layer_names: LayerNames,
 }
 
-/// Messages no handler takes: acknowledged or dead-lettered, and said at
-/// WARN once per (type, name).
-pub(super) struct Unhandled {
-    pub(super) dead_letter: bool,
-    /// The (type, name) pairs said already.
-    said: Mutex<HashSet<(String, String)>>,
-}
-
-/// How many (type, name) pairs without a handler are remembered: past
-/// that, new ones are said at DEBUG (a sender making up names cannot grow
-/// the set without end).
-const UNHANDLED_REMEMBERED: usize = 1024;
-
-impl Unhandled {
-    pub(super) fn new(dead_letter: bool) -> Self {
-        Unhandled {
-            dead_letter,
-            said: Mutex::new(HashSet::new()),
-        }
-    }
-
-    /// Says that `message` from `queue` has no handler (the first time for
-    /// its type and name) and how it is settled.
-    fn settle(&self, message: &Message, queue: &str) -> Settle {
-        let first = {
-            let mut said = self.said.lock().unwrap_or_else(PoisonError::into_inner);
-            said.len() < UNHANDLED_REMEMBERED
-                && said.insert((message.kind.clone(), message.name.clone()))
-        };
-        let outcome = if self.dead_letter {
-            "dead-lettered"
-        } else {
-            "acknowledged and dropped"
-        };
-        if first {
-            tracing::warn!(
-                kind = %message.kind,
-                name = %message.name,
-                category = ?message.category,
-                queue,
-                sender = %message.sender(),
-                "no handler for this message: {outcome} (said once per type and name; see the `unhandled` counter)"
-            );
-        } else {
-            tracing::debug!(kind = %message.kind, name = %message.name, "no handler; {outcome}");
-        }
-        if self.dead_letter {
-            Settle::DeadLetter
-        } else {
-            Settle::Ack
-        }
-    }
+/// The names of a processor's layers, for `info`.
+#[derive(Debug, Default)]
+pub(super) struct LayerNames {
+    /// Around all handlers, outermost first.
+    pub(super) processor: Vec<String>,
+    /// Around one handler: (index in the table, name), outermost first.
+    pub(super) handlers: Vec<(usize, String)>,
 }
 
 impl<P: Handlers> Core<P> {
     /// Processes one delivery within its `process` span, counted by the
     /// processor's metrics.
-    pub(super) async fn process(&self, mut delivery: Delivery) {
+    pub(super) async fn process<D: Dispatch<P>>(&self, stack: &D, mut delivery: Delivery) {
         let _in_flight = self.instruments.received();
         let span = span::process(&Received {
             exchange: delivery.exchange(),
@@ -123,7 +88,7 @@ impl<P: Handlers> Core<P> {
         });
         let message = delivery.take_message();
         if span.is_disabled() {
-            self.dispatch(delivery, message, &span).await;
+            self.dispatch(stack, delivery, message, &span).await;
         } else {
             telemetry::continue_trace(&span, |key| delivery.header_text(key));
             // Before the span is entered: OpenTelemetry fixes a span's kind
@@ -140,14 +105,15 @@ impl<P: Handlers> Core<P> {
                 }
                 Err(_) => span::decoded(&span, None),
             }
-            self.dispatch(delivery, message, &span)
+            self.dispatch(stack, delivery, message, &span)
                 .instrument(span.clone())
                 .await;
         }
     }
 
-    async fn dispatch(
+    async fn dispatch<D: Dispatch<P>>(
         &self,
+        stack: &D,
         delivery: Delivery,
         message: Result<Message, DecodeError>,
         span: &Span,
@@ -188,15 +154,22 @@ impl<P: Handlers> Core<P> {
             return;
         }
         match message.category {
-            Category::Rpc => self.process_rpc(delivery, message, span).await,
-            Category::Message => self.process_message(delivery, message, span).await,
+            Category::Rpc => self.process_rpc(stack, delivery, message, span).await,
+            Category::Message => self.process_message(stack, delivery, message, span).await,
         }
     }
 
-    async fn process_message(&self, delivery: Delivery, message: Message, span: &Span) {
+    async fn process_message<D: Dispatch<P>>(
+        &self,
+        stack: &D,
+        delivery: Delivery,
+        message: Message,
+        span: &Span,
+    ) {
         let handlers = self
             .routes(&message)
-            .map_or(&[][..], |routes| routes.message.as_slice());
+            .map(|routes| routes.message.clone())
+            .unwrap_or_default();
         if handlers.is_empty() && message.kind == "command" {
             let stop = match message.name.as_str() {
                 "quit" if self.quit_command => Some(Stop::Quit),
@@ -234,40 +207,18 @@ impl<P: Handlers> Core<P> {
             self.finish(delivery, settle).await;
             return;
         }
-        let last = handlers.len() - 1;
-        let mut message = Some(message);
-        let mut failed = None;
-        for (position, &i) in handlers.iter().enumerate() {
-            let handler = &self.table[i];
-            let Some(current) = (if position == last {
-                message.take()
-            } else {
-                message.clone()
-            }) else {
-                break;
-            };
-            let future = match &handler.call {
-                HandlerFn::Message(f) => call(|| f(self.handlers.clone(), current.content)),
-                HandlerFn::FullBody(f) => call(|| f(self.handlers.clone(), current)),
-                HandlerFn::Context(f) => {
-                    let context = self.context(&delivery, current, None, None);
-                    call(|| f(context))
-                }
-                HandlerFn::Rpc(_) => continue,
-            };
-            if let Err(error) = self.run_handler(i, future).await {
-                if failed.is_some() {
-                    // The first failure decides; this one is said only.
-                    tracing::warn!(handler = handler.label, kind = handler.kind, name = handler.name, %error, "handler failed");
-                }
-                failed.get_or_insert((handler, error));
-            }
-        }
-        let Some((handler, error)) = failed else {
+        let first = handlers[0];
+        let route = Route::Message(handlers);
+        let outcome = stack
+            .run(self, (&delivery, None), route, message, None)
+            .await;
+        let Err(error) = outcome else {
             self.handled(span);
             self.finish(delivery, Settle::Ack).await;
             return;
         };
+        // A refusal by a layer goes the way of the first handler's policy.
+        let handler = &self.table[error.handler.unwrap_or(first)];
         self.failed(span);
         let failure = Failure {
             policy: handler.on_error.unwrap_or(self.failures.default),
@@ -293,7 +244,13 @@ impl<P: Handlers> Core<P> {
         self.finish(delivery, settle).await;
     }
 
-    async fn process_rpc(&self, delivery: Delivery, mut message: Message, span: &Span) {
+    async fn process_rpc<D: Dispatch<P>>(
+        &self,
+        stack: &D,
+        delivery: Delivery,
+        mut message: Message,
+        span: &Span,
+    ) {
         let Some(reply_to) = delivery.reply_to().map(str::to_owned) else {
             tracing::warn!(
                 name = %message.name,
@@ -348,21 +305,16 @@ impl<P: Handlers> Core<P> {
             deadline,
         });
         let reply = Reply { slot: slot.clone() };
-        let future = match &handler.call {
-            HandlerFn::Rpc(f) => call(|| f(self.handlers.clone(), message.content, reply)),
-            HandlerFn::Context(f) => {
-                let context = self.context(&delivery, message, Some(reply), deadline);
-                call(|| f(context))
-            }
-            HandlerFn::Message(_) | HandlerFn::FullBody(_) => {
-                drop(reply);
-                Box::pin(async { Ok(()) })
-            }
-        };
+        let running = stack.run(
+            self,
+            (&delivery, deadline),
+            Route::One(i),
+            message,
+            Some(reply),
+        );
         let outcome = match deadline {
-            None => self.run_handler(i, future).await,
+            None => running.await,
             Some(at) => {
-                let running = self.run_handler(i, future);
                 match tokio::time::timeout_at(at.into(), running).await {
                     Ok(outcome) => outcome,
                     Err(_) => {
@@ -412,6 +364,96 @@ impl<P: Handlers> Core<P> {
         self.finish(delivery, Settle::Ack).await;
     }
 
+    /// Runs the handlers of `route`, each under its own layers when it has
+    /// some. Every handler of a message runs; the first failure decides
+    /// (the later ones are said only).
+    pub(super) async fn run_route<O: Origin>(
+        &self,
+        origin: &O,
+        route: Route,
+        message: Message,
+        reply: Option<Reply>,
+    ) -> HandlerResult {
+        let indices = match route {
+            Route::One(index) => return self.run_layered(origin, index, message, reply).await,
+            Route::Message(indices) => indices,
+        };
+        let last = indices.len().saturating_sub(1);
+        let mut message = Some(message);
+        let mut failed: Option<HandlerError> = None;
+        for (position, &index) in indices.iter().enumerate() {
+            let Some(current) = (if position == last {
+                message.take()
+            } else {
+                message.clone()
+            }) else {
+                break;
+            };
+            if let Err(error) = self.run_layered(origin, index, current, None).await {
+                if failed.is_some() {
+                    let handler = &self.table[index];
+                    tracing::warn!(handler = handler.label, kind = handler.kind, name = handler.name, %error, "handler failed");
+                }
+                failed.get_or_insert(error);
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Runs handler `index` under its own layers, or directly when it has
+    /// none.
+    async fn run_layered<O: Origin>(
+        &self,
+        origin: &O,
+        index: usize,
+        message: Message,
+        reply: Option<Reply>,
+    ) -> HandlerResult {
+        match self.handler_services.get(index).and_then(Option::as_ref) {
+            None => self.run_one(origin, index, message, reply).await,
+            Some(service) => {
+                let incoming = Incoming {
+                    message,
+                    envelope: origin.envelope(),
+                    reply,
+                    route: Route::One(index),
+                    labels: self.labels.clone(),
+                };
+                through(service, incoming, index).await
+            }
+        }
+    }
+
+    /// Runs handler `index` of the table on `message`: its failure is said
+    /// as that handler's.
+    pub(super) async fn run_one<O: Origin>(
+        &self,
+        origin: &O,
+        index: usize,
+        message: Message,
+        reply: Option<Reply>,
+    ) -> HandlerResult {
+        let handler = &self.table[index];
+        let future = match (&handler.call, reply) {
+            (HandlerFn::Message(f), None) => call(|| f(self.handlers.clone(), message.content)),
+            (HandlerFn::FullBody(f), None) => call(|| f(self.handlers.clone(), message)),
+            (HandlerFn::Rpc(f), Some(reply)) => {
+                call(|| f(self.handlers.clone(), message.content, reply))
+            }
+            (HandlerFn::Context(f), reply) => {
+                let context = self.context(origin, message, reply);
+                call(|| f(context))
+            }
+            // An entry of the other category: nothing to run (a reply
+            // dropped unsent is answered by the processor).
+            _ => return Ok(()),
+        };
+        self.run_handler(index, future).await.map_err(|mut error| {
+            error.handler.get_or_insert(index);
+            error
+        })
+    }
+
     /// Runs handler `index` of the table within its `handler` span, timed.
     async fn run_handler(&self, index: usize, future: HandlerFuture) -> HandlerResult {
         let handler = &self.table[index];
@@ -457,22 +499,16 @@ impl<P: Handlers> Core<P> {
         self.routes.get(&message.kind, &message.name)
     }
 
-    fn context(
-        &self,
-        delivery: &Delivery,
-        message: Message,
-        reply: Option<Reply>,
-        deadline: Option<Instant>,
-    ) -> Context<P> {
+    fn context<O: Origin>(&self, origin: &O, message: Message, reply: Option<Reply>) -> Context<P> {
         Context {
             processor: self.handlers.clone(),
             message,
             reply,
             control: self.control.clone(),
-            queue: delivery.queue().to_owned(),
-            routing_key: delivery.routing_key().to_owned(),
-            redelivered: delivery.redelivered(),
-            deadline,
+            queue: origin.queue().to_owned(),
+            routing_key: origin.routing_key().to_owned(),
+            redelivered: origin.redelivered(),
+            deadline: origin.deadline(),
         }
     }
 }

@@ -39,14 +39,27 @@ pub type HandlerFuture = BoxFuture<'static, HandlerResult>;
 /// }
 /// assert!(check(0).unwrap_err().is_permanent());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct HandlerError {
     /// A short name, e.g. the error type or `Panic`.
     pub name: String,
     /// What went wrong.
     pub message: String,
     permanent: bool,
+    /// The handler (its index in the table) that failed; `None` for a
+    /// refusal by middleware.
+    pub(super) handler: Option<usize>,
 }
+
+impl PartialEq for HandlerError {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.message == other.message
+            && self.permanent == other.permanent
+    }
+}
+
+impl Eq for HandlerError {}
 
 impl HandlerError {
     /// A transient failure called `name` saying `message`.
@@ -55,6 +68,7 @@ impl HandlerError {
             name: name.into(),
             message: message.into(),
             permanent: false,
+            handler: None,
         }
     }
 
@@ -93,6 +107,15 @@ impl std::error::Error for HandlerError {}
 impl From<Error> for HandlerError {
     fn from(error: Error) -> Self {
         HandlerError::new(short_type_name::<Error>(), error.report().to_string())
+    }
+}
+
+/// An error out of a stack of middleware layers: a
+/// handler's failure as it was, a timeout layer's as `TimeoutError`, any
+/// other as `MiddlewareError` with its text.
+impl From<tower::BoxError> for HandlerError {
+    fn from(error: tower::BoxError) -> Self {
+        super::stack::handler_error(error, None)
     }
 }
 

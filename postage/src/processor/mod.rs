@@ -64,6 +64,9 @@
 //! | `discovery` | the control consumer: `ping`, `info`, `quit` and `restart` through the control exchange ([`remote`](crate::remote)) |
 //! | `routes` | which handlers serve each (type, name) |
 //! | `builder` | [`ProcessorBuilder`] |
+//! | `incoming` | [`Incoming`]: a message as its middleware sees it |
+//! | `stack` | the layers around the handlers, built into one service: [`Handling`], [`HandlerService`] |
+//! | `unhandled` | messages no handler takes: counted, said once, acknowledged or dead-lettered |
 //! | `dispatch` | one delivery's way through the handlers to its acknowledgement |
 //! | `acks` | acknowledgements coalesced: a finished run in one `basic.ack(multiple)` |
 //! | `run` | [`Processor`] and its run loop |
@@ -78,10 +81,13 @@ mod dispatch;
 mod extract;
 mod failure;
 mod handler;
+mod incoming;
 mod policy;
 mod reply;
 mod routes;
 mod run;
+mod stack;
+mod unhandled;
 
 pub use acks::DEFAULT_ACK_DELAY;
 pub use answer::{IntoErrorReply, IntoReply, RpcError};
@@ -91,10 +97,13 @@ pub use control::{Control, Stop};
 pub(crate) use discovery::{binding_infos, handler_info};
 pub use extract::{FromContent, Params};
 pub use failure::replay_parked;
+pub(crate) use handler::short_type_name;
 pub use handler::{
     Handler, HandlerError, HandlerFn, HandlerFuture, HandlerResult, Handlers, IntoHandlerResult,
     ParamType,
 };
+pub use incoming::Incoming;
 pub use policy::{OnError, failure_headers, parking_queue};
 pub use reply::Reply;
 pub use run::Processor;
+pub use stack::{HandlerService, Handling, ProcessorLayers};

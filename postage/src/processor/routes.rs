@@ -1,5 +1,7 @@
 //! The route table: which handlers of a table serve each (type, name).
 
+use std::sync::Arc;
+
 use super::Handler;
 use crate::message::Category;
 
@@ -8,7 +10,7 @@ use crate::message::Category;
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct Routes {
     /// Indexes of the table's message handlers.
-    pub(super) message: Vec<usize>,
+    pub(super) message: Arc<[usize]>,
     /// Index of the table's RPC handler.
     pub(super) rpc: Option<usize>,
 }
@@ -22,28 +24,38 @@ impl RouteTable {
     /// The routes of a handler table. A second RPC handler for the same
     /// (type, name) is logged and never called: only the first replies.
     pub(super) fn new<P>(table: &[Handler<P>]) -> Self {
-        let mut index: Vec<((&'static str, &'static str), Routes)> = Vec::new();
+        // (type, name), message handlers, RPC handler.
+        type Entry = ((&'static str, &'static str), Vec<usize>, Option<usize>);
+        let mut index: Vec<Entry> = Vec::new();
         for (i, handler) in table.iter().enumerate() {
             let key = (handler.kind, handler.name);
-            let at = match index.binary_search_by(|(k, _)| k.cmp(&key)) {
+            let at = match index.binary_search_by(|(k, _, _)| k.cmp(&key)) {
                 Ok(at) => at,
                 Err(at) => {
-                    index.insert(at, (key, Routes::default()));
+                    index.insert(at, (key, Vec::new(), None));
                     at
                 }
             };
-            let routes = &mut index[at].1;
+            let (_, message, rpc) = &mut index[at];
             match handler.category {
-                Category::Message => routes.message.push(i),
-                Category::Rpc if routes.rpc.is_some() => tracing::warn!(
+                Category::Message => message.push(i),
+                Category::Rpc if rpc.is_some() => tracing::warn!(
                     kind = handler.kind,
                     name = handler.name,
                     "more than one RPC handler; only the first replies"
                 ),
-                Category::Rpc => routes.rpc = Some(i),
+                Category::Rpc => *rpc = Some(i),
             }
         }
-        RouteTable(index)
+        RouteTable(
+            index
+                .into_iter()
+                .map(|(key, message, rpc)| {
+                    let message = message.into();
+                    (key, Routes { message, rpc })
+                })
+                .collect(),
+        )
     }
 
     /// The routes of messages of type `kind` called `name`.
@@ -85,21 +97,21 @@ mod tests {
         assert_eq!(
             routes.get("command", "echo"),
             Some(&Routes {
-                message: vec![0, 3],
+                message: vec![0, 3].into(),
                 rpc: Some(1)
             })
         );
         assert_eq!(
             routes.get("command", "sum"),
             Some(&Routes {
-                message: vec![],
+                message: vec![].into(),
                 rpc: Some(5)
             })
         );
         assert_eq!(
             routes.get("status", "online"),
             Some(&Routes {
-                message: vec![2],
+                message: vec![2].into(),
                 rpc: None
             })
         );

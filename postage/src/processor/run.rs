@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use super::builder::ProcessorBuilder;
 use super::discovery::Discovery;
 use super::dispatch::Core;
+use super::stack::{Dispatch, Runner};
 use super::{Control, Handlers, Stop};
 use crate::consumer::{Consumer, ConsumerBuilder, ConsumerHandle};
 use crate::error::{Error, Result};
@@ -37,6 +38,13 @@ use crate::transport::Connection;
 ///   own ([`remote`](crate::remote)), unless its builder says
 ///   [`discoverable(false)`](ProcessorBuilder::discoverable).
 pub struct Processor<P: 'static> {
+    pub(super) parts: Parts<P>,
+    /// The run loop, typed by the processor's layers.
+    pub(super) runner: Runner<P>,
+}
+
+/// What a processor runs with.
+pub(super) struct Parts<P: 'static> {
     pub(super) core: Arc<Core<P>>,
     pub(super) consumer: Consumer,
     pub(super) connection: Connection,
@@ -48,20 +56,20 @@ pub struct Processor<P: 'static> {
 impl<P: 'static> fmt::Debug for Processor<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Processor")
-            .field("consumer", &self.consumer)
-            .field("concurrency", &self.concurrency)
+            .field("consumer", &self.parts.consumer)
+            .field("concurrency", &self.parts.concurrency)
             .finish_non_exhaustive()
     }
 }
 
 impl<P: Handlers> Processor<P> {
     /// Starts building a processor around `handlers`.
-    pub fn builder(handlers: P) -> ProcessorBuilder<P> {
+    pub fn builder(handlers: P) -> ProcessorBuilder<P, tower::layer::util::Identity> {
         Self::builder_arc(Arc::new(handlers))
     }
 
     /// Like [`builder`](Processor::builder), sharing an `Arc`.
-    pub fn builder_arc(handlers: Arc<P>) -> ProcessorBuilder<P> {
+    pub fn builder_arc(handlers: Arc<P>) -> ProcessorBuilder<P, tower::layer::util::Identity> {
         ProcessorBuilder {
             handlers,
             consumer: ConsumerBuilder::default(),
@@ -77,33 +85,36 @@ impl<P: Handlers> Processor<P> {
             discoverable: true,
             handler_timeout: None,
             dead_letter_unhandled: false,
+            layers: tower::layer::util::Identity::new(),
+            layer_names: Vec::new(),
+            handler_layers: Vec::new(),
         }
     }
 
     /// The handler object.
     pub fn handlers(&self) -> &Arc<P> {
-        &self.core.handlers
+        &self.parts.core.handlers
     }
 
     /// Stops this processor from elsewhere.
     pub fn control(&self) -> Control {
-        self.core.control.clone()
+        self.parts.core.control.clone()
     }
 
     /// The consumer: bind more queues at run time, read its health.
     pub fn consumer(&self) -> ConsumerHandle {
-        self.consumer.handle()
+        self.parts.consumer.handle()
     }
 
     /// Moves the messages parked from `queue` back into it: see
     /// [`replay_parked`](super::replay_parked).
     pub async fn replay_parked(&self, queue: &str) -> Result<u64> {
-        super::replay_parked(&self.connection, queue).await
+        super::replay_parked(&self.parts.connection, queue).await
     }
 
     /// The connection the processor uses.
     pub fn connection(&self) -> &Connection {
-        &self.connection
+        &self.parts.connection
     }
 
     /// Runs until `quit`, `restart`, [`Control`] or the consumer's end. A
@@ -119,7 +130,18 @@ impl<P: Handlers> Processor<P> {
     /// or as [`run`](Processor::run). Handlers already running finish and
     /// their messages are acknowledged; deliveries not started go back to
     /// the queue.
-    pub async fn run_until(mut self, shutdown: impl Future<Output = ()> + Send) -> Result<Stop> {
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> Result<Stop> {
+        self.runner.start(self.parts, Box::pin(shutdown)).await
+    }
+}
+
+impl<P: Handlers> Parts<P> {
+    /// The run loop, each delivery through `stack`.
+    pub(super) async fn run_loop<D: Dispatch<P>>(
+        mut self,
+        stack: D,
+        shutdown: crate::BoxFuture<'_, ()>,
+    ) -> Result<Stop> {
         let core = self.core.clone();
         let control_plane = self.discovery.take().map(|discovery| {
             discovery.serve(core.clone(), self.consumer.handle(), self.concurrency)
@@ -132,7 +154,7 @@ impl<P: Handlers> Processor<P> {
         });
         let semaphore = Arc::new(Semaphore::new(self.concurrency));
         let mut running = JoinSet::new();
-        let mut shutdown = std::pin::pin!(shutdown);
+        let mut shutdown = shutdown;
         // A consumer that was lost ends the processor with an error rather
         // than leaving it idle.
         let handle = self.consumer.handle();
@@ -153,14 +175,15 @@ impl<P: Handlers> Processor<P> {
                 delivery = self.consumer.next() => {
                     let Some(delivery) = delivery else { break Stop::Ended };
                     if self.concurrency == 1 {
-                        core.process(delivery).await;
+                        core.process(&stack, delivery).await;
                     } else {
                         let Ok(permit) = semaphore.clone().acquire_owned().await else {
                             break Stop::Ended;
                         };
                         let core = core.clone();
+                        let stack = stack.clone();
                         running.spawn(async move {
-                            core.process(delivery).await;
+                            core.process(&stack, delivery).await;
                             drop(permit);
                         });
                     }

@@ -10,6 +10,7 @@ use crate::encoding::{Encoder, JsonEncoder};
 use crate::error::Result;
 use crate::fingerprint::Fingerprint;
 use crate::message::WireFingerprint;
+use crate::middleware::{BoxError, Layer, Outgoing, SendLayers, SendService, Service};
 use crate::rpc::{ReplyStrategy, RpcSettings, RpcState};
 use crate::topology::Exchange;
 use crate::transport::{Connection, Role};
@@ -27,6 +28,7 @@ pub struct ProducerBuilder {
     persistent: bool,
     mandatory: bool,
     rpc: RpcSettings,
+    layers: SendLayers,
 }
 
 impl Default for ProducerBuilder {
@@ -40,6 +42,7 @@ impl Default for ProducerBuilder {
             persistent: false,
             mandatory: false,
             rpc: RpcSettings::default(),
+            layers: SendLayers::default(),
         }
     }
 }
@@ -136,6 +139,42 @@ impl ProducerBuilder {
         self
     }
 
+    /// Adds a [`tower`] layer around each publish: it sees every send and
+    /// RPC request as an [`Outgoing`] (its encoded body, targets, headers
+    /// and properties) and the publish's outcome. The first layer added
+    /// is the outermost. Without layers a send publishes directly; with
+    /// some, the stack is boxed. See `postage::middleware`.
+    ///
+    /// ```no_run
+    /// use postage::middleware::{Next, Outgoing, from_fn};
+    /// use postage::prelude::*;
+    ///
+    /// /// Every message says which tenant it is for.
+    /// async fn tenant(mut outgoing: Outgoing, next: Next<Outgoing>) -> postage::Result<()> {
+    ///     outgoing.headers_mut().insert("tenant".into(), "acme".into());
+    ///     Ok(next.run(outgoing).await?)
+    /// }
+    ///
+    /// # async fn run(connection: Connection) -> postage::Result<()> {
+    /// let producer = Producer::builder()
+    ///     .ek(Exchange::direct("billing"), "charge")
+    ///     .layer(from_fn(tenant))
+    ///     .connect(&connection)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<SendService> + Send + Sync + 'static,
+        L::Service: Service<Outgoing, Response = ()> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Outgoing>>::Error: Into<BoxError>,
+        <L::Service as Service<Outgoing>>::Future: Send + 'static,
+    {
+        self.layers.push(layer);
+        self
+    }
+
     /// Opens the producer's channel and declares its exchanges.
     pub async fn connect(self, connection: &Connection) -> Result<Producer> {
         let channel = connection
@@ -156,6 +195,7 @@ impl ProducerBuilder {
                 connection: connection.clone(),
                 wire_fingerprint: WireFingerprint::from(&fingerprint),
                 fingerprint,
+                layers: self.layers.service(&channel),
                 channel,
                 eks: self.eks,
                 encoder: self.encoder,

@@ -11,6 +11,7 @@ use crate::encoding::{EncodeError, Encoder, encode_command};
 use crate::error::Result;
 use crate::fingerprint::Fingerprint;
 use crate::message::{Category, IntoMessage, Message, MessageParts, WireFingerprint};
+use crate::middleware::{Outgoing, SendService, send};
 use crate::rpc::{Origin, RpcCall, RpcState};
 use crate::telemetry::About;
 use crate::topology::{Exchange, Target};
@@ -57,6 +58,8 @@ pub(super) struct Inner {
     pub(super) persistent: bool,
     pub(super) mandatory: bool,
     pub(super) rpc: RpcState,
+    /// The layers around each publish, if any.
+    pub(super) layers: Option<SendService>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -155,6 +158,7 @@ impl Producer {
             fingerprint: &inner.wire_fingerprint,
             persistent: inner.persistent,
             state: &inner.rpc,
+            layers: inner.layers.as_ref(),
         }
     }
 
@@ -219,6 +223,10 @@ impl Producer {
         props: &OutgoingProperties<'_>,
         about: &About<'_>,
     ) -> Result<()> {
+        if let Some(layers) = &self.inner.layers {
+            let outgoing = Outgoing::new(about, body.to_vec(), pairs.to_vec(), props);
+            return send(layers, outgoing).await;
+        }
         for (exchange, key) in pairs {
             self.inner
                 .channel

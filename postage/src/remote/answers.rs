@@ -55,6 +55,10 @@ pub struct Info {
     /// How many handlers may run at once.
     #[serde(default)]
     pub concurrency: usize,
+    /// The middleware layers around its handlers, outermost first, by
+    /// type name (`TimeoutLayer`, say).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<String>,
 }
 
 /// One entry of a handler table.
@@ -73,6 +77,9 @@ pub struct HandlerInfo {
     /// The type its parameters are decoded into, when it says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<ParamsInfo>,
+    /// The middleware layers around this handler alone, outermost first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<String>,
 }
 
 /// The type of a handler's parameters.

@@ -18,6 +18,7 @@ use crate::BoxFuture;
 use crate::encoding::Encoder;
 use crate::error::{Error, Result};
 use crate::message::{Category, Message, WireFingerprint};
+use crate::middleware::{Outgoing, SendService, send};
 use crate::telemetry::{About, RpcOutcome, span};
 use crate::topology::{Exchange, Queue, Target};
 use crate::transport::{Channel, Connection, OutgoingProperties};
@@ -37,6 +38,8 @@ pub(crate) struct Origin<'a> {
     /// Persistent delivery of requests?
     pub(crate) persistent: bool,
     pub(crate) state: &'a RpcState,
+    /// The producer's layers around each publish, if any.
+    pub(crate) layers: Option<&'a SendService>,
 }
 
 /// An RPC call being prepared; `.await` it for the reply message (a
@@ -412,15 +415,24 @@ impl Prepared<'_> {
             headers: None,
             deadline_ms: epoch_millis(deadline),
         };
-        channel
-            .publish(
-                self.exchange.name(),
-                &self.key,
-                &self.body,
-                &props,
-                &self.about(),
-            )
-            .await?;
+        match origin.layers {
+            None => {
+                channel
+                    .publish(
+                        self.exchange.name(),
+                        &self.key,
+                        &self.body,
+                        &props,
+                        &self.about(),
+                    )
+                    .await?;
+            }
+            Some(layers) => {
+                let target = vec![(self.exchange.clone(), self.key.clone())];
+                let outgoing = Outgoing::new(&self.about(), self.body.clone(), target, &props);
+                send(layers, outgoing).await?;
+            }
+        }
         Ok(PendingReply {
             wait,
             reply_queue,

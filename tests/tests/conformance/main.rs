@@ -8,6 +8,7 @@
 mod acknowledgements;
 mod consumers;
 mod failures;
+mod middleware;
 mod processors;
 mod publishing;
 mod queues;

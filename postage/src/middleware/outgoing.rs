@@ -1,0 +1,248 @@
+//! [`Outgoing`]: what a producer's middleware sees of a send, and the
+//! service at the heart of those layers, which publishes it.
+
+use std::fmt;
+use std::task::{Context, Poll};
+
+use tower::util::{BoxCloneSyncService, ServiceExt};
+use tower::{BoxError, Layer, Service};
+
+use crate::BoxFuture;
+use crate::error::{Error, Result};
+use crate::message::Category;
+use crate::telemetry::About;
+use crate::topology::Exchange;
+use crate::transport::{Channel, Headers, OutgoingProperties};
+
+/// An encoded message on its way to the broker: the request a producer's
+/// layers see, once per send (or RPC request).
+///
+/// A layer can change its body and headers, refuse it (return an error
+/// without calling the service it wraps: the send fails with it), or time
+/// it; its outcome is the publish's (confirmed, with confirms on).
+pub struct Outgoing {
+    kind: String,
+    name: String,
+    category: Category,
+    body: Vec<u8>,
+    targets: Vec<(Exchange, String)>,
+    content_type: String,
+    persistent: bool,
+    mandatory: bool,
+    reply_to: Option<String>,
+    correlation_id: Option<String>,
+    expiration_ms: Option<u128>,
+    headers: Headers,
+    deadline_ms: Option<u64>,
+}
+
+impl Outgoing {
+    /// A send of `body` to `targets` with `props`.
+    pub(crate) fn new(
+        about: &About<'_>,
+        body: Vec<u8>,
+        targets: Vec<(Exchange, String)>,
+        props: &OutgoingProperties<'_>,
+    ) -> Self {
+        Outgoing {
+            kind: about.kind.to_owned(),
+            name: about.name.to_owned(),
+            category: if about.category == Category::Rpc.as_str() {
+                Category::Rpc
+            } else {
+                Category::Message
+            },
+            body,
+            targets,
+            content_type: props.content_type.unwrap_or_default().to_owned(),
+            persistent: props.persistent,
+            mandatory: props.mandatory,
+            reply_to: props.reply_to.map(str::to_owned),
+            correlation_id: props.correlation_id.map(str::to_owned),
+            expiration_ms: props.expiration_ms,
+            headers: props.headers.cloned().unwrap_or_default(),
+            deadline_ms: props.deadline_ms,
+        }
+    }
+
+    /// The message's type (`command`, `status`, `result`).
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// The message's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// An RPC request, or a message.
+    pub fn category(&self) -> Category {
+        self.category
+    }
+
+    /// The encoded body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The encoded body, to change.
+    pub fn body_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.body
+    }
+
+    /// The (exchange, routing key) pairs it goes to.
+    pub fn targets(&self) -> &[(Exchange, String)] {
+        &self.targets
+    }
+
+    /// The AMQP headers it carries.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    /// The AMQP headers, to add to: a tenant id, a signature.
+    pub fn headers_mut(&mut self) -> &mut Headers {
+        &mut self.headers
+    }
+
+    /// Published persistent?
+    pub fn persistent(&self) -> bool {
+        self.persistent
+    }
+
+    /// Its content type.
+    pub fn content_type(&self) -> &str {
+        &self.content_type
+    }
+
+    /// Its correlation id (an RPC request's).
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.correlation_id.as_deref()
+    }
+
+    /// Where its reply goes (an RPC request's).
+    pub fn reply_to(&self) -> Option<&str> {
+        self.reply_to.as_deref()
+    }
+}
+
+impl fmt::Debug for Outgoing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outgoing")
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .field("category", &self.category)
+            .field("targets", &self.targets)
+            .field("body_size", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A producer's layers around the service that publishes.
+pub type SendService = BoxCloneSyncService<Outgoing, (), BoxError>;
+
+/// Adds a layer to a producer's [`SendService`].
+type SendLayer = std::sync::Arc<dyn Fn(SendService) -> SendService + Send + Sync>;
+
+/// The layers of a producer's builder, by name, the first added
+/// outermost.
+#[derive(Clone, Default)]
+pub(crate) struct SendLayers(Vec<(String, SendLayer)>);
+
+impl fmt::Debug for SendLayers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
+}
+
+impl SendLayers {
+    /// Adds `layer`, inside those added before.
+    pub(crate) fn push<L>(&mut self, layer: L)
+    where
+        L: Layer<SendService> + Send + Sync + 'static,
+        L::Service: Service<Outgoing, Response = ()> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Outgoing>>::Error: Into<BoxError>,
+        <L::Service as Service<Outgoing>>::Future: Send + 'static,
+    {
+        let name = crate::processor::short_type_name::<L>();
+        let layer: SendLayer = std::sync::Arc::new(move |inner| {
+            BoxCloneSyncService::new(layer.layer(inner).map_err(Into::<BoxError>::into))
+        });
+        self.0.push((name, layer));
+    }
+
+    /// Their names, outermost first.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(name, _)| name.as_str())
+    }
+
+    /// The layers around the service that publishes on `channel`; `None`
+    /// without layers.
+    pub(crate) fn service(&self, channel: &Channel) -> Option<SendService> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let mut service = BoxCloneSyncService::new(
+            Publishing {
+                channel: channel.clone(),
+            }
+            .map_err(BoxError::from),
+        );
+        for (_, layer) in self.0.iter().rev() {
+            service = layer(service);
+        }
+        Some(service)
+    }
+}
+
+/// Sends `outgoing` through a producer's layers.
+pub(crate) async fn send(service: &SendService, outgoing: Outgoing) -> Result<()> {
+    service
+        .clone()
+        .oneshot(outgoing)
+        .await
+        .map_err(Error::from_layers)
+}
+
+/// The innermost service of a producer's layers: publishes.
+#[derive(Clone)]
+struct Publishing {
+    channel: Channel,
+}
+
+impl Service<Outgoing> for Publishing {
+    type Response = ();
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<()>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, outgoing: Outgoing) -> Self::Future {
+        let channel = self.channel.clone();
+        Box::pin(async move {
+            let props = OutgoingProperties {
+                content_type: Some(&outgoing.content_type),
+                persistent: outgoing.persistent,
+                mandatory: outgoing.mandatory,
+                reply_to: outgoing.reply_to.as_deref(),
+                correlation_id: outgoing.correlation_id.as_deref(),
+                expiration_ms: outgoing.expiration_ms,
+                headers: (!outgoing.headers.is_empty()).then_some(&outgoing.headers),
+                deadline_ms: outgoing.deadline_ms,
+            };
+            let about = About {
+                kind: &outgoing.kind,
+                name: &outgoing.name,
+                category: outgoing.category.as_str(),
+            };
+            for (exchange, key) in &outgoing.targets {
+                channel
+                    .publish(exchange.name(), key, &outgoing.body, &props, &about)
+                    .await?;
+            }
+            Ok(())
+        })
+    }
+}
