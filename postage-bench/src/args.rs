@@ -108,6 +108,9 @@ pub(crate) struct Args {
     /// What listens: a `tracing` subscriber at INFO, a Prometheus
     /// recorder, both, or nothing.
     pub(crate) telemetry: Telemetry,
+    /// `consume` and `pipe` with a pass-through middleware layer around
+    /// the processor's handlers: what a layer costs.
+    pub(crate) pass_layer: bool,
     pub(crate) url: String,
     /// Where `scale` writes its plot.
     pub(crate) svg: String,
@@ -118,7 +121,7 @@ pub(crate) struct Args {
 
 const USAGE: &str = "usage: postage-bench <publish|publish-confirm|consume|pipe|rpc-seq|rpc-par|soak|idle-queues|scale|all> \
 [--count N] [--impl postage|lapin|lapin-batch|both|all] [--broker rabbitmq|memory|both] [--runs R] [--prefetch P] [--window W] \
-[--in-flight F] [--svg PATH] [--current-thread] [--telemetry spans|metrics|all] [--json] [--dry]";
+[--in-flight F] [--svg PATH] [--current-thread] [--telemetry spans|metrics|all] [--pass-layer] [--json] [--dry]";
 
 /// What `--telemetry` installs before anything is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +149,7 @@ pub(crate) fn parse_args() -> Res<Args> {
         dry: false,
         current_thread: false,
         telemetry: Telemetry::Off,
+        pass_layer: false,
         url: std::env::var("POSTAGE_URL")
             .ok()
             .filter(|u| !u.is_empty())
@@ -184,6 +188,7 @@ pub(crate) fn parse_args() -> Res<Args> {
             }
             "--json" => args.json = true,
             "--dry" => args.dry = true,
+            "--pass-layer" => args.pass_layer = true,
             "--current-thread" => args.current_thread = true,
             "--telemetry" => {
                 args.telemetry = match value("--telemetry")?.as_str() {

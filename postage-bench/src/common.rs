@@ -77,3 +77,40 @@ impl Handlers for Counter {
         TABLE
     }
 }
+
+/// A middleware layer that passes every message on untouched
+/// (`--pass-layer`): the cost of a layer, statically dispatched.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PassThrough;
+
+impl<S> postage::middleware::Layer<S> for PassThrough {
+    type Service = Pass<S>;
+
+    fn layer(&self, inner: S) -> Pass<S> {
+        Pass(inner)
+    }
+}
+
+/// The service of [`PassThrough`].
+#[derive(Debug, Clone)]
+pub(crate) struct Pass<S>(S);
+
+impl<S, R> postage::middleware::Service<R> for Pass<S>
+where
+    S: postage::middleware::Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> S::Future {
+        self.0.call(request)
+    }
+}

@@ -22,6 +22,7 @@
 //! | [`consumer`] | [`Consumer`], deliveries, prefetch |
 //! | [`docs`] | [`AsyncApi`](docs::AsyncApi): AsyncAPI 3.0 documents of components |
 //! | [`processor`](mod@processor) | [`Processor`], handler tables, extractors, replies, `quit` / `restart` |
+//! | [`middleware`] | `tower` layers around handlers and sends: timeout, concurrency and rate limits, `from_fn` |
 //! | [`scheduler`] | [`Scheduler`]: many processors, signals, graceful shutdown, restart |
 //! | [`telemetry`] | spans (OpenTelemetry's messaging conventions), trace context (feature `opentelemetry`), metric names |
 //! | [`error`] | [`Error`], [`Report`] |

@@ -2,7 +2,7 @@
 
 use postage::prelude::*;
 
-use crate::common::{Counter, KEY, Res, fingerprint};
+use crate::common::{Counter, KEY, PassThrough, Res, fingerprint};
 use crate::lapin_side::{Acks, lapin_close, lapin_connect, lapin_consumer_loop};
 use crate::measure::{Snapshot, Timed};
 use crate::scenario::Ctx;
@@ -11,12 +11,15 @@ pub(crate) async fn postage_consume(ctx: &Ctx<'_>) -> Res<Timed> {
     let connection = ctx.connect().await?;
     let counter = Counter::new(ctx.n);
     let start = Snapshot::now();
-    let processor = Processor::builder_arc(counter.clone())
+    let builder = Processor::builder_arc(counter.clone())
         .bind(ctx.fixture.exchange(), [(ctx.fixture.queue.as_str(), KEY)])
         .prefetch(ctx.args.prefetch)
-        .fingerprint(fingerprint())
-        .connect(&connection)
-        .await?;
+        .fingerprint(fingerprint());
+    let processor = if ctx.args.pass_layer {
+        builder.layer(PassThrough).connect(&connection).await?
+    } else {
+        builder.connect(&connection).await?
+    };
     let control = processor.control();
     let running = tokio::spawn(processor.run());
     counter.done.notified().await;

@@ -9,7 +9,7 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use postage::prelude::*;
 
 use crate::args::Args;
-use crate::common::{COMMAND, CONTENT_TYPE, Counter, KEY, Res, fingerprint};
+use crate::common::{COMMAND, CONTENT_TYPE, Counter, KEY, PassThrough, Res, fingerprint};
 use crate::fixture::Fixture;
 use crate::lapin_side::{
     Acks, check_confirm, lapin_close, lapin_command, lapin_connect, lapin_consumer_loop,
@@ -26,12 +26,15 @@ pub(crate) async fn postage_pipe(ctx: &Ctx<'_>) -> Res<Timed> {
     let counter = Counter::new(ctx.n);
     let sampler = ctx.soak.then(|| spawn_rss_sampler(counter.clone()));
     let start = Snapshot::now();
-    let processor = Processor::builder_arc(counter.clone())
+    let builder = Processor::builder_arc(counter.clone())
         .bind(ctx.fixture.exchange(), [(ctx.fixture.queue.as_str(), KEY)])
         .prefetch(ctx.args.prefetch)
-        .fingerprint(fingerprint())
-        .connect(&connection)
-        .await?;
+        .fingerprint(fingerprint());
+    let processor = if ctx.args.pass_layer {
+        builder.layer(PassThrough).connect(&connection).await?
+    } else {
+        builder.connect(&connection).await?
+    };
     let control = processor.control();
     let running = tokio::spawn(processor.run());
     let producer = Producer::builder()

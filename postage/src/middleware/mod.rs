@@ -58,10 +58,10 @@
 //!
 //! /// Lets through only messages from the `orders` component.
 //! async fn only_orders(incoming: Incoming, next: Next<Incoming>) -> Result<(), HandlerError> {
-//!     let sender = incoming.message().fingerprint.get("name").and_then(|n| n.as_str());
-//!     if sender != Some("orders") {
+//!     let sender = incoming.sender();
+//!     if sender.name.as_deref() != Some("orders") {
 //!         // Permanent: parked (or dropped) at once, never retried.
-//!         return Err(HandlerError::permanent("Unauthorized", format!("{sender:?} may not bill")));
+//!         return Err(HandlerError::permanent("Unauthorized", format!("{sender} may not bill")));
 //!     }
 //!     Ok(next.run(incoming).await?)
 //! }
