@@ -85,6 +85,31 @@ pub(crate) async fn ps(url: Option<&str>, args: QueryArgs) -> Result<(), Failure
     Ok(())
 }
 
+/// A processor's periodic jobs and when each runs next (`-` for none):
+/// `sweep in 42s`, and `(standing by)` when another process runs them.
+fn jobs(info: &Info) -> String {
+    if info.jobs.is_empty() {
+        return "-".into();
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |since| since.as_secs_f64());
+    let jobs: Vec<String> = info
+        .jobs
+        .iter()
+        .map(|job| match job.next_run {
+            Some(at) => format!("{} in {}", job.name, output::uptime((at - now).max(0.0))),
+            None => format!("{} never", job.name),
+        })
+        .collect();
+    let standing_by = if info.jobs.iter().any(|job| job.runner) {
+        ""
+    } else {
+        " (standing by)"
+    };
+    format!("{}{standing_by}", jobs.join(","))
+}
+
 /// The `ps` table: one row per component.
 fn table(infos: &[Info]) -> String {
     let header = [
@@ -99,6 +124,7 @@ fn table(infos: &[Info]) -> String {
         "REJECTED",
         "UNHANDLED",
         "HEALTH",
+        "JOBS",
         "HANDLERS",
     ];
     let rows: Vec<Vec<String>> = infos
@@ -124,6 +150,7 @@ fn table(infos: &[Info]) -> String {
                 c.rejected.to_string(),
                 c.unhandled.to_string(),
                 info.health.clone(),
+                jobs(info),
                 handlers.join(","),
             ]
         })

@@ -251,6 +251,15 @@ pub enum Error {
     #[error("a middleware layer refused the send")]
     Middleware(#[source] tower::BoxError),
 
+    /// A periodic job's schedule is invalid.
+    #[error("invalid job schedule {schedule:?}: {reason}")]
+    Schedule {
+        /// The schedule as given.
+        schedule: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+
     /// A layer was added for a handler the processor does not have.
     #[error("no handler named {handler:?} to add a layer to")]
     UnknownHandler {
@@ -292,6 +301,7 @@ impl Error {
             Error::FailurePolicy { .. } => "FailurePolicy",
             Error::UnknownHandler { .. } => "UnknownHandler",
             Error::Middleware(_) => "Middleware",
+            Error::Schedule { .. } => "Schedule",
         }
     }
 
@@ -345,6 +355,7 @@ impl Error {
             Error::NoDestination => "NoDestinationError",
             Error::UnknownHandler { .. } => "UnknownHandlerError",
             Error::Middleware(_) => "MiddlewareError",
+            Error::Schedule { .. } => "ScheduleError",
             Error::ReplyLost { .. } => "ReplyLostError",
             Error::RpcError { .. } => "RpcError",
             Error::RpcException { name, .. } => name.as_str(),

@@ -22,6 +22,7 @@
 //! | [`consumer`] | [`Consumer`], deliveries, prefetch |
 //! | [`docs`] | [`AsyncApi`](docs::AsyncApi): AsyncAPI 3.0 documents of components |
 //! | [`processor`](mod@processor) | [`Processor`], handler tables, extractors, replies, `quit` / `restart` |
+//! | [`jobs`] | [`Job`](jobs::Job): periodic jobs, every interval or on a cron expression, one runner per component |
 //! | [`middleware`] | `tower` layers around handlers and sends: timeout, concurrency and rate limits, `from_fn` |
 //! | [`scheduler`] | [`Scheduler`]: many processors, signals, graceful shutdown, restart |
 //! | [`telemetry`] | spans (OpenTelemetry's messaging conventions), trace context (feature `opentelemetry`), metric names |
@@ -140,6 +141,7 @@ pub mod docs;
 pub mod encoding;
 pub mod error;
 pub mod fingerprint;
+pub mod jobs;
 pub mod message;
 pub mod middleware;
 pub mod processor;

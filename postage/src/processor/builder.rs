@@ -2,6 +2,7 @@
 //! control commands and the redelivery bound.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 
 use super::acks::Acks;
@@ -13,6 +14,7 @@ use tower::{Layer, Service};
 
 use super::dispatch::{Core, LayerNames, handler_label};
 use super::failure::Failures;
+use super::handler::{HandlerResult, IntoHandlerResult};
 use super::incoming::Incoming;
 use super::routes::RouteTable;
 use super::run::Parts;
@@ -26,6 +28,7 @@ use crate::consumer::ConsumerBuilder;
 use crate::encoding::Encoder;
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
+use crate::jobs::{Job, JobFn, Jobs};
 use crate::message::WireFingerprint;
 use crate::telemetry::ProcessorInstruments;
 use crate::topology::{Exchange, Queue};
@@ -54,7 +57,13 @@ pub struct ProcessorBuilder<P, L = Identity> {
     /// Layers of single handlers: (handler name, layer name, layer), in
     /// the order added.
     pub(super) handler_layers: Vec<(&'static str, String, HandlerLayer)>,
+    /// Periodic jobs, with what runs them.
+    pub(super) jobs: Vec<(Job, JobRun<P>)>,
 }
+
+/// What runs a periodic job of a processor.
+pub(super) type JobRun<P> =
+    Arc<dyn Fn(Arc<P>) -> crate::BoxFuture<'static, HandlerResult> + Send + Sync>;
 
 /// The redelivery bound of [`ProcessorBuilder::max_deliveries`].
 pub const DEFAULT_MAX_DELIVERIES: u64 = 5;
@@ -320,6 +329,7 @@ impl<P: Handlers, L> ProcessorBuilder<P, L> {
             layers: Stack::new(layer, self.layers),
             layer_names,
             handler_layers: self.handler_layers,
+            jobs: self.jobs,
         }
     }
 
@@ -340,6 +350,28 @@ impl<P: Handlers, L> ProcessorBuilder<P, L> {
     {
         self.handler_layers
             .push((handler, layer_name::<N>(), handler_layer(layer)));
+        self
+    }
+
+    /// Adds a periodic job: `run` gets the handler object at each of the
+    /// job's ticks, in one process of the component only (see
+    /// [`jobs`](crate::jobs)). It returns `()` or `Result<(), E>`; a
+    /// failure is logged. Jobs need the processor's
+    /// [`fingerprint`](ProcessorBuilder::fingerprint) name (the component
+    /// they belong to); a second job of the same name is an error when the
+    /// processor connects.
+    #[must_use]
+    pub fn job<F, Fut>(mut self, job: Job, run: F) -> Self
+    where
+        F: Fn(Arc<P>) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: IntoHandlerResult,
+    {
+        let run: JobRun<P> = Arc::new(move |handlers| {
+            let running = run(handlers);
+            Box::pin(async move { running.await.into_handler_result() })
+        });
+        self.jobs.push((job, run));
         self
     }
 }
@@ -376,6 +408,12 @@ impl<P: Handlers, L: ProcessorLayers<P>> ProcessorBuilder<P, L> {
                 });
             }
         }
+        let jobs = match self.jobs.is_empty() {
+            true => None,
+            false => {
+                Some(connect_jobs(connection, &self.fingerprint, &self.handlers, self.jobs).await?)
+            }
+        };
         let encoder = self.consumer.encoder_arc();
         let fingerprint = self
             .fingerprint
@@ -422,6 +460,7 @@ impl<P: Handlers, L: ProcessorLayers<P>> ProcessorBuilder<P, L> {
             labels,
             handler_services: handler_services(core, handler_layers, table.len()),
             layer_names,
+            jobs: jobs.as_ref().map(Jobs::status),
         });
         let runner = self.layers.runner(Handling::new(core.clone()));
         Ok(Processor {
@@ -431,8 +470,40 @@ impl<P: Handlers, L: ProcessorLayers<P>> ProcessorBuilder<P, L> {
                 connection: connection.clone(),
                 concurrency: self.concurrency,
                 discovery,
+                jobs,
             },
             runner,
         })
     }
+}
+
+/// Connects a processor's jobs under its fingerprint's name.
+async fn connect_jobs<P: Handlers>(
+    connection: &Connection,
+    fingerprint: &Option<Fingerprint>,
+    handlers: &Arc<P>,
+    jobs: Vec<(Job, JobRun<P>)>,
+) -> Result<Jobs> {
+    let Some(component) = fingerprint.as_ref().and_then(|f| f.name.clone()) else {
+        return Err(Error::Schedule {
+            schedule: jobs.iter().map(|(job, _)| job.name()).collect::<Vec<_>>().join(", "),
+            reason: "periodic jobs need the processor's fingerprint name: the component whose processes share them".into(),
+        });
+    };
+    let mut named: Vec<(Job, JobFn)> = Vec::with_capacity(jobs.len());
+    for (job, run) in jobs {
+        if named.iter().any(|(other, _)| other.name() == job.name()) {
+            return Err(Error::Schedule {
+                schedule: job.name().to_owned(),
+                reason: "two jobs of one processor have this name".into(),
+            });
+        }
+        let handlers = handlers.clone();
+        let run: JobFn = Arc::new(move || {
+            let running = run(handlers.clone());
+            Box::pin(async move { running.await.map_err(|error| error.to_string()) })
+        });
+        named.push((job, run));
+    }
+    Jobs::connect(connection, &component, named).await
 }

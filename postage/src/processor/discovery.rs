@@ -18,8 +18,8 @@ use crate::error::Result;
 use crate::fingerprint::Fingerprint;
 use crate::message::{Category, Message, Outcome};
 use crate::remote::{
-    BindingInfo, CONTROL_EXCHANGE, ControlRequest, Counters, HandlerInfo, INFO, Info, PING,
-    ParamsInfo, Pong, QUIT, RESTART,
+    BindingInfo, CONTROL_EXCHANGE, ControlRequest, Counters, HandlerInfo, INFO, Info, JobInfo,
+    PING, ParamsInfo, Pong, QUIT, RESTART,
 };
 use crate::topology::{Binding, Queue};
 use crate::transport::Connection;
@@ -198,6 +198,28 @@ impl<P: Handlers> Answering<P> {
         }
     }
 
+    fn jobs(&self) -> Vec<JobInfo> {
+        let Some(jobs) = &self.core.jobs else {
+            return Vec::new();
+        };
+        let secs = |at: std::time::SystemTime| {
+            at.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |since| since.as_secs_f64())
+        };
+        let jobs = jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        jobs.iter()
+            .map(|job| JobInfo {
+                name: job.name.clone(),
+                schedule: job.schedule.clone(),
+                next_run: job.next_run.map(secs),
+                last_run: job.last_run.map(secs),
+                runner: job.runner,
+            })
+            .collect()
+    }
+
     fn info(&self) -> Info {
         let Pong {
             fingerprint,
@@ -221,6 +243,7 @@ impl<P: Handlers> Answering<P> {
             health: self.consumer.health().to_string(),
             concurrency: self.concurrency,
             layers: self.core.layer_names.processor.clone(),
+            jobs: self.jobs(),
         }
     }
 }

@@ -61,6 +61,8 @@ pub(super) struct Core<P: 'static> {
     /// The names of the processor's layers, outermost first, and of each
     /// handler's.
     pub(super) layer_names: LayerNames,
+    /// The periodic jobs' status, when it has jobs.
+    pub(super) jobs: Option<Arc<Mutex<Vec<crate::jobs::JobStatus>>>>,
 }
 
 /// The names of a processor's layers, for `info`.

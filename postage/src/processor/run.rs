@@ -51,6 +51,8 @@ pub(super) struct Parts<P: 'static> {
     pub(super) concurrency: usize,
     /// The control consumer, until the processor runs.
     pub(super) discovery: Option<Discovery>,
+    /// The periodic jobs, until the processor runs.
+    pub(super) jobs: Option<crate::jobs::Jobs>,
 }
 
 impl<P: 'static> fmt::Debug for Processor<P> {
@@ -85,6 +87,7 @@ impl<P: Handlers> Processor<P> {
             discoverable: true,
             handler_timeout: None,
             dead_letter_unhandled: false,
+            jobs: Vec::new(),
             layers: tower::layer::util::Identity::new(),
             layer_names: Vec::new(),
             handler_layers: Vec::new(),
@@ -146,6 +149,7 @@ impl<P: Handlers> Parts<P> {
         let control_plane = self.discovery.take().map(|discovery| {
             discovery.serve(core.clone(), self.consumer.handle(), self.concurrency)
         });
+        let jobs = self.jobs.take().map(crate::jobs::Jobs::start);
         // Runs of finished deliveries are acknowledged at the latest after
         // the delay, also while a long handler holds the loop.
         let ack_timer = tokio::spawn({
@@ -201,6 +205,9 @@ impl<P: Handlers> Parts<P> {
         self.consumer.close().await;
         if let Some(control_plane) = control_plane {
             control_plane.stop().await;
+        }
+        if let Some(jobs) = jobs {
+            jobs.stop().await;
         }
         match lost {
             Some(reason) => Err(Error::ConsumerLost(reason)),

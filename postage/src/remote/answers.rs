@@ -59,6 +59,29 @@ pub struct Info {
     /// type name (`TimeoutLayer`, say).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<String>,
+    /// Its periodic jobs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jobs: Vec<JobInfo>,
+}
+
+/// One periodic job of a processor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobInfo {
+    /// Its name.
+    pub name: String,
+    /// When it runs: `every 60s`, `cron 0 0 2 * * *`.
+    pub schedule: String,
+    /// Its next run, in seconds since the Unix epoch (as this process
+    /// knows it: the runner's is exact).
+    #[serde(default)]
+    pub next_run: Option<f64>,
+    /// Up to when it is covered (its last run), in seconds since the Unix
+    /// epoch, when this process is the runner.
+    #[serde(default)]
+    pub last_run: Option<f64>,
+    /// This process runs the component's jobs; the others stand by.
+    #[serde(default)]
+    pub runner: bool,
 }
 
 /// One entry of a handler table.

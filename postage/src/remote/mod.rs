@@ -54,7 +54,9 @@ mod destination;
 
 use crate::topology::Exchange;
 
-pub use answers::{BindingInfo, ControlRequest, Counters, HandlerInfo, Info, ParamsInfo, Pong};
+pub use answers::{
+    BindingInfo, ControlRequest, Counters, HandlerInfo, Info, JobInfo, ParamsInfo, Pong,
+};
 pub use client::{Answer, Remote};
 pub use destination::Destination;
 
