@@ -170,6 +170,27 @@ pub enum Error {
     #[error("nowhere to send: the producer has no (exchange, routing key) pair")]
     NoDestination,
 
+    /// A delayed send's delay is longer than the delay levels hold
+    /// (`postage::producer::MAX_DELAY`).
+    #[error("a delay of {delay:?} is longer than the longest, {max:?}")]
+    DelayTooLong {
+        /// The delay asked for.
+        delay: Duration,
+        /// The longest delay.
+        max: Duration,
+    },
+
+    /// A delayed send had an expiration: the delay levels hold a message
+    /// longer than it, and the broker drops it when it moves the message
+    /// from one level to the next.
+    #[error("a delayed send cannot have an expiration")]
+    DelayedExpiration,
+
+    /// An id given to cancel a delayed send is not one (`Scheduled::id`
+    /// gives them).
+    #[error("{0:?} is not the id of a delayed send")]
+    InvalidDelayId(String),
+
     /// Every attempt of an RPC call timed out.
     ///
     /// Python Postage reports the same situation as an exception result named
@@ -290,6 +311,9 @@ impl Error {
             Error::PublishTimeout { .. } => "PublishTimeout",
             Error::PublishInterrupted { .. } => "PublishInterrupted",
             Error::NoDestination => "NoDestination",
+            Error::DelayTooLong { .. } => "DelayTooLong",
+            Error::DelayedExpiration => "DelayedExpiration",
+            Error::InvalidDelayId(_) => "InvalidDelayId",
             Error::RpcTimeout { .. } => "RpcTimeout",
             Error::ReplyLost { .. } => "ReplyLost",
             Error::RpcError { .. } => "RpcError",
@@ -356,6 +380,9 @@ impl Error {
             Error::UnknownHandler { .. } => "UnknownHandlerError",
             Error::Middleware(_) => "MiddlewareError",
             Error::Schedule { .. } => "ScheduleError",
+            Error::DelayTooLong { .. } | Error::DelayedExpiration | Error::InvalidDelayId(_) => {
+                "ValueError"
+            }
             Error::ReplyLost { .. } => "ReplyLostError",
             Error::RpcError { .. } => "RpcError",
             Error::RpcException { name, .. } => name.as_str(),

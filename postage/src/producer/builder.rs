@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Producer;
+use super::delay::{DEFAULT_PREFIX, Delays};
 use super::sender::Inner;
 use crate::encoding::{Encoder, JsonEncoder};
 use crate::error::Result;
@@ -29,6 +30,7 @@ pub struct ProducerBuilder {
     mandatory: bool,
     rpc: RpcSettings,
     layers: SendLayers,
+    delay_prefix: String,
 }
 
 impl Default for ProducerBuilder {
@@ -43,11 +45,24 @@ impl Default for ProducerBuilder {
             mandatory: false,
             rpc: RpcSettings::default(),
             layers: SendLayers::default(),
+            delay_prefix: DEFAULT_PREFIX.to_owned(),
         }
     }
 }
 
 impl ProducerBuilder {
+    /// The prefix of the names of the delay levels that delayed sends
+    /// ([`Publish::send_after`](crate::producer::Publish::send_after)) go through:
+    /// `postage.delay` unless set (exchanges and queues
+    /// `postage.delay.L00` to `.L21`, `.gate`, `.deliver`,
+    /// `.to-default`, `.cancelled.<id>`). Components that share delayed
+    /// sends and cancellations use the same prefix.
+    #[must_use]
+    pub fn delay_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.delay_prefix = prefix.into();
+        self
+    }
+
     /// Adds a default (exchange, routing key) pair.
     #[must_use]
     pub fn ek(mut self, exchange: Exchange, key: impl Into<String>) -> Self {
@@ -204,6 +219,7 @@ impl ProducerBuilder {
                 persistent: self.persistent,
                 mandatory: self.mandatory,
                 rpc: RpcState::new(self.rpc),
+                delays: Delays::new(self.delay_prefix),
             }),
         })
     }

@@ -1,11 +1,13 @@
 //! [`Publish`]: a send being prepared, awaited to send.
 
+use std::borrow::Cow;
 use std::future::IntoFuture;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
 use super::Producer;
+use super::delay::{DelayedPublish, Due};
 use crate::BoxFuture;
 use crate::error::Result;
 use crate::message::Message;
@@ -23,7 +25,8 @@ pub(super) enum Body<'a> {
 /// A send being prepared; `.await` it to send. Options:
 /// [`key`](Publish::key), [`eks`](Publish::eks), [`persistent`](Publish::persistent),
 /// [`mandatory`](Publish::mandatory), [`header`](Publish::header),
-/// [`expiration`](Publish::expiration).
+/// [`expiration`](Publish::expiration); and, to send later instead of at
+/// once, [`send_after`](Publish::send_after) or [`send_at`](Publish::send_at).
 #[must_use = "a send does nothing until it is awaited"]
 pub struct Publish<'a> {
     pub(super) producer: &'a Producer,
@@ -88,33 +91,92 @@ impl<'a> Publish<'a> {
         self
     }
 
-    async fn run(self) -> Result<()> {
+    /// Sends the message `delay` from now instead of at once, through
+    /// the broker's delay levels (see [`DelayedPublish`]); `.await` gives
+    /// a [`Scheduled`](crate::producer::Scheduled) that can cancel it.
+    /// Set the other options first.
+    pub fn send_after(self, delay: Duration) -> DelayedPublish<'a> {
+        DelayedPublish::new(self, Due::After(delay))
+    }
+
+    /// Sends the message at `time` instead of at once (at once when
+    /// `time` is past); see [`send_after`](Publish::send_after).
+    pub fn send_at(self, time: SystemTime) -> DelayedPublish<'a> {
+        DelayedPublish::new(self, Due::At(time))
+    }
+
+    /// Encodes the body and resolves the destinations.
+    pub(super) async fn prepare(self) -> Result<Prepared<'a>> {
         let producer = self.producer;
-        // Kept until sent: the span and the metrics borrow its names.
-        let message;
-        let (body, about) = match self.body {
-            Body::Message(boxed) => {
-                message = boxed;
-                let about = About {
-                    kind: &message.kind,
-                    name: &message.name,
-                    category: message.category.as_str(),
-                };
-                (producer.encode(&message)?, about)
+        let (message, body, about) = match self.body {
+            Body::Message(message) => {
+                let body = producer.encode(&message)?;
+                (Some(message), body, About::UNKNOWN)
             }
-            Body::Encoded(body, about) => (body?, about),
+            Body::Encoded(body, about) => (None, body?, about),
         };
         let inner = &*producer.inner;
         let pairs = inner.channel.destinations(self.target, &inner.eks).await?;
-        let props = OutgoingProperties {
-            content_type: Some(producer.content_type()),
+        Ok(Prepared {
+            producer,
+            message,
+            about,
+            body,
+            pairs,
             persistent: self.persistent.unwrap_or(inner.persistent),
             mandatory: self.mandatory.unwrap_or(inner.mandatory),
+            headers: self.headers,
+            expiration: self.expiration,
+        })
+    }
+
+    async fn run(self) -> Result<()> {
+        let prepared = self.prepare().await?;
+        let props = prepared.properties(prepared.headers.as_ref());
+        prepared
+            .producer
+            .publish_all(&prepared.pairs, &prepared.body, &props, &prepared.about())
+            .await
+    }
+}
+
+/// A send encoded and resolved, ready to publish.
+pub(super) struct Prepared<'a> {
+    pub(super) producer: &'a Producer,
+    /// Kept until sent: the span and the metrics borrow its names.
+    message: Option<Box<Message>>,
+    about: About<'a>,
+    pub(super) body: Vec<u8>,
+    pub(super) pairs: Cow<'a, [(Exchange, String)]>,
+    persistent: bool,
+    mandatory: bool,
+    pub(super) headers: Option<Headers>,
+    pub(super) expiration: Option<Duration>,
+}
+
+impl Prepared<'_> {
+    /// What the telemetry says of the message.
+    pub(super) fn about(&self) -> About<'_> {
+        match &self.message {
+            Some(message) => About {
+                kind: &message.kind,
+                name: &message.name,
+                category: message.category.as_str(),
+            },
+            None => self.about,
+        }
+    }
+
+    /// The properties of its publishes, with `headers`.
+    pub(super) fn properties<'h>(&'h self, headers: Option<&'h Headers>) -> OutgoingProperties<'h> {
+        OutgoingProperties {
+            content_type: Some(self.producer.content_type()),
+            persistent: self.persistent,
+            mandatory: self.mandatory,
             expiration_ms: self.expiration.map(|ttl| ttl.as_millis()),
-            headers: self.headers.as_ref(),
+            headers,
             ..OutgoingProperties::default()
-        };
-        producer.publish_all(&pairs, &body, &props, &about).await
+        }
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::delay::Delays;
 use super::publish::Body;
 use super::{ProducerBuilder, Publish};
 use crate::encoding::{EncodeError, Encoder, encode_command};
@@ -60,6 +61,8 @@ pub(super) struct Inner {
     pub(super) rpc: RpcState,
     /// The layers around each publish, if any.
     pub(super) layers: Option<SendService>,
+    /// The delay levels of delayed sends, and what of them was declared.
+    pub(super) delays: Delays,
 }
 
 impl std::fmt::Debug for Producer {

@@ -45,6 +45,11 @@ pub(crate) struct Origin<'a> {
 /// An RPC call being prepared; `.await` it for the reply message (a
 /// success, error or exception result: see [`Message::outcome`]).
 ///
+/// A call has no delayed form (a send's `send_after`): its timeout runs
+/// from the moment it is sent, and a caller waiting for a reply would
+/// wait through the delay too. Send a command later instead, and have its
+/// handler send the result as a message.
+///
 /// ```no_run
 /// # use std::time::Duration;
 /// # async fn run(producer: postage::Producer) -> postage::Result<()> {

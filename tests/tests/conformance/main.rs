@@ -7,6 +7,7 @@
 
 mod acknowledgements;
 mod consumers;
+mod delays;
 mod failures;
 mod middleware;
 mod processors;

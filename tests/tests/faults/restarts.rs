@@ -425,3 +425,89 @@ async fn amqps_with_a_throwaway_certificate_authority() {
     connection.close().await.unwrap();
     let _ = std::fs::remove_dir_all(tls.ca.parent().unwrap());
 }
+
+/// Persistent delayed sends of 60 s, 20 s and 8 s (sent longest first)
+/// and a cancelled one of 15 s, with a clean restart of the broker a few
+/// seconds after: the three arrive in due order, none before its due time
+/// and none long after it (or after the broker was back, for one due
+/// while it was down); the cancelled one never arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_sends_survive_a_broker_restart() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let node = Arc::new(PrivateNode::start(base(), None));
+    let connection = connect(&node.url()).await;
+    let probe = postage_tests::conformance::probe(&connection).await;
+    let exchange = Exchange::new(unique("delayed"), ExchangeKind::Direct);
+    let queue = unique("delayed");
+    probe.declare_exchange(&exchange).await.unwrap();
+    probe
+        .declare_queue(&Queue::new(&queue).durable(true))
+        .await
+        .unwrap();
+    probe.bind(&queue, exchange.name(), "rk").await.unwrap();
+    let producer = Producer::builder()
+        .ek(exchange.clone(), "rk")
+        .persistent(true)
+        .connect(&connection)
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let mut due = Vec::new();
+    for seconds in [60u64, 20, 8] {
+        let delay = Duration::from_secs(seconds);
+        producer
+            .forward(format!("{seconds}"))
+            .send_after(delay)
+            .await
+            .unwrap();
+        due.push((format!("{seconds}"), delay));
+    }
+    let cancelled = producer
+        .forward("cancelled")
+        .send_after(Duration::from_secs(15))
+        .await
+        .unwrap();
+    assert!(cancelled.cancel().await.unwrap());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let node_for_fault = node.clone();
+    let up_at = tokio::task::spawn_blocking(move || {
+        node_for_fault.stop();
+        std::thread::sleep(Duration::from_secs(1));
+        node_for_fault.boot();
+        start.elapsed()
+    })
+    .await
+    .unwrap();
+    wait_for("the connection to recover", 120, || {
+        connection.recoveries() >= 1
+    })
+    .await;
+    let probe = postage_tests::conformance::probe(&connection).await;
+    let mut consumer = probe.consume(&queue).await.unwrap();
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        let delivery = postage_tests::conformance::delivered(&mut consumer, 90_000).await;
+        let at = start.elapsed();
+        let body = delivery.text();
+        assert!(delivery.is_persistent(), "{body}: still persistent");
+        delivery.ack().await.unwrap();
+        let (_, delay) = due.iter().find(|(b, _)| *b == body).unwrap();
+        assert!(
+            at >= *delay,
+            "{body}: arrived after {at:?}, before it was due"
+        );
+        let bound = (*delay).max(up_at) + Duration::from_secs(10);
+        assert!(
+            at <= bound,
+            "{body}: arrived after {at:?}, later than {bound:?} (the broker was back after {up_at:?})"
+        );
+        println!("delayed {body} s: arrived after {at:?} (broker back after {up_at:?})");
+        order.push(body);
+    }
+    assert_eq!(order, ["8", "20", "60"], "nothing lost, in due order");
+    assert!(
+        postage_tests::conformance::silent(&mut consumer, 2_000).await,
+        "the cancelled send never arrives, nothing twice"
+    );
+    connection.close().await.unwrap();
+}

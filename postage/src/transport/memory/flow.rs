@@ -13,8 +13,8 @@ use tokio::time::Instant;
 
 use super::delivery::{Delivered, Event};
 use super::state::{
-    ChannelState, ConsumerState, Destination, Message, Overflow, REPLY_TO, Refusal, Refused, State,
-    Stored, Unacked,
+    ChannelState, ConsumerState, Destination, Message, Overflow, QueueState, REPLY_TO, Refusal,
+    Refused, State, Stored, Unacked,
 };
 
 /// What became of a publish.
@@ -149,10 +149,18 @@ impl State {
     }
 
     fn forget_consumer(&mut self, queue: &str, channel: u64, tag: &str) {
-        if let Some(queue) = self.queues.get_mut(queue) {
-            queue
+        if let Some(state) = self.queues.get_mut(queue) {
+            state
                 .consumers
                 .retain(|(c, t)| !(*c == channel && t == tag));
+            if state.consumers.is_empty()
+                && let Some(ms) = state.expires
+            {
+                // Unused from now on: its expiry starts.
+                state.used = Instant::now();
+                self.timers
+                    .push((queue.to_owned(), state.used + Duration::from_millis(ms)));
+            }
         }
     }
 
@@ -253,13 +261,19 @@ impl State {
             let Some(state) = self.exchanges.get(&name) else {
                 continue;
             };
+            let mut matched = false;
             for bound in state.bindings.matching(key, headers) {
+                matched = true;
                 match &bound.destination {
                     Destination::Queue(queue) => {
                         queues.insert(queue.clone());
                     }
                     Destination::Exchange(next) => pending.push(next.clone()),
                 }
+            }
+            // What no binding takes goes to the alternate exchange.
+            if !matched && let Some(alternate) = &state.alternate {
+                pending.push(alternate.clone());
             }
         }
         queues.into_iter().collect()
@@ -478,12 +492,34 @@ impl State {
         }
     }
 
-    /// A queue's timer fired: expire what is due.
+    /// A queue's timer fired: expire what is due, and delete the queue if
+    /// it was unused for its `x-expires` (no consumer, not declared again).
     pub(super) fn expire(&mut self, queue: &str) {
-        if let Some(state) = self.queues.get_mut(queue) {
-            state.timer = None;
+        let Some(state) = self.queues.get_mut(queue) else {
+            return;
+        };
+        state.timer = None;
+        if let Some(ms) = state.expires {
+            let at = state.used + Duration::from_millis(ms);
+            if !state.consumers.is_empty() {
+                // In use; its expiry starts when its last consumer goes.
+            } else if at <= Instant::now() {
+                tracing::debug!(queue, "queue expired (x-expires)");
+                self.remove_queue(queue);
+                return;
+            } else {
+                self.timers.push((queue.to_owned(), at));
+            }
         }
         self.dispatch(queue);
+    }
+
+    /// Arms the `x-expires` timer of a queue just declared.
+    pub(super) fn arm_expiry(&mut self, queue: &str, state: &QueueState) {
+        if let Some(ms) = state.expires {
+            self.timers
+                .push((queue.to_owned(), state.used + Duration::from_millis(ms)));
+        }
     }
 
     /// Settles delivery `tag` on `channel`: acknowledged, or rejected and

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -74,6 +75,10 @@ pub(super) struct QueueState {
     pub(super) had_consumer: bool,
     /// The expiry the timer is armed for.
     pub(super) timer: Option<Instant>,
+    /// Deleted after this long unused (`x-expires`, milliseconds).
+    pub(super) expires: Option<u64>,
+    /// When it was last used: declared, or left by a consumer.
+    pub(super) used: Instant,
 }
 
 #[derive(Debug)]
@@ -81,6 +86,8 @@ pub(super) struct ExchangeState {
     pub(super) kind: ExchangeKind,
     pub(super) durable: bool,
     pub(super) auto_delete: bool,
+    /// Where what no binding takes goes (`alternate-exchange`).
+    pub(super) alternate: Option<String>,
     pub(super) bindings: Bindings,
 }
 
@@ -203,6 +210,7 @@ impl State {
                     kind,
                     durable: true,
                     auto_delete: false,
+                    alternate: None,
                     bindings: Bindings::new(kind),
                 });
         }
@@ -260,6 +268,7 @@ impl State {
                 kind: exchange.kind(),
                 durable: exchange.is_durable(),
                 auto_delete: exchange.is_auto_delete(),
+                alternate: text(exchange.arguments(), "alternate-exchange"),
                 bindings: Bindings::new(exchange.kind()),
             },
         );
@@ -307,7 +316,16 @@ impl State {
                 equivalent(&name, known, queue)?;
             }
             let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-            return Ok((name, count(known.ready.len()), count(known.consumers.len())));
+            let declared = (count(known.ready.len()), count(known.consumers.len()));
+            // A declaration is a use: the queue's expiry starts again.
+            if let Some(known) = self.queues.get_mut(&name) {
+                known.used = Instant::now();
+                if let Some(ms) = known.expires {
+                    self.timers
+                        .push((name.clone(), known.used + Duration::from_millis(ms)));
+                }
+            }
+            return Ok((name, declared.0, declared.1));
         }
         if passive {
             return Err(Refusal::not_found("queue", &name));
@@ -356,7 +374,15 @@ impl State {
             turn: 0,
             had_consumer: false,
             timer: None,
+            expires: integer(arguments, "x-expires")?,
+            used: Instant::now(),
         };
+        if state.expires == Some(0) {
+            return Err(Refusal::precondition(format!(
+                "invalid arg 'x-expires' for queue '{name}' in vhost '/': 0"
+            )));
+        }
+        self.arm_expiry(&name, &state);
         self.queues.insert(name.clone(), state);
         Ok((name, 0, 0))
     }
