@@ -85,8 +85,9 @@ pub(crate) async fn ps(url: Option<&str>, args: QueryArgs) -> Result<(), Failure
     Ok(())
 }
 
-/// A processor's periodic jobs and when each runs next (`-` for none):
-/// `sweep in 42s`, and `(standing by)` when another process runs them.
+/// A processor's periodic jobs and when each runs next, with no spaces
+/// (`-` for none): `sweep:42.0s,nightly:3h2m`, prefixed `standby/` in a
+/// process that does not run them.
 fn jobs(info: &Info) -> String {
     if info.jobs.is_empty() {
         return "-".into();
@@ -98,16 +99,16 @@ fn jobs(info: &Info) -> String {
         .jobs
         .iter()
         .map(|job| match job.next_run {
-            Some(at) => format!("{} in {}", job.name, output::uptime((at - now).max(0.0))),
-            None => format!("{} never", job.name),
+            Some(at) => format!("{}:{}", job.name, output::uptime((at - now).max(0.0))),
+            None => format!("{}:never", job.name),
         })
         .collect();
-    let standing_by = if info.jobs.iter().any(|job| job.runner) {
+    let standby = if info.jobs.iter().any(|job| job.runner) {
         ""
     } else {
-        " (standing by)"
+        "standby/"
     };
-    format!("{}{standing_by}", jobs.join(","))
+    format!("{standby}{}", jobs.join(","))
 }
 
 /// The `ps` table: one row per component.

@@ -326,6 +326,7 @@ fn ps_lists_two_running_receivers_with_their_pids() {
             "REJECTED",
             "UNHANDLED",
             "HEALTH",
+            "JOBS",
             "HANDLERS"
         ],
         "{}",
@@ -342,7 +343,8 @@ fn ps_lists_two_running_receivers_with_their_pids() {
         assert_eq!(cells[2], pid.to_string(), "{line}");
         assert_eq!(cells[9], "0", "nothing unhandled: {line}");
         assert_eq!(cells[10], "consuming", "{line}");
-        assert_eq!(cells[11], handlers, "{line}");
+        assert_eq!(cells[11], "-", "no periodic jobs: {line}");
+        assert_eq!(cells[12], handlers, "{line}");
     }
 
     let json = postage(&vhost, &["ps", "--json"]);
