@@ -9,6 +9,7 @@ mod acknowledgements;
 mod consumers;
 mod delays;
 mod failures;
+mod jobs;
 mod middleware;
 mod processors;
 mod publishing;

@@ -428,10 +428,21 @@ impl State {
             if state.ready.is_empty() || state.consumers.is_empty() {
                 break;
             }
+            // A single active consumer queue delivers to its first
+            // consumer alone; the next one takes over when it goes.
+            let single_active = state
+                .arguments
+                .get("x-single-active-consumer")
+                .and_then(Value::as_bool)
+                == Some(true);
             let count = state.consumers.len();
             let mut chosen = None;
-            for i in 0..count {
-                let index = (state.turn + i) % count;
+            for i in 0..if single_active { 1 } else { count } {
+                let index = if single_active {
+                    0
+                } else {
+                    (state.turn + i) % count
+                };
                 let (channel, tag) = &state.consumers[index];
                 let has_room = channels
                     .get(channel)
