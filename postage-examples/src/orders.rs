@@ -1,6 +1,8 @@
 //! An orders application, as a newcomer writes one: a typed RPC (`create`
 //! answers with the order it made), a status broadcast carrying the order
-//! (`order_created`), and a billing processor that retries what fails.
+//! (`order_created`), and a billing processor that retries what fails and
+//! charges only what the orders component announced (a middleware layer
+//! that authenticates the sender).
 //! No message is built by hand and no reply is read as JSON: the types go
 //! in and come out as they are.
 //!
@@ -11,7 +13,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use postage::middleware::{Next, from_fn};
 use postage::prelude::*;
+use postage::processor::Incoming;
 use serde::{Deserialize, Serialize};
 
 use crate::components::Lines;
@@ -122,6 +126,23 @@ impl Billing {
     }
 }
 
+/// Billing's middleware: only the `orders` component may announce an
+/// order. Anything else is refused for good (parked at once under
+/// billing's retry policy, never charged).
+pub async fn only_from_orders(
+    incoming: Incoming,
+    next: Next<Incoming>,
+) -> Result<(), HandlerError> {
+    let sender = incoming.sender();
+    if sender.name.as_deref() != Some("orders") {
+        return Err(HandlerError::permanent(
+            "Unauthorized",
+            format!("billing charges orders announced by `orders`, not by {sender}"),
+        ));
+    }
+    Ok(next.run(incoming).await?)
+}
+
 /// Connects the service and billing on `connection`: the service takes
 /// `create` requests from `orders-queue`, billing `order_created` from
 /// `billing-queue`, retrying failed charges after [`BILLING_RETRIES`].
@@ -130,7 +151,11 @@ pub async fn connect(
     lines: Lines,
     billing_failures: u32,
 ) -> postage::Result<(Processor<OrderService>, Processor<Billing>)> {
-    let events = OrderEvents.connect(connection).await?;
+    // The service announces orders under its own name: billing checks it.
+    let orders = Fingerprint::new("orders", "service");
+    let events = OrderEvents
+        .connect_with(Producer::builder().fingerprint(orders.clone()), connection)
+        .await?;
     let service = Processor::builder(OrderService {
         events,
         last_id: AtomicU64::new(0),
@@ -139,7 +164,7 @@ pub async fn connect(
         ORDERS,
         [(Queue::new("orders-queue").durable(true), CREATE_KEY)],
     )
-    .fingerprint(Fingerprint::new("orders", "service"))
+    .fingerprint(orders)
     .connect(connection)
     .await?;
     let billing = Processor::builder(Billing {
@@ -151,6 +176,7 @@ pub async fn connect(
         [(Queue::new("billing-queue").durable(true), CREATED_KEY)],
     )
     .on_error(OnError::retry(BILLING_RETRIES))
+    .layer(from_fn(only_from_orders))
     .fingerprint(Fingerprint::new("billing", "service"))
     .connect(connection)
     .await?;

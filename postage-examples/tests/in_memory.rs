@@ -263,6 +263,40 @@ async fn the_orders_application_goes_from_a_typed_call_to_billing() {
             .await
             .is_empty()
     );
+    // An order announced by anyone but `orders` is refused by billing's
+    // layer: parked, never charged.
+    let forger = Producer::builder()
+        .ek(orders::ORDERS, orders::CREATED_KEY)
+        .fingerprint(Fingerprint::new("mallory", "application"))
+        .connect(&connection)
+        .await
+        .unwrap();
+    let forged = OrderCreated {
+        id: 99,
+        item: "gold".into(),
+        quantity: 1,
+    };
+    forger
+        .send(MessageStatus::with_parameters("order_created", &forged))
+        .await
+        .unwrap();
+    let probe = postage::testing::Probe::open(&connection).await.unwrap();
+    let mut parked = 0;
+    for _ in 0..100 {
+        parked = probe.depth("billing-queue.parked").await.unwrap_or(0);
+        if parked == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(parked, 1, "the forged order is parked");
+    assert!(
+        billing
+            .lines_until_quiet(Duration::from_millis(300))
+            .await
+            .is_empty(),
+        "the forged order is never charged"
+    );
     service.stop().await;
     billing.stop().await;
 }

@@ -93,6 +93,16 @@ conformance! {
         wait_for(&ticks, "second", 3).await;
         assert_eq!(count(&ticks, "first"), before, "the first ran nothing after it quit");
         quit_and_wait(&second, second_task).await;
+
+        // Five ticks pass with nobody running them: the next runner runs
+        // the job once for them, not five times.
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        let (third, third_task) = start(&connection, &name, "third", &ticks).await;
+        wait_for(&ticks, "third", 1).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let burst = count(&ticks, "third");
+        assert!(burst <= 2, "the missed ticks ran {burst} times within 150 ms of the first");
+        quit_and_wait(&third, third_task).await;
         probe(&connection).await.delete_queue(&format!("{name}.jobs")).await.unwrap();
     }
 
