@@ -295,9 +295,11 @@ impl<P: Handlers> Core<P> {
             return;
         };
         let handler = &self.table[i];
-        // An RPC handler gets the content alone: the name moves to the slot.
+        // An RPC handler gets the content alone: the name moves to the
+        // slot, unless layers are to see the whole message.
+        let layered = D::LAYERED || matches!(self.handler_services.get(i), Some(Some(_)));
         let command = match handler.call {
-            HandlerFn::Rpc(_) => std::mem::take(&mut message.name),
+            HandlerFn::Rpc(_) if !layered => std::mem::take(&mut message.name),
             _ => message.name.clone(),
         };
         let slot = Arc::new(ReplySlot {

@@ -231,6 +231,9 @@ impl Origin for Arc<Envelope> {
 /// How a processor runs the handlers of a delivery: directly, or through
 /// its layers.
 pub(super) trait Dispatch<P>: Clone + Send + Sync + 'static {
+    /// Whether layers see the messages (and so need them whole).
+    const LAYERED: bool;
+
     fn run(
         &self,
         core: &Core<P>,
@@ -246,6 +249,8 @@ pub(super) trait Dispatch<P>: Clone + Send + Sync + 'static {
 pub(super) struct Direct;
 
 impl<P: Handlers> Dispatch<P> for Direct {
+    const LAYERED: bool = false;
+
     async fn run(
         &self,
         core: &Core<P>,
@@ -269,6 +274,8 @@ where
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
 {
+    const LAYERED: bool = true;
+
     async fn run(
         &self,
         core: &Core<P>,

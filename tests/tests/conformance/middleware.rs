@@ -68,6 +68,11 @@ impl Worker {
         let _ = self.seen.send(format!("slow {text}"));
     }
 
+    #[rpc_handler("command", "echo")]
+    async fn echo(&self, Params(text): Params<String>) -> String {
+        text
+    }
+
     #[rpc_handler("command", "slow_echo")]
     async fn slow_echo(&self, Params(text): Params<String>) -> String {
         tokio::time::sleep(Duration::from_secs(30)).await;
@@ -197,6 +202,16 @@ conformance! {
                 "outer out true",
             ]
         );
+        // An RPC request reaches the layers whole, its name included.
+        let reply = setup
+            .producer
+            .rpc("echo", "two")
+            .timeout(Duration::from_secs(5))
+            .returning::<String>()
+            .await
+            .unwrap();
+        assert_eq!(reply, "two");
+        assert!(setup.journal().contains(&"outer in echo".to_owned()), "{:?}", setup.journal());
         setup.stop().await;
     }
 
