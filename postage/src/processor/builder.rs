@@ -462,7 +462,7 @@ impl<P: Handlers, L: ProcessorLayers<P>> ProcessorBuilder<P, L> {
             layer_names,
             jobs: jobs.as_ref().map(Jobs::status),
         });
-        let runner = self.layers.runner(Handling::new(core.clone()));
+        let runner = self.layers.runner(Handling::new(&core));
         Ok(Processor {
             parts: Parts {
                 core,

@@ -22,15 +22,20 @@ pub type HandlerService = BoxCloneSyncService<Incoming, (), BoxError>;
 
 /// The innermost service of a processor's layers: runs the handlers an
 /// [`Incoming`] message is routed to (each under its own layers, if it
-/// has some) and fails with the first handler's failure.
+/// has some) and fails with the first handler's failure. Inside one
+/// handler's layers, it runs that handler.
 pub struct Handling<P: 'static> {
-    core: Arc<Core<P>>,
+    /// Held weakly: a handler's layers live in the processor's core.
+    core: Weak<Core<P>>,
+    /// The one handler it runs, inside that handler's layers.
+    only: Option<usize>,
 }
 
 impl<P> Clone for Handling<P> {
     fn clone(&self) -> Self {
         Handling {
             core: self.core.clone(),
+            only: self.only,
         }
     }
 }
@@ -45,8 +50,14 @@ impl<P: Handlers> Service<Incoming> for Handling<P> {
     }
 
     fn call(&mut self, incoming: Incoming) -> HandlerFuture {
-        let core = self.core.clone();
+        let (core, only) = (self.core.upgrade(), self.only);
         Box::pin(async move {
+            let Some(core) = core else {
+                return Err(HandlerError::new(
+                    "Stopped",
+                    "the processor stopped before its handlers ran",
+                ));
+            };
             let Incoming {
                 message,
                 envelope,
@@ -54,51 +65,10 @@ impl<P: Handlers> Service<Incoming> for Handling<P> {
                 route,
                 ..
             } = incoming;
-            core.run_route(&envelope, route, message, reply).await
-        })
-    }
-}
-
-/// The innermost service of one handler's layers: runs that handler.
-struct OneHandler<P: 'static> {
-    core: Weak<Core<P>>,
-    index: usize,
-}
-
-impl<P> Clone for OneHandler<P> {
-    fn clone(&self) -> Self {
-        OneHandler {
-            core: self.core.clone(),
-            index: self.index,
-        }
-    }
-}
-
-impl<P: Handlers> Service<Incoming> for OneHandler<P> {
-    type Response = ();
-    type Error = HandlerError;
-    type Future = HandlerFuture;
-
-    fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), HandlerError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, incoming: Incoming) -> HandlerFuture {
-        let (core, index) = (self.core.upgrade(), self.index);
-        Box::pin(async move {
-            let Some(core) = core else {
-                return Err(HandlerError::new(
-                    "Stopped",
-                    "the processor stopped before the handler ran",
-                ));
-            };
-            let Incoming {
-                message,
-                envelope,
-                reply,
-                ..
-            } = incoming;
-            core.run_one(&envelope, index, message, reply).await
+            match only {
+                None => core.run_route(&envelope, route, message, reply).await,
+                Some(index) => core.run_one(&envelope, index, message, reply).await,
+            }
         })
     }
 }
@@ -124,9 +94,9 @@ pub(super) fn handler_services<P: Handlers>(
         };
         let inner = slot.take().unwrap_or_else(|| {
             BoxCloneSyncService::new(
-                OneHandler {
+                Handling {
                     core: core.clone(),
-                    index,
+                    only: Some(index),
                 }
                 .map_err(BoxError::from),
             )
@@ -377,8 +347,11 @@ where
 }
 
 impl<P: Handlers> Handling<P> {
-    pub(super) fn new(core: Arc<Core<P>>) -> Self {
-        Handling { core }
+    pub(super) fn new(core: &Arc<Core<P>>) -> Self {
+        Handling {
+            core: Arc::downgrade(core),
+            only: None,
+        }
     }
 }
 
