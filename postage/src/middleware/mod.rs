@@ -33,7 +33,7 @@
 //! concurrent deliveries), and [`from_fn`] to write one as an async
 //! function. A processor's layers are dispatched statically (the stack's
 //! type is part of its builder's); a processor without layers runs its
-//! handlers directly, as before. One handler's layers, a producer's
+//! handlers directly, building no request. One handler's layers, a producer's
 //! layers and [`from_fn`] are boxed.
 //!
 //! Authentication of senders, as an async function:
