@@ -466,22 +466,14 @@ impl fmt::Debug for Report {
     }
 }
 
-impl Error {
-    /// An error out of a stack of middleware layers: a Postage error as it
-    /// was, any other as [`Error::Middleware`].
-    pub(crate) fn from_layers(error: tower::BoxError) -> Self {
+/// An error out of a stack of middleware layers: a Postage error as it
+/// was, any other as [`Error::Middleware`].
+impl From<tower::BoxError> for Error {
+    fn from(error: tower::BoxError) -> Self {
         match error.downcast::<Error>() {
             Ok(error) => *error,
             Err(error) => Error::Middleware(error),
         }
-    }
-}
-
-/// An error out of a stack of middleware layers: see
-/// [`Error::Middleware`].
-impl From<tower::BoxError> for Error {
-    fn from(error: tower::BoxError) -> Self {
-        Error::from_layers(error)
     }
 }
 

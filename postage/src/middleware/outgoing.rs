@@ -197,11 +197,7 @@ impl SendLayers {
 
 /// Sends `outgoing` through a producer's layers.
 pub(crate) async fn send(service: &SendService, outgoing: Outgoing) -> Result<()> {
-    service
-        .clone()
-        .oneshot(outgoing)
-        .await
-        .map_err(Error::from_layers)
+    service.clone().oneshot(outgoing).await.map_err(Error::from)
 }
 
 /// The innermost service of a producer's layers: publishes.

@@ -14,13 +14,12 @@ use tower::{Layer, Service};
 
 use super::dispatch::{Core, LayerNames, handler_label};
 use super::failure::Failures;
-use super::handler::{HandlerResult, IntoHandlerResult};
+use super::handler::{HandlerResult, IntoHandlerResult, short_type_name};
 use super::incoming::Incoming;
 use super::routes::RouteTable;
 use super::run::Parts;
 use super::stack::{
     HandlerLayer, HandlerService, Handling, ProcessorLayers, handler_layer, handler_services,
-    layer_name,
 };
 use super::unhandled::Unhandled;
 use super::{Control, Handlers, OnError, Processor};
@@ -310,7 +309,7 @@ impl<P: Handlers, L> ProcessorBuilder<P, L> {
     #[must_use]
     pub fn layer<N>(self, layer: N) -> ProcessorBuilder<P, Stack<N, L>> {
         let mut layer_names = self.layer_names;
-        layer_names.push(layer_name::<N>());
+        layer_names.push(short_type_name::<N>());
         ProcessorBuilder {
             handlers: self.handlers,
             consumer: self.consumer,
@@ -349,7 +348,7 @@ impl<P: Handlers, L> ProcessorBuilder<P, L> {
         <N::Service as Service<Incoming>>::Future: Send + 'static,
     {
         self.handler_layers
-            .push((handler, layer_name::<N>(), handler_layer(layer)));
+            .push((handler, short_type_name::<N>(), handler_layer(layer)));
         self
     }
 

@@ -369,31 +369,44 @@ impl<P: Handlers> Core<P> {
     }
 
     /// Runs the handlers of `route`, each under its own layers when it has
-    /// some. Every handler of a message runs; the first failure decides
-    /// (the later ones are said only).
+    /// some (boxed, so that the direct calls' futures stay as small as
+    /// they were before layers). Every handler of a message runs; the
+    /// first failure decides (the later ones are said only). The reply,
+    /// if any, goes to the last (an RPC route has one handler).
     pub(super) async fn run_route<O: Origin>(
         &self,
-        origin: &O,
+        origin: O,
         route: Route,
         message: Message,
-        reply: Option<Reply>,
+        mut reply: Option<Reply>,
     ) -> HandlerResult {
-        let indices = match route {
-            Route::One(index) => return self.run_layered(origin, index, message, reply).await,
-            Route::Message(indices) => indices,
-        };
+        let indices = route.indices();
         let last = indices.len().saturating_sub(1);
         let mut message = Some(message);
         let mut failed: Option<HandlerError> = None;
         for (position, &index) in indices.iter().enumerate() {
-            let Some(current) = (if position == last {
-                message.take()
+            let (current, reply) = if position == last {
+                (message.take(), reply.take())
             } else {
-                message.clone()
-            }) else {
-                break;
+                (message.clone(), None)
             };
-            if let Err(error) = self.run_layered(origin, index, current, None).await {
+            let Some(current) = current else { break };
+            let outcome =
+                if let Some(service) = self.handler_services.get(index).and_then(Option::as_ref) {
+                    let incoming = Incoming {
+                        message: current,
+                        envelope: origin.envelope(),
+                        reply,
+                        route: Route::One(index),
+                        labels: self.labels.clone(),
+                    };
+                    Box::pin(through(service, incoming, index)).await
+                } else if let Some(future) = self.handler_future(&origin, index, current, reply) {
+                    self.run_handler(index, future).await
+                } else {
+                    Ok(())
+                };
+            if let Err(error) = outcome {
                 if failed.is_some() {
                     let handler = &self.table[index];
                     tracing::warn!(handler = handler.label, kind = handler.kind, name = handler.name, %error, "handler failed");
@@ -404,41 +417,17 @@ impl<P: Handlers> Core<P> {
         failed.map_or(Ok(()), Err)
     }
 
-    /// Runs handler `index` under its own layers, or directly when it has
-    /// none.
-    async fn run_layered<O: Origin>(
+    /// The future of handler `index` on `message`; `None` for an entry of
+    /// the other category (nothing to run: a reply dropped unsent is
+    /// answered by the processor).
+    pub(super) fn handler_future<O: Origin>(
         &self,
         origin: &O,
         index: usize,
         message: Message,
         reply: Option<Reply>,
-    ) -> HandlerResult {
-        match self.handler_services.get(index).and_then(Option::as_ref) {
-            None => self.run_one(origin, index, message, reply).await,
-            Some(service) => {
-                let incoming = Incoming {
-                    message,
-                    envelope: origin.envelope(),
-                    reply,
-                    route: Route::One(index),
-                    labels: self.labels.clone(),
-                };
-                through(service, incoming, index).await
-            }
-        }
-    }
-
-    /// Runs handler `index` of the table on `message`: its failure is said
-    /// as that handler's.
-    pub(super) async fn run_one<O: Origin>(
-        &self,
-        origin: &O,
-        index: usize,
-        message: Message,
-        reply: Option<Reply>,
-    ) -> HandlerResult {
-        let handler = &self.table[index];
-        let future = match (&handler.call, reply) {
+    ) -> Option<HandlerFuture> {
+        let future = match (&self.table[index].call, reply) {
             (HandlerFn::Message(f), None) => call(|| f(self.handlers.clone(), message.content)),
             (HandlerFn::FullBody(f), None) => call(|| f(self.handlers.clone(), message)),
             (HandlerFn::Rpc(f), Some(reply)) => {
@@ -448,18 +437,14 @@ impl<P: Handlers> Core<P> {
                 let context = self.context(origin, message, reply);
                 call(|| f(context))
             }
-            // An entry of the other category: nothing to run (a reply
-            // dropped unsent is answered by the processor).
-            _ => return Ok(()),
+            _ => return None,
         };
-        self.run_handler(index, future).await.map_err(|mut error| {
-            error.handler.get_or_insert(index);
-            error
-        })
+        Some(future)
     }
 
-    /// Runs handler `index` of the table within its `handler` span, timed.
-    async fn run_handler(&self, index: usize, future: HandlerFuture) -> HandlerResult {
+    /// Runs handler `index` of the table within its `handler` span, timed;
+    /// its failure is said as that handler's.
+    pub(super) async fn run_handler(&self, index: usize, future: HandlerFuture) -> HandlerResult {
         let handler = &self.table[index];
         let span = span::handler(handler_label(handler), handler.kind, handler.name);
         let started = Instant::now();
@@ -471,12 +456,14 @@ impl<P: Handlers> Core<P> {
         };
         self.instruments
             .handler_ran(index, started.elapsed(), result.is_ok());
-        if let Err(error) = &result
-            && !span.is_disabled()
-        {
-            span::failed(&span, &error.name);
-        }
-        result
+        result.map_err(|mut error| {
+            if !span.is_disabled() {
+                span::failed(&span, &error.name);
+            }
+            // Said as this handler's failure.
+            error.handler.get_or_insert(index);
+            error
+        })
     }
 
     /// Settles a delivery whose handlers have finished.

@@ -60,7 +60,7 @@ pub(super) enum Route {
 }
 
 impl Route {
-    fn indices(&self) -> &[usize] {
+    pub(super) fn indices(&self) -> &[usize] {
         match self {
             Route::Message(indices) => indices,
             Route::One(index) => std::slice::from_ref(index),

@@ -7,6 +7,7 @@ use std::sync::{Arc, Weak};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 
+use futures_util::TryFutureExt;
 use tower::util::{BoxCloneSyncService, ServiceExt};
 use tower::{BoxError, Layer, Service};
 
@@ -66,8 +67,11 @@ impl<P: Handlers> Service<Incoming> for Handling<P> {
                 ..
             } = incoming;
             match only {
-                None => core.run_route(&envelope, route, message, reply).await,
-                Some(index) => core.run_one(&envelope, index, message, reply).await,
+                None => core.run_route(envelope, route, message, reply).await,
+                Some(index) => match core.handler_future(&envelope, index, message, reply) {
+                    Some(future) => core.run_handler(index, future).await,
+                    None => Ok(()),
+                },
             }
         })
     }
@@ -204,32 +208,33 @@ pub(super) trait Dispatch<P>: Clone + Send + Sync + 'static {
     /// Whether layers see the messages (and so need them whole).
     const LAYERED: bool;
 
-    fn run(
-        &self,
-        core: &Core<P>,
-        origin: (&Delivery, Option<Instant>),
+    fn run<'a>(
+        &'a self,
+        core: &'a Core<P>,
+        origin: (&'a Delivery, Option<Instant>),
         route: Route,
         message: Message,
         reply: Option<Reply>,
-    ) -> impl Future<Output = HandlerResult> + Send;
+    ) -> impl Future<Output = HandlerResult> + Send + 'a;
 }
 
-/// No layers: the handlers run directly.
+/// No layers: the handlers run directly (the route's own future, nothing
+/// around it).
 #[derive(Clone, Copy)]
 pub(super) struct Direct;
 
 impl<P: Handlers> Dispatch<P> for Direct {
     const LAYERED: bool = false;
 
-    async fn run(
-        &self,
-        core: &Core<P>,
-        origin: (&Delivery, Option<Instant>),
+    fn run<'a>(
+        &'a self,
+        core: &'a Core<P>,
+        origin: (&'a Delivery, Option<Instant>),
         route: Route,
         message: Message,
         reply: Option<Reply>,
-    ) -> HandlerResult {
-        core.run_route(&origin, route, message, reply).await
+    ) -> impl Future<Output = HandlerResult> + Send + 'a {
+        core.run_route(origin, route, message, reply)
     }
 }
 
@@ -246,14 +251,14 @@ where
 {
     const LAYERED: bool = true;
 
-    async fn run(
-        &self,
-        core: &Core<P>,
-        origin: (&Delivery, Option<Instant>),
+    fn run<'a>(
+        &'a self,
+        core: &'a Core<P>,
+        origin: (&'a Delivery, Option<Instant>),
         route: Route,
         message: Message,
         reply: Option<Reply>,
-    ) -> HandlerResult {
+    ) -> impl Future<Output = HandlerResult> + Send + 'a {
         let incoming = Incoming {
             message,
             envelope: origin.envelope(),
@@ -264,7 +269,6 @@ where
         self.0
             .clone()
             .oneshot(incoming)
-            .await
             .map_err(|error| handler_error(error.into(), None))
     }
 }
@@ -353,10 +357,4 @@ impl<P: Handlers> Handling<P> {
             only: None,
         }
     }
-}
-
-/// The short name of a layer's type, for `info`: `TimeoutLayer` for
-/// `tower::timeout::TimeoutLayer`.
-pub(super) fn layer_name<L>() -> String {
-    super::handler::short_type_name::<L>()
 }
