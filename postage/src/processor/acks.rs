@@ -12,6 +12,7 @@
 //! run is acknowledged.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -54,10 +55,10 @@ struct State {
     settled_to: u64,
     /// Settled above `settled_to`: the delivery when it still needs its
     /// acknowledgement, with when it finished.
-    ahead: BTreeMap<u64, Option<(Delivery, Instant)>>,
+    ahead: BTreeMap<u64, Option<(Kept, Instant)>>,
     /// The outstanding delivery with the highest tag up to `settled_to`:
     /// acknowledging it with `multiple` acknowledges the run.
-    pending: Option<Delivery>,
+    pending: Option<Kept>,
     /// How many deliveries the run holds.
     count: usize,
     /// When its first delivery finished.
@@ -83,16 +84,18 @@ impl Acks {
     }
 
     /// Settles a delivery whose handlers have finished.
-    pub(super) async fn settle(&self, delivery: Delivery, settle: Settle) {
+    pub(super) async fn settle<K: Into<Kept> + Holds>(&self, delivery: K, settle: Settle) {
         if !self.coalesce {
-            return finish(&delivery, settle).await;
+            return finish(delivery.held(), settle).await;
         }
         match settle {
             Settle::Ack => {
                 let full = {
                     let mut state = self.state();
                     let began = state.count == 0;
-                    state.finished(delivery, true);
+                    let held = delivery.held();
+                    let (generation, tag) = (held.generation(), held.delivery_tag());
+                    state.settled(generation, tag, Some(delivery.into()));
                     if began && state.count > 0 {
                         self.begun.notify_one();
                     }
@@ -105,8 +108,10 @@ impl Acks {
             Settle::DeadLetter | Settle::Requeue => {
                 // The run before it first, then this one alone.
                 self.flush().await;
-                finish(&delivery, settle).await;
-                self.state().finished(delivery, false);
+                let delivery = delivery.held();
+                finish(delivery, settle).await;
+                let (generation, tag) = (delivery.generation(), delivery.delivery_tag());
+                self.state().settled(generation, tag, None);
             }
         }
     }
@@ -117,7 +122,7 @@ impl Acks {
         let Some(last) = self.state().take_run() else {
             return;
         };
-        if let Err(error) = last.ack_up_to().await {
+        if let Err(error) = last.held().ack_up_to().await {
             tracing::warn!(error = %error.report(), "could not acknowledge deliveries; the broker will redeliver them");
         }
     }
@@ -131,7 +136,7 @@ impl Acks {
         let _sending = self.sending.lock().await;
         let stranded = self.state().take_ahead(older_than);
         for delivery in stranded {
-            finish(&delivery, Settle::Ack).await;
+            finish(delivery.held(), Settle::Ack).await;
         }
     }
 
@@ -155,10 +160,9 @@ impl Acks {
 }
 
 impl State {
-    /// Records that `delivery` is settled (`needs_ack`: by the run's
-    /// acknowledgement).
-    fn finished(&mut self, delivery: Delivery, needs_ack: bool) {
-        let (generation, tag) = (delivery.generation(), delivery.delivery_tag());
+    /// Records that delivery `tag` of channel `generation` is settled:
+    /// by the run's acknowledgement when it comes with its `delivery`.
+    fn settled(&mut self, generation: u64, tag: u64, delivery: Option<Kept>) {
         if generation != self.generation {
             if generation < self.generation {
                 // Its channel is gone with its connection: the broker
@@ -177,7 +181,7 @@ impl State {
             // The next in order, nothing waiting above it (one queue,
             // one delivery at a time): the run grows by it directly.
             self.settled_to = tag;
-            if needs_ack {
+            if let Some(delivery) = delivery {
                 self.pending = Some(delivery);
                 self.count += 1;
                 self.since.get_or_insert_with(Instant::now);
@@ -185,7 +189,8 @@ impl State {
             return;
         }
         let now = Instant::now();
-        self.ahead.insert(tag, needs_ack.then_some((delivery, now)));
+        self.ahead
+            .insert(tag, delivery.map(|delivery| (delivery, now)));
         while let Some(entry) = self.ahead.first_entry() {
             if *entry.key() != self.settled_to + 1 {
                 break;
@@ -201,7 +206,7 @@ impl State {
     }
 
     /// The pending run's last delivery, the run reset.
-    fn take_run(&mut self) -> Option<Delivery> {
+    fn take_run(&mut self) -> Option<Kept> {
         self.count = 0;
         self.since = None;
         self.pending.take()
@@ -209,7 +214,7 @@ impl State {
 
     /// The deliveries finished above a gap (for longer than `older_than`,
     /// when given), left settled without an acknowledgement to send.
-    fn take_ahead(&mut self, older_than: Option<Duration>) -> Vec<Delivery> {
+    fn take_ahead(&mut self, older_than: Option<Duration>) -> Vec<Kept> {
         let now = Instant::now();
         self.ahead
             .values_mut()
@@ -220,5 +225,54 @@ impl State {
             })
             .filter_map(|settled| settled.take().map(|(delivery, _)| delivery))
             .collect()
+    }
+}
+
+/// A delivery kept until its run is acknowledged: as the processor held
+/// it, or shared with a layer's `Incoming`.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "boxing the owned one would allocate for every delivery"
+)]
+pub(super) enum Kept {
+    Owned(Delivery),
+    Shared(Arc<Delivery>),
+}
+
+/// What gives a delivery to acknowledge.
+pub(super) trait Holds {
+    fn held(&self) -> &Delivery;
+}
+
+impl Holds for Delivery {
+    fn held(&self) -> &Delivery {
+        self
+    }
+}
+
+impl Holds for Arc<Delivery> {
+    fn held(&self) -> &Delivery {
+        self
+    }
+}
+
+impl Holds for Kept {
+    fn held(&self) -> &Delivery {
+        match self {
+            Kept::Owned(delivery) => delivery,
+            Kept::Shared(delivery) => delivery,
+        }
+    }
+}
+
+impl From<Delivery> for Kept {
+    fn from(delivery: Delivery) -> Self {
+        Kept::Owned(delivery)
+    }
+}
+
+impl From<Arc<Delivery>> for Kept {
+    fn from(delivery: Arc<Delivery>) -> Self {
+        Kept::Shared(delivery)
     }
 }

@@ -8,18 +8,18 @@ use std::sync::{Arc, Mutex};
 
 use std::time::{Instant, SystemTime};
 
-use futures_util::FutureExt;
 use serde_json::Value;
 use tracing::{Instrument, Span};
 
-use super::acks::Acks;
+use super::acks::{Acks, Holds};
 use super::control::ControlSenders;
 use super::failure::{Failure, Failures, Settle, Settled};
 use super::handler::{HandlerError, HandlerFn, HandlerFuture, HandlerResult};
 use super::incoming::{Incoming, Route};
 use super::reply::{ReplySlot, ReplyTarget};
 use super::routes::{RouteTable, Routes};
-use super::stack::{Dispatch, HandlerService, Origin, through};
+use super::running::Running;
+use super::stack::{Dispatch, HandlerService, Holding, through};
 use super::unhandled::Unhandled;
 use super::{Context, Control, Handler, Handlers, Reply, Stop};
 use crate::consumer::Delivery;
@@ -136,7 +136,7 @@ impl<P: Handlers> Core<P> {
                     _ => Rejection::Undecodable,
                 };
                 self.rejected(span, why);
-                self.finish(delivery, Settle::DeadLetter).await;
+                self.settle(delivery, Settle::DeadLetter).await;
                 return;
             }
         };
@@ -152,7 +152,7 @@ impl<P: Handlers> Core<P> {
                 "rejecting a message delivered too many times"
             );
             self.rejected(span, Rejection::DeliveryLimit);
-            self.finish(delivery, Settle::DeadLetter).await;
+            self.settle(delivery, Settle::DeadLetter).await;
             return;
         }
         match message.category {
@@ -183,12 +183,12 @@ impl<P: Handlers> Core<P> {
                 if self.control_senders.allow(&sender) {
                     tracing::info!(command = %message.name, %sender, "control command received");
                     self.handled(span);
-                    self.finish(delivery, Settle::Ack).await;
+                    self.settle(delivery, Settle::Ack).await;
                     self.control.request(stop);
                 } else {
                     tracing::warn!(command = %message.name, %sender, "control command from a sender not allowed; ignored");
                     self.rejected(span, Rejection::SenderNotAllowed);
-                    self.finish(delivery, Settle::Ack).await;
+                    self.settle(delivery, Settle::Ack).await;
                 }
                 return;
             }
@@ -200,23 +200,22 @@ impl<P: Handlers> Core<P> {
                 "rejecting a result message where commands are expected"
             );
             self.rejected(span, Rejection::UnexpectedResult);
-            self.finish(delivery, Settle::DeadLetter).await;
+            self.settle(delivery, Settle::DeadLetter).await;
             return;
         }
         if handlers.is_empty() {
             let settle = self.unhandled.settle(&message, delivery.queue());
             self.rejected(span, Rejection::NoHandler);
-            self.finish(delivery, settle).await;
+            self.settle(delivery, settle).await;
             return;
         }
         let first = handlers[0];
         let route = Route::Message(handlers);
-        let outcome = stack
-            .run(self, (&delivery, None), route, message, None)
-            .await;
+        let delivery = D::hold(delivery);
+        let outcome = stack.run(self, &delivery, None, route, message, None).await;
         let Err(error) = outcome else {
             self.handled(span);
-            self.finish(delivery, Settle::Ack).await;
+            self.acks.settle(delivery, Settle::Ack).await;
             return;
         };
         // A refusal by a layer goes the way of the first handler's policy.
@@ -227,7 +226,7 @@ impl<P: Handlers> Core<P> {
             handler: handler_label(handler),
             error: &error,
         };
-        let (settled, settle) = self.failures.settle(&delivery, &failure).await;
+        let (settled, settle) = self.failures.settle(delivery.held(), &failure).await;
         let (label, kind, name) = (handler.label, handler.kind, handler.name);
         match settled {
             // Tried again: said at WARN; the last failure at ERROR.
@@ -243,7 +242,7 @@ impl<P: Handlers> Core<P> {
                 tracing::error!(handler = label, kind, name, %error, "handler failed");
             }
         }
-        self.finish(delivery, settle).await;
+        self.acks.settle(delivery, settle).await;
     }
 
     async fn process_rpc<D: Dispatch<P>>(
@@ -260,7 +259,7 @@ impl<P: Handlers> Core<P> {
                 "rejecting an RPC request without reply_to"
             );
             self.rejected(span, Rejection::NoReplyTo);
-            self.finish(delivery, Settle::DeadLetter).await;
+            self.settle(delivery, Settle::DeadLetter).await;
             return;
         };
         let deadline = match delivery.deadline() {
@@ -274,7 +273,7 @@ impl<P: Handlers> Core<P> {
                         "dropping an RPC request that arrived after its caller's deadline"
                     );
                     self.rejected(span, Rejection::Expired);
-                    self.finish(delivery, Settle::Ack).await;
+                    self.settle(delivery, Settle::Ack).await;
                     return;
                 }
             },
@@ -291,7 +290,7 @@ impl<P: Handlers> Core<P> {
             self.rejected(span, Rejection::NoHandler);
             let text = format!("no handler for RPC {} {:?}", message.kind, message.name);
             target.answer(Outcome::Error { message: text }).await;
-            self.finish(delivery, Settle::Ack).await;
+            self.settle(delivery, Settle::Ack).await;
             return;
         };
         let handler = &self.table[i];
@@ -309,9 +308,11 @@ impl<P: Handlers> Core<P> {
             deadline,
         });
         let reply = Reply { slot: slot.clone() };
+        let delivery = D::hold(delivery);
         let running = stack.run(
             self,
-            (&delivery, deadline),
+            &delivery,
+            deadline,
             Route::One(i),
             message,
             Some(reply),
@@ -333,7 +334,7 @@ impl<P: Handlers> Core<P> {
                         );
                         self.instruments.failed();
                         span::outcome(span, "cancelled", Some("DeadlineExceeded"));
-                        self.finish(delivery, Settle::Ack).await;
+                        self.acks.settle(delivery, Settle::Ack).await;
                         return;
                     }
                 }
@@ -365,17 +366,37 @@ impl<P: Handlers> Core<P> {
             };
             target.answer(answer).await;
         }
-        self.finish(delivery, Settle::Ack).await;
+        self.acks.settle(delivery, Settle::Ack).await;
     }
 
     /// Runs the handlers of `route`, each under its own layers when it has
-    /// some (boxed, so that the direct calls' futures stay as small as
-    /// they were before layers). Every handler of a message runs; the
-    /// first failure decides (the later ones are said only). The reply,
-    /// if any, goes to the last (an RPC route has one handler).
-    pub(super) async fn run_route<O: Origin>(
+    /// some. Every handler of a message runs; the first failure decides
+    /// (the later ones are said only). The reply, if any, goes to the last
+    /// (an RPC route has one handler).
+    pub(super) async fn run_route<H: Holding>(
         &self,
-        origin: O,
+        delivery: &H,
+        deadline: Option<Instant>,
+        route: Route,
+        message: Message,
+        reply: Option<Reply>,
+    ) -> HandlerResult {
+        match *route.indices() {
+            // One handler (every RPC, most messages).
+            [index] => {
+                self.run_one(delivery, deadline, index, message, reply)
+                    .await
+            }
+            // Boxed: the route's future stays the size of one handler's.
+            _ => Box::pin(self.run_each(delivery, deadline, route, message, reply)).await,
+        }
+    }
+
+    /// Runs the handlers of a message with several, in order.
+    async fn run_each<H: Holding>(
+        &self,
+        delivery: &H,
+        deadline: Option<Instant>,
         route: Route,
         message: Message,
         mut reply: Option<Reply>,
@@ -391,21 +412,9 @@ impl<P: Handlers> Core<P> {
                 (message.clone(), None)
             };
             let Some(current) = current else { break };
-            let outcome =
-                if let Some(service) = self.handler_services.get(index).and_then(Option::as_ref) {
-                    let incoming = Incoming {
-                        message: current,
-                        envelope: origin.envelope(),
-                        reply,
-                        route: Route::One(index),
-                        labels: self.labels.clone(),
-                    };
-                    Box::pin(through(service, incoming, index)).await
-                } else if let Some(future) = self.handler_future(&origin, index, current, reply) {
-                    self.run_handler(index, future).await
-                } else {
-                    Ok(())
-                };
+            let outcome = self
+                .run_one(delivery, deadline, index, current, reply)
+                .await;
             if let Err(error) = outcome {
                 if failed.is_some() {
                     let handler = &self.table[index];
@@ -417,12 +426,55 @@ impl<P: Handlers> Core<P> {
         failed.map_or(Ok(()), Err)
     }
 
+    /// Runs handler `index`, under its own layers when it has some (and
+    /// the delivery is shared with layers).
+    async fn run_one<H: Holding>(
+        &self,
+        delivery: &H,
+        deadline: Option<Instant>,
+        index: usize,
+        message: Message,
+        reply: Option<Reply>,
+    ) -> HandlerResult {
+        let layered = delivery
+            .shared()
+            .and_then(|shared| Some((shared, self.own_layers(index)?)));
+        if let Some((shared, service)) = layered {
+            let incoming = Incoming {
+                message,
+                delivery: shared.clone(),
+                deadline,
+                reply,
+                route: Route::One(index),
+                labels: self.labels.clone(),
+            };
+            // Boxed: the direct call's future stays small.
+            return Box::pin(through(service, incoming, index)).await;
+        }
+        match self.handler_future(delivery.held(), deadline, index, message, reply) {
+            Some(future) => Running::new(self, index, future).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The layers of handler `index`, when it has some of its own.
+    fn own_layers(&self, index: usize) -> Option<&HandlerService> {
+        self.handler_services.get(index).and_then(Option::as_ref)
+    }
+
+    /// Whether handler `index` has layers of its own.
+    pub(super) fn has_own_layers(&self, index: usize) -> bool {
+        self.own_layers(index).is_some()
+    }
+
     /// The future of handler `index` on `message`; `None` for an entry of
     /// the other category (nothing to run: a reply dropped unsent is
     /// answered by the processor).
-    pub(super) fn handler_future<O: Origin>(
+    #[inline]
+    pub(super) fn handler_future(
         &self,
-        origin: &O,
+        delivery: &Delivery,
+        deadline: Option<Instant>,
         index: usize,
         message: Message,
         reply: Option<Reply>,
@@ -434,7 +486,7 @@ impl<P: Handlers> Core<P> {
                 call(|| f(self.handlers.clone(), message.content, reply))
             }
             (HandlerFn::Context(f), reply) => {
-                let context = self.context(origin, message, reply);
+                let context = self.context(delivery, deadline, message, reply);
                 call(|| f(context))
             }
             _ => return None,
@@ -442,32 +494,8 @@ impl<P: Handlers> Core<P> {
         Some(future)
     }
 
-    /// Runs handler `index` of the table within its `handler` span, timed;
-    /// its failure is said as that handler's.
-    pub(super) async fn run_handler(&self, index: usize, future: HandlerFuture) -> HandlerResult {
-        let handler = &self.table[index];
-        let span = span::handler(handler_label(handler), handler.kind, handler.name);
-        let started = Instant::now();
-        let running = run_caught(future, self.handler_timeout);
-        let result = if span.is_disabled() {
-            running.await
-        } else {
-            running.instrument(span.clone()).await
-        };
-        self.instruments
-            .handler_ran(index, started.elapsed(), result.is_ok());
-        result.map_err(|mut error| {
-            if !span.is_disabled() {
-                span::failed(&span, &error.name);
-            }
-            // Said as this handler's failure.
-            error.handler.get_or_insert(index);
-            error
-        })
-    }
-
-    /// Settles a delivery whose handlers have finished.
-    async fn finish(&self, delivery: Delivery, settle: Settle) {
+    /// Settles a delivery no handler ran for.
+    async fn settle(&self, delivery: Delivery, settle: Settle) {
         self.acks.settle(delivery, settle).await;
     }
 
@@ -490,16 +518,22 @@ impl<P: Handlers> Core<P> {
         self.routes.get(&message.kind, &message.name)
     }
 
-    fn context<O: Origin>(&self, origin: &O, message: Message, reply: Option<Reply>) -> Context<P> {
+    fn context(
+        &self,
+        delivery: &Delivery,
+        deadline: Option<Instant>,
+        message: Message,
+        reply: Option<Reply>,
+    ) -> Context<P> {
         Context {
             processor: self.handlers.clone(),
             message,
             reply,
             control: self.control.clone(),
-            queue: origin.queue().to_owned(),
-            routing_key: origin.routing_key().to_owned(),
-            redelivered: origin.redelivered(),
-            deadline: origin.deadline(),
+            queue: delivery.queue().to_owned(),
+            routing_key: delivery.routing_key().to_owned(),
+            redelivered: delivery.redelivered(),
+            deadline,
         }
     }
 }
@@ -541,25 +575,6 @@ pub(super) fn handler_label<P>(handler: &Handler<P>) -> &'static str {
     }
 }
 
-/// Runs a handler's future, a panic turned into its failure, within
-/// `limit` when there is one.
-async fn run_caught(future: HandlerFuture, limit: Option<std::time::Duration>) -> HandlerResult {
-    let caught = AssertUnwindSafe(future).catch_unwind();
-    let outcome = match limit {
-        None => caught.await,
-        Some(limit) => match tokio::time::timeout(limit, caught).await {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                return Err(HandlerError::new(
-                    "TimeoutError",
-                    format!("the handler ran past its time limit of {limit:?} and was cancelled"),
-                ));
-            }
-        },
-    };
-    outcome.unwrap_or_else(|panic| Err(HandlerError::panic(&*panic)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -596,36 +611,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_panicking_handler_is_a_failed_handler() {
+    async fn a_handler_that_panics_when_called_is_a_failed_handler() {
         let panics_when_called = call(|| panic!("at the call"));
         assert_eq!(
-            run_caught(panics_when_called, None).await,
+            panics_when_called.await,
             Err(HandlerError::new("Panic", "at the call"))
         );
-        let panics_when_run: HandlerFuture = Box::pin(async { panic!("while running") });
-        assert_eq!(
-            run_caught(call(|| panics_when_run), None).await,
-            Err(HandlerError::new("Panic", "while running"))
-        );
-        let fine: HandlerFuture = Box::pin(async { Ok(()) });
-        assert_eq!(run_caught(call(|| fine), None).await, Ok(()));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_handler_past_its_time_limit_is_cancelled_and_fails() {
-        let slow: HandlerFuture = Box::pin(async {
-            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
-            Ok(())
-        });
-        let outcome = run_caught(slow, Some(std::time::Duration::from_secs(1))).await;
-        assert!(
-            matches!(&outcome, Err(error) if error.name == "TimeoutError"),
-            "{outcome:?}"
-        );
-        let quick: HandlerFuture = Box::pin(async { Ok(()) });
-        assert_eq!(
-            run_caught(quick, Some(std::time::Duration::from_secs(1))).await,
-            Ok(())
-        );
+        let fine = call(|| Box::pin(async { Ok(()) }));
+        assert_eq!(fine.await, Ok(()));
     }
 }

@@ -21,32 +21,13 @@ use crate::transport::Headers;
 /// name before the layers ran.
 pub struct Incoming {
     pub(super) message: Message,
-    pub(super) envelope: Arc<Envelope>,
+    /// The delivery, shared with the processor until it is settled.
+    pub(super) delivery: Arc<Delivery>,
+    /// When the caller of an RPC request stops waiting.
+    pub(super) deadline: Option<Instant>,
     pub(super) reply: Option<Reply>,
     pub(super) route: Route,
     pub(super) labels: Arc<[&'static str]>,
-}
-
-/// Where a message came from: the parts of its delivery handlers and
-/// middleware can read.
-pub(super) struct Envelope {
-    pub(super) queue: String,
-    pub(super) routing_key: String,
-    pub(super) redelivered: bool,
-    pub(super) headers: Headers,
-    pub(super) deadline: Option<Instant>,
-}
-
-impl Envelope {
-    pub(super) fn of(delivery: &Delivery, deadline: Option<Instant>) -> Self {
-        Envelope {
-            queue: delivery.queue().to_owned(),
-            routing_key: delivery.routing_key().to_owned(),
-            redelivered: delivery.redelivered(),
-            headers: delivery.headers(),
-            deadline,
-        }
-    }
 }
 
 /// Which handlers of the table an incoming message goes to.
@@ -91,28 +72,36 @@ impl Incoming {
 
     /// The queue it came from.
     pub fn queue(&self) -> &str {
-        &self.envelope.queue
+        self.delivery.queue()
     }
 
     /// The routing key it was published with.
     pub fn routing_key(&self) -> &str {
-        &self.envelope.routing_key
+        self.delivery.routing_key()
     }
 
     /// Whether the broker delivered it before.
     pub fn redelivered(&self) -> bool {
-        self.envelope.redelivered
+        self.delivery.redelivered()
     }
 
-    /// Its AMQP headers: the sender's, and those the broker adds.
-    pub fn headers(&self) -> &Headers {
-        &self.envelope.headers
+    /// Its AMQP headers: the sender's, and those the broker adds
+    /// (converted at each call; [`header_text`](Self::header_text) reads
+    /// one string header without converting the others).
+    pub fn headers(&self) -> Headers {
+        self.delivery.headers()
+    }
+
+    /// A header's value when it is a string (a tenant id, a token),
+    /// without converting the other headers.
+    pub fn header_text(&self, key: &str) -> Option<&str> {
+        self.delivery.header_text(key)
     }
 
     /// When the caller of an RPC request stops waiting for its reply, if
     /// it said.
     pub fn deadline(&self) -> Option<Instant> {
-        self.envelope.deadline
+        self.deadline
     }
 
     /// The handlers that will run, by name (their methods' names), in

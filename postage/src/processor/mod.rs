@@ -86,6 +86,7 @@ mod policy;
 mod reply;
 mod routes;
 mod run;
+mod running;
 mod stack;
 mod unhandled;
 

@@ -3,6 +3,7 @@
 //! dispatch. A processor without layers runs its handlers directly.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
@@ -11,9 +12,11 @@ use futures_util::TryFutureExt;
 use tower::util::{BoxCloneSyncService, ServiceExt};
 use tower::{BoxError, Layer, Service};
 
+use super::acks::{Holds, Kept};
 use super::dispatch::Core;
 use super::handler::{HandlerError, HandlerFuture, HandlerResult};
-use super::incoming::{Envelope, Incoming, Route};
+use super::incoming::{Incoming, Route};
+use super::running::Running;
 use super::{Handlers, Reply};
 use crate::consumer::Delivery;
 use crate::message::Message;
@@ -44,36 +47,68 @@ impl<P> Clone for Handling<P> {
 impl<P: Handlers> Service<Incoming> for Handling<P> {
     type Response = ();
     type Error = HandlerError;
-    type Future = HandlerFuture;
+    type Future = HandlingFuture<P>;
 
     fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), HandlerError>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, incoming: Incoming) -> HandlerFuture {
-        let (core, only) = (self.core.upgrade(), self.only);
-        Box::pin(async move {
-            let Some(core) = core else {
-                return Err(HandlerError::new(
-                    "Stopped",
-                    "the processor stopped before its handlers ran",
-                ));
-            };
-            let Incoming {
-                message,
-                envelope,
-                reply,
-                route,
-                ..
-            } = incoming;
-            match only {
-                None => core.run_route(envelope, route, message, reply).await,
-                Some(index) => match core.handler_future(&envelope, index, message, reply) {
-                    Some(future) => core.run_handler(index, future).await,
-                    None => Ok(()),
-                },
+    fn call(&mut self, incoming: Incoming) -> HandlingFuture<P> {
+        let Some(core) = self.core.upgrade() else {
+            return HandlingFuture::Done(Some(Err(HandlerError::new(
+                "Stopped",
+                "the processor stopped before its handlers ran",
+            ))));
+        };
+        let Incoming {
+            message,
+            delivery,
+            deadline,
+            reply,
+            route,
+            ..
+        } = incoming;
+        // One handler without layers of its own (the common case): its
+        // future as it is; several, or one with its own layers: boxed.
+        let index = match (self.only, route.indices()) {
+            (Some(index), _) => index,
+            (None, &[index]) if !core.has_own_layers(index) => index,
+            (None, _) => {
+                return HandlingFuture::Route(Box::pin(async move {
+                    core.run_route(&delivery, deadline, route, message, reply)
+                        .await
+                }));
             }
-        })
+        };
+        match core.handler_future(&delivery, deadline, index, message, reply) {
+            Some(future) => HandlingFuture::One(Running::new(core, index, future)),
+            None => HandlingFuture::Done(Some(Ok(()))),
+        }
+    }
+}
+
+/// The future of [`Handling`]: the one handler a message goes to running,
+/// or the handlers of its route.
+#[doc(hidden)]
+#[allow(private_interfaces)]
+pub enum HandlingFuture<P: 'static> {
+    /// Nothing to run, or the processor is gone.
+    Done(Option<HandlerResult>),
+    /// One handler.
+    One(Running<Arc<Core<P>>>),
+    /// Several handlers, or one under its own layers.
+    Route(HandlerFuture),
+}
+
+impl<P: Handlers> Future for HandlingFuture<P> {
+    type Output = HandlerResult;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<HandlerResult> {
+        match self.get_mut() {
+            HandlingFuture::Done(outcome) => Poll::Ready(outcome.take().unwrap_or(Ok(()))),
+            HandlingFuture::One(running) => Pin::new(running).poll(cx),
+            HandlingFuture::Route(future) => future.as_mut().poll(cx),
+        }
     }
 }
 
@@ -155,86 +190,71 @@ pub(super) fn handler_error(error: BoxError, index: Option<usize>) -> HandlerErr
     error
 }
 
-/// Where the handlers' arguments come from: a delivery (no layers), or the
-/// envelope of an [`Incoming`].
-pub(super) trait Origin: Sync {
-    fn queue(&self) -> &str;
-    fn routing_key(&self) -> &str;
-    fn redelivered(&self) -> bool;
-    fn deadline(&self) -> Option<Instant>;
-    /// The envelope, for a handler's own layers.
-    fn envelope(&self) -> Arc<Envelope>;
-}
-
-impl Origin for (&Delivery, Option<Instant>) {
-    fn queue(&self) -> &str {
-        self.0.queue()
-    }
-    fn routing_key(&self) -> &str {
-        self.0.routing_key()
-    }
-    fn redelivered(&self) -> bool {
-        self.0.redelivered()
-    }
-    fn deadline(&self) -> Option<Instant> {
-        self.1
-    }
-    fn envelope(&self) -> Arc<Envelope> {
-        Arc::new(Envelope::of(self.0, self.1))
-    }
-}
-
-impl Origin for Arc<Envelope> {
-    fn queue(&self) -> &str {
-        &self.queue
-    }
-    fn routing_key(&self) -> &str {
-        &self.routing_key
-    }
-    fn redelivered(&self) -> bool {
-        self.redelivered
-    }
-    fn deadline(&self) -> Option<Instant> {
-        self.deadline
-    }
-    fn envelope(&self) -> Arc<Envelope> {
-        self.clone()
-    }
-}
-
 /// How a processor runs the handlers of a delivery: directly, or through
 /// its layers.
 pub(super) trait Dispatch<P>: Clone + Send + Sync + 'static {
     /// Whether layers see the messages (and so need them whole).
     const LAYERED: bool;
 
+    /// How the processor holds a delivery while its handlers run: as it
+    /// is, or shared with the layers' [`Incoming`].
+    type Held: Holding;
+
+    fn hold(delivery: Delivery) -> Self::Held;
+
     fn run<'a>(
         &'a self,
         core: &'a Core<P>,
-        origin: (&'a Delivery, Option<Instant>),
+        delivery: &'a Self::Held,
+        deadline: Option<Instant>,
         route: Route,
         message: Message,
         reply: Option<Reply>,
     ) -> impl Future<Output = HandlerResult> + Send + 'a;
 }
 
-/// No layers: the handlers run directly (the route's own future, nothing
-/// around it).
+/// A delivery as a processor holds it while its handlers run.
+pub(super) trait Holding: Holds + Into<Kept> + Send + Sync + 'static {
+    /// The delivery shared, for the `Incoming` of a handler's own layers;
+    /// `None` when it is held alone (a processor without any layers).
+    fn shared(&self) -> Option<&Arc<Delivery>>;
+}
+
+impl Holding for Delivery {
+    fn shared(&self) -> Option<&Arc<Delivery>> {
+        None
+    }
+}
+
+impl Holding for Arc<Delivery> {
+    fn shared(&self) -> Option<&Arc<Delivery>> {
+        Some(self)
+    }
+}
+
+/// No layers, neither the processor's nor a handler's: the handlers run
+/// directly (the route's own future, nothing around it).
 #[derive(Clone, Copy)]
 pub(super) struct Direct;
 
 impl<P: Handlers> Dispatch<P> for Direct {
     const LAYERED: bool = false;
+    type Held = Delivery;
+
+    fn hold(delivery: Delivery) -> Delivery {
+        delivery
+    }
 
     fn run<'a>(
         &'a self,
         core: &'a Core<P>,
-        origin: (&'a Delivery, Option<Instant>),
+        delivery: &'a Delivery,
+        deadline: Option<Instant>,
         route: Route,
         message: Message,
         reply: Option<Reply>,
     ) -> impl Future<Output = HandlerResult> + Send + 'a {
-        core.run_route(origin, route, message, reply)
+        core.run_route(delivery, deadline, route, message, reply)
     }
 }
 
@@ -250,18 +270,25 @@ where
     S::Future: Send + 'static,
 {
     const LAYERED: bool = true;
+    type Held = Arc<Delivery>;
+
+    fn hold(delivery: Delivery) -> Arc<Delivery> {
+        Arc::new(delivery)
+    }
 
     fn run<'a>(
         &'a self,
         core: &'a Core<P>,
-        origin: (&'a Delivery, Option<Instant>),
+        delivery: &'a Arc<Delivery>,
+        deadline: Option<Instant>,
         route: Route,
         message: Message,
         reply: Option<Reply>,
     ) -> impl Future<Output = HandlerResult> + Send + 'a {
         let incoming = Incoming {
             message,
-            envelope: origin.envelope(),
+            delivery: delivery.clone(),
+            deadline,
             reply,
             route,
             labels: core.labels.clone(),
@@ -329,8 +356,17 @@ impl<P: 'static> Runner<P> {
 }
 
 impl<P: Handlers> ProcessorLayers<P> for tower::layer::util::Identity {
-    fn runner(self, _: Handling<P>) -> Runner<P> {
-        Runner::direct()
+    fn runner(self, handling: Handling<P>) -> Runner<P> {
+        // A handler's own layers see the delivery shared.
+        let handler_layers = handling
+            .core
+            .upgrade()
+            .is_some_and(|core| !core.handler_services.is_empty());
+        if handler_layers {
+            Runner(Box::new(Layered(handling)))
+        } else {
+            Runner::direct()
+        }
     }
 }
 

@@ -163,6 +163,29 @@ impl Setup {
     }
 }
 
+/// A slow command's handler cancelled at the processor's time limit, a
+/// slow RPC answered with a `TimeoutError`, and the processor going on.
+async fn cancelled_at_the_time_limit(mut setup: Setup) {
+    setup.producer.command("slow", "one").await.unwrap();
+    assert_eq!(next_seen(&mut setup.seen).await, "cancelled");
+    let reply = setup
+        .producer
+        .rpc("slow_echo", "two")
+        .timeout(Duration::from_secs(10))
+        .returning::<String>()
+        .await;
+    match reply {
+        Err(Error::RpcException { name, message, .. }) => {
+            assert_eq!(name, "TimeoutError");
+            assert!(message.contains("time limit of 300ms"), "{message}");
+        }
+        other => panic!("expected a TimeoutError exception, got {other:?}"),
+    }
+    setup.producer.command("work", "three").await.unwrap();
+    assert_eq!(next_seen(&mut setup.seen).await, "work three");
+    setup.stop().await;
+}
+
 /// Refuses messages called `forbidden`, permanently.
 async fn refuse_forbidden(incoming: Incoming, next: Next<Incoming>) -> Result<(), HandlerError> {
     if incoming.message().name == "forbidden" {
@@ -282,6 +305,22 @@ conformance! {
         setup.stop().await;
     }
 
+    /// The processor's own time limit for handlers cancels them alike
+    /// with layers and without: the handler's future is dropped and an
+    /// RPC caller gets a `TimeoutError` exception.
+    async fn the_processors_time_limit_cancels_handlers_with_layers_and_without(broker) {
+        let limit = Duration::from_millis(300);
+        let direct = Setup::start(&broker, |builder, _| builder.handler_timeout(limit)).await;
+        cancelled_at_the_time_limit(direct).await;
+        let layered = Setup::start(&broker, |builder, journal| {
+            builder
+                .handler_timeout(limit)
+                .layer(journaling("outer", journal.clone()))
+        })
+        .await;
+        cancelled_at_the_time_limit(layered).await;
+    }
+
     /// A rate limit of 20 messages a second holds across 8 concurrent
     /// deliveries: 30 messages sent at once are handled at that rate.
     async fn a_rate_limit_holds_across_concurrent_deliveries(broker) {
@@ -319,7 +358,7 @@ conformance! {
             builder.layer(from_fn(move |incoming: Incoming, next: Next<Incoming>| {
                 let tenants = seen_tenants.clone();
                 async move {
-                    let tenant = incoming.headers().get("tenant").and_then(Value::as_str);
+                    let tenant = incoming.header_text("tenant");
                     note(&tenants, tenant.unwrap_or("none"));
                     Ok::<_, HandlerError>(next.run(incoming).await?)
                 }
