@@ -74,7 +74,7 @@ impl Jobs {
         let name = format!("{component}.jobs");
         let queue = Queue::new(name.clone())
             .durable(true)
-            .argument("x-single-active-consumer", true);
+            .single_active_consumer();
         let channel = connection.open_channel(Role::Publish, true).await?;
         channel.declare_exchange(&JOBS_EXCHANGE).await?;
         let declared = channel.declare_queue_counted(&queue).await?;

@@ -16,6 +16,7 @@ use super::dispatch::{Core, LayerNames, handler_label};
 use super::failure::Failures;
 use super::handler::{HandlerResult, IntoHandlerResult, short_type_name};
 use super::incoming::Incoming;
+use super::lanes::OrderKey;
 use super::routes::RouteTable;
 use super::run::Parts;
 use super::stack::{
@@ -40,6 +41,7 @@ pub struct ProcessorBuilder<P, L = Identity> {
     pub(super) consumer: ConsumerBuilder,
     pub(super) fingerprint: Option<Fingerprint>,
     pub(super) concurrency: usize,
+    pub(super) order: Option<OrderKey>,
     pub(super) quit_command: bool,
     pub(super) restart_command: bool,
     pub(super) control_senders: Option<Vec<String>>,
@@ -155,6 +157,52 @@ impl<P: Handlers, L> ProcessorBuilder<P, L> {
     #[must_use]
     pub fn concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// Keeps the order of the messages of each key while several are
+    /// handled at once ([`concurrency`](Self::concurrency) above 1): the
+    /// messages of one key (a routing key, a header, a field of the
+    /// parameters) never overlap and are handled in the order the queue
+    /// delivered them; other keys run at once. The concurrency is the
+    /// number of lanes; keys are spread over them by hash, so two keys may
+    /// share a lane and take turns. Without it, concurrent messages run in
+    /// any order. Order holds for one processor; across processes, see
+    /// single active consumers ([`Queue::single_active_consumer`]).
+    ///
+    /// A message retried by its failure policy comes back later and so
+    /// out of order; a processor that stops hands the messages still
+    /// waiting in its lanes back to the broker, which delivers them again
+    /// in order.
+    ///
+    /// ```no_run
+    /// use postage::prelude::*;
+    /// use postage::processor::OrderKey;
+    ///
+    /// struct Accounts;
+    ///
+    /// #[processor]
+    /// impl Accounts {
+    ///     #[handler("command", "deposit")]
+    ///     async fn deposit(&self, Params(deposit): Params<serde_json::Value>) {
+    ///         // Two deposits of one account never run at once.
+    ///     }
+    /// }
+    ///
+    /// # async fn run(connection: &Connection) -> postage::Result<()> {
+    /// let processor = Processor::builder(Accounts)
+    ///     .bind(Exchange::direct("accounts"), [("accounts", "deposit")])
+    ///     .concurrency(8)
+    ///     .ordered_by(OrderKey::parameter("account"))
+    ///     .connect(connection)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// [`Queue::single_active_consumer`]: crate::Queue::single_active_consumer
+    #[must_use]
+    pub fn ordered_by(mut self, key: OrderKey) -> Self {
+        self.order = Some(key);
         self
     }
 
@@ -315,6 +363,7 @@ impl<P: Handlers, L> ProcessorBuilder<P, L> {
             consumer: self.consumer,
             fingerprint: self.fingerprint,
             concurrency: self.concurrency,
+            order: self.order,
             quit_command: self.quit_command,
             restart_command: self.restart_command,
             control_senders: self.control_senders,
@@ -468,6 +517,7 @@ impl<P: Handlers, L: ProcessorLayers<P>> ProcessorBuilder<P, L> {
                 consumer,
                 connection: connection.clone(),
                 concurrency: self.concurrency,
+                order: self.order,
                 discovery,
                 jobs,
             },

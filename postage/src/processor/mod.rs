@@ -69,6 +69,7 @@
 //! | `unhandled` | messages no handler takes: counted, said once, acknowledged or dead-lettered |
 //! | `dispatch` | one delivery's way through the handlers to its acknowledgement |
 //! | `acks` | acknowledgements coalesced: a finished run in one `basic.ack(multiple)` |
+//! | `lanes` | [`OrderKey`]: keyed lanes, order per key among concurrent deliveries |
 //! | `run` | [`Processor`] and its run loop |
 
 mod acks;
@@ -82,6 +83,7 @@ mod extract;
 mod failure;
 mod handler;
 mod incoming;
+mod lanes;
 mod policy;
 mod reply;
 mod routes;
@@ -104,6 +106,7 @@ pub use handler::{
     ParamType,
 };
 pub use incoming::Incoming;
+pub use lanes::OrderKey;
 pub use policy::{OnError, failure_headers, parking_queue};
 pub use reply::Reply;
 pub use run::Processor;

@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use super::builder::ProcessorBuilder;
 use super::discovery::Discovery;
 use super::dispatch::Core;
+use super::lanes::{Lanes, OrderKey};
 use super::stack::{Dispatch, Runner};
 use super::{Control, Handlers, Stop};
 use crate::consumer::{Consumer, ConsumerBuilder, ConsumerHandle};
@@ -49,6 +50,8 @@ pub(super) struct Parts<P: 'static> {
     pub(super) consumer: Consumer,
     pub(super) connection: Connection,
     pub(super) concurrency: usize,
+    /// What keeps order among concurrent deliveries, if anything.
+    pub(super) order: Option<OrderKey>,
     /// The control consumer, until the processor runs.
     pub(super) discovery: Option<Discovery>,
     /// The periodic jobs, until the processor runs.
@@ -77,6 +80,7 @@ impl<P: Handlers> Processor<P> {
             consumer: ConsumerBuilder::default(),
             fingerprint: None,
             concurrency: 1,
+            order: None,
             quit_command: true,
             restart_command: true,
             control_senders: None,
@@ -158,6 +162,16 @@ impl<P: Handlers> Parts<P> {
         });
         let semaphore = Arc::new(Semaphore::new(self.concurrency));
         let mut running = JoinSet::new();
+        let lanes = match self.order.take() {
+            Some(key) if self.concurrency > 1 => Some(Lanes::start(
+                key,
+                self.concurrency,
+                &core,
+                &stack,
+                &mut running,
+            )),
+            _ => None,
+        };
         let mut shutdown = shutdown;
         // A consumer that was lost ends the processor with an error rather
         // than leaving it idle.
@@ -178,7 +192,11 @@ impl<P: Handlers> Parts<P> {
                 }
                 delivery = self.consumer.next() => {
                     let Some(delivery) = delivery else { break Stop::Ended };
-                    if self.concurrency == 1 {
+                    if let Some(lanes) = &lanes {
+                        if !lanes.send(delivery) {
+                            break Stop::Ended;
+                        }
+                    } else if self.concurrency == 1 {
                         core.process(&stack, delivery).await;
                     } else {
                         let Ok(permit) = semaphore.clone().acquire_owned().await else {
@@ -197,6 +215,9 @@ impl<P: Handlers> Parts<P> {
         };
         tracing::debug!(?stop, "processor stopping");
         self.consumer.stop().await;
+        if let Some(lanes) = lanes {
+            lanes.stop();
+        }
         while running.join_next().await.is_some() {}
         // Every finished delivery is acknowledged before the channel
         // closes: a graceful stop leaves nothing to deliver twice.

@@ -72,6 +72,35 @@ impl Queue {
         self.argument("x-delivery-limit", deliveries)
     }
 
+    /// One consumer at a time (`x-single-active-consumer`, classic and
+    /// quorum queues): the broker delivers to the first consumer only;
+    /// the others stand by and one of them takes over, with what was not
+    /// acknowledged, when the active one goes (its connection closed or
+    /// lost: at once for a killed process, whose socket its system closes;
+    /// within the heartbeat timeout for a host that vanished).
+    /// The order of the queue holds across all processes that consume
+    /// it. A processor standing by says
+    /// [`Health::StandingBy`](crate::consumer::Health::StandingBy) while
+    /// messages wait for the active one (`standing_by` in `postage ps`
+    /// and its metrics).
+    ///
+    /// ```
+    /// use postage::Queue;
+    ///
+    /// let ledger = Queue::quorum("ledger").single_active_consumer();
+    /// assert_eq!(ledger.arguments()["x-single-active-consumer"], true);
+    /// ```
+    #[must_use]
+    pub fn single_active_consumer(self) -> Self {
+        self.argument("x-single-active-consumer", true)
+    }
+
+    /// Whether it has a single active consumer
+    /// ([`single_active_consumer`](Self::single_active_consumer)).
+    pub fn is_single_active_consumer(&self) -> bool {
+        self.arguments().get("x-single-active-consumer") == Some(&Value::Bool(true))
+    }
+
     /// Where rejected, expired or over-delivered messages go
     /// (`x-dead-letter-exchange`).
     #[must_use]

@@ -11,6 +11,7 @@ mod delays;
 mod failures;
 mod jobs;
 mod middleware;
+mod ordering;
 mod processors;
 mod publishing;
 mod queues;

@@ -394,7 +394,7 @@ async fn a_single_active_consumer_in_waiting_says_it_stands_by_and_takes_over() 
     let single = || {
         Queue::new(name.as_str())
             .durable(true)
-            .argument("x-single-active-consumer", true)
+            .single_active_consumer()
     };
     let period = Duration::from_secs(1);
     let active = processor_on(&connection, single(), |b| b.prefetch(1).watchdog(period)).await;

@@ -232,6 +232,15 @@ impl State {
         let Some(consumer) = state.consumers.remove(tag) else {
             return Ok(());
         };
+        if let Some(queue) = self.queues.get_mut(&consumer.queue)
+            && is_single_active(queue)
+            && queue
+                .consumers
+                .first()
+                .is_some_and(|(c, t)| *c == channel && t == tag)
+        {
+            queue.handing_over = Some(channel);
+        }
         self.forget_consumer(&consumer.queue, channel, tag);
         self.auto_delete_queue(&consumer.queue);
         Ok(())
@@ -429,12 +438,18 @@ impl State {
                 break;
             }
             // A single active consumer queue delivers to its first
-            // consumer alone; the next one takes over when it goes.
-            let single_active = state
-                .arguments
-                .get("x-single-active-consumer")
-                .and_then(Value::as_bool)
-                == Some(true);
+            // consumer alone; the next one takes over when it goes, and
+            // once what the one before still holds is settled.
+            let single_active = is_single_active(state);
+            if let Some(outgoing) = state.handing_over {
+                let holds = channels
+                    .get(&outgoing)
+                    .is_some_and(|c| c.unacked.values().any(|u| u.queue == queue));
+                if holds {
+                    break;
+                }
+                state.handing_over = None;
+            }
             let count = state.consumers.len();
             let mut chosen = None;
             for i in 0..if single_active { 1 } else { count } {
@@ -563,6 +578,15 @@ impl State {
         self.dispatch(&queue);
         Ok(())
     }
+}
+
+/// Whether `queue` delivers to a single active consumer.
+fn is_single_active(queue: &QueueState) -> bool {
+    queue
+        .arguments
+        .get("x-single-active-consumer")
+        .and_then(Value::as_bool)
+        == Some(true)
 }
 
 /// How a delivery is settled.

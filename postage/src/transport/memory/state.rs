@@ -79,6 +79,11 @@ pub(super) struct QueueState {
     pub(super) expires: Option<u64>,
     /// When it was last used: declared, or left by a consumer.
     pub(super) used: Instant,
+    /// A single active consumer queue whose active consumer was
+    /// cancelled: the channel that still holds its unacknowledged
+    /// deliveries. The next consumer gets nothing until they are settled
+    /// (as RabbitMQ does), so the queue's order holds across the handover.
+    pub(super) handing_over: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -376,6 +381,7 @@ impl State {
             timer: None,
             expires: integer(arguments, "x-expires")?,
             used: Instant::now(),
+            handing_over: None,
         };
         if state.expires == Some(0) {
             return Err(Refusal::precondition(format!(
