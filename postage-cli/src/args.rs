@@ -46,6 +46,11 @@ pub(crate) enum Command {
     Quit(StopArgs),
     /// Restart components in place, by name, pid@host or type.
     Restart(StopArgs),
+    /// Pause processors' consumption: the work in flight finishes,
+    /// nothing new arrives (`ps` shows them paused).
+    Pause(PauseArgs),
+    /// Resume paused processors.
+    Resume(PauseArgs),
     /// Write an AsyncAPI 3.0 document of the running components.
     Docs(DocsArgs),
     /// Show or replay the messages a failure policy parked.
@@ -190,6 +195,16 @@ pub(crate) struct StopArgs {
     /// The routing key of the classic way.
     #[arg(long, requires = "exchange", value_name = "KEY")]
     pub(crate) key: Option<String>,
+    #[command(flatten)]
+    pub(crate) wait: Wait,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PauseArgs {
+    /// Components by name, pid@host or type, through the control
+    /// exchange.
+    #[arg(value_name = "DESTINATION", required = true)]
+    pub(crate) destination: Vec<String>,
     #[command(flatten)]
     pub(crate) wait: Wait,
 }

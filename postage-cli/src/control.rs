@@ -4,7 +4,7 @@
 use postage::remote::{Destination, Info, Remote};
 use postage::{Connection, Outcome};
 
-use crate::args::{QueryArgs, SendArgs, StopArgs, Target};
+use crate::args::{PauseArgs, QueryArgs, SendArgs, StopArgs, Target};
 use crate::failure::Failure;
 use crate::output;
 
@@ -186,16 +186,57 @@ pub(crate) async fn stop(url: Option<&str>, command: &str, args: StopArgs) -> Re
     if let (Some(exchange), Some(key)) = (&args.exchange, &args.key) {
         return classic(url, command, exchange, key).await;
     }
-    let destination = Destination::new(args.destination);
+    command_each(url, command, args.destination, args.wait.timeout, |_| {
+        format!("{command}: ")
+    })
+    .await
+}
+
+/// `pause` or `resume`, to processors through the control exchange;
+/// says which changed and which were so already.
+pub(crate) async fn pause(
+    url: Option<&str>,
+    command: &str,
+    args: PauseArgs,
+) -> Result<(), Failure> {
+    let state = if command == postage::remote::PAUSE {
+        "paused"
+    } else {
+        "consuming"
+    };
+    command_each(
+        url,
+        command,
+        args.destination,
+        args.wait.timeout,
+        |value| match value.get("done").and_then(serde_json::Value::as_bool) {
+            Some(false) => format!("{state} already: "),
+            _ => format!("{command}: "),
+        },
+    )
+    .await
+}
+
+/// Sends `command` to the components `destination` names and prints each
+/// answer (`said` words a success from its value); fails when nobody
+/// answered or someone refused.
+async fn command_each(
+    url: Option<&str>,
+    command: &str,
+    destination: Vec<String>,
+    wait: std::time::Duration,
+    said: impl Fn(&serde_json::Value) -> String,
+) -> Result<(), Failure> {
+    let destination = Destination::new(destination);
     let (connection, mut remote) = remote(url).await?;
-    let answers = remote.ask(command, &destination, args.wait.timeout).await;
+    let answers = remote.ask(command, &destination, wait).await;
     close(connection, remote).await;
     let answers = answers?;
     let mut refused = Vec::new();
     for answer in &answers {
         let who = output::who(&answer.sender);
         match &answer.outcome {
-            Outcome::Success { .. } => println!("{command}: {who}"),
+            Outcome::Success { value, .. } => println!("{}{who}", said(value)),
             Outcome::Error { message } | Outcome::Exception { message, .. } => {
                 println!("refused: {who}: {message}");
                 refused.push(who);

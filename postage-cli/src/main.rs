@@ -64,6 +64,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Ps(args) => control::ps(url, args).await,
         Command::Quit(args) => control::stop(url, postage::remote::QUIT, args).await,
         Command::Restart(args) => control::stop(url, postage::remote::RESTART, args).await,
+        Command::Pause(args) => control::pause(url, postage::remote::PAUSE, args).await,
+        Command::Resume(args) => control::pause(url, postage::remote::RESUME, args).await,
         Command::Docs(args) => docs::docs(url, args).await,
         Command::Parked(args) => parked::parked(url, args).await,
     }

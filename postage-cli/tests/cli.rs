@@ -391,6 +391,54 @@ fn quit_by_name_stops_only_the_named_one() {
 }
 
 #[test]
+fn pause_holds_the_messages_until_resume() {
+    let vhost = TestVhost::create();
+    let echo = start(&vhost, "echo_receive");
+    let info = |vhost: &TestVhost| {
+        let json = postage(vhost, &["ps", "--json"]);
+        let mut infos: Vec<Value> = serde_json::from_str(&json.stdout).unwrap();
+        infos.remove(0)
+    };
+    let health = |vhost: &TestVhost| info(vhost)["health"].as_str().unwrap().to_owned();
+
+    let pause = postage(&vhost, &["pause", "echo_receive"]);
+    assert_eq!(pause.status, Some(0), "{}", pause.stderr);
+    assert!(
+        pause.stdout.starts_with("pause: echo_receive/controller "),
+        "{}",
+        pause.stdout
+    );
+    assert_eq!(health(&vhost), "paused");
+    let again = postage(&vhost, &["pause", "echo_receive"]);
+    assert!(
+        again.stdout.starts_with("paused already: echo_receive"),
+        "{}",
+        again.stdout
+    );
+
+    run_example(&vhost, "echo_send", &["while paused"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        info(&vhost)["counters"]["received"],
+        0,
+        "nothing arrives while paused"
+    );
+    let resume = postage(&vhost, &["resume", "echo_receive"]);
+    assert_eq!(resume.status, Some(0), "{}", resume.stderr);
+    assert!(
+        resume
+            .stdout
+            .starts_with("resume: echo_receive/controller "),
+        "{}",
+        resume.stdout
+    );
+    // Held while paused, handled once resumed.
+    assert_eq!(echo.expect_line("echo:"), "echo: while paused");
+    assert_eq!(health(&vhost), "consuming");
+    assert_eq!(info(&vhost)["counters"]["handled"], 1, "handled once");
+}
+
+#[test]
 fn restart_by_pid_brings_it_back_and_the_classic_quit_ends_it() {
     let vhost = TestVhost::create();
     let mut echo = start(&vhost, "echo_receive");
@@ -613,7 +661,7 @@ fn every_help_reads_and_succeeds() {
     let top = postage(&vhost, &["--help"]);
     assert_eq!(top.status, Some(0));
     for command in [
-        "send", "call", "tail", "ping", "ps", "quit", "restart", "docs",
+        "send", "call", "tail", "ping", "ps", "quit", "restart", "pause", "resume", "docs",
     ] {
         assert!(
             top.stdout.contains(&format!("  {command} ")),

@@ -252,6 +252,18 @@ pub enum Error {
     #[error("the consumer is stopped: no queue can be added to it")]
     ConsumerStopped,
 
+    /// A consumer of an auto-delete queue cannot pause: the broker
+    /// deletes such a queue, with its messages, when its last consumer is
+    /// cancelled.
+    #[error(
+        "cannot pause: queue {queue} is auto-delete, and the broker would delete it with its \
+         messages when its consumer is cancelled"
+    )]
+    CannotPause {
+        /// The auto-delete queue.
+        queue: String,
+    },
+
     /// A processor's consumer was lost and could not be restored.
     #[error("the processor's consumer was lost: {0}")]
     ConsumerLost(String),
@@ -320,6 +332,7 @@ impl Error {
             Error::RpcException { .. } => "RpcException",
             Error::Io { .. } => "Io",
             Error::ConsumerStopped => "ConsumerStopped",
+            Error::CannotPause { .. } => "CannotPause",
             Error::ConsumerLost(_) => "ConsumerLost",
             Error::ShutdownTimeout(_) => "ShutdownTimeout",
             Error::FailurePolicy { .. } => "FailurePolicy",
@@ -388,6 +401,7 @@ impl Error {
             Error::RpcException { name, .. } => name.as_str(),
             Error::Io { .. } => "OSError",
             Error::ConsumerStopped => "ClosedError",
+            Error::CannotPause { .. } => "ValueError",
             Error::ShutdownTimeout(_) => "ShutdownTimeout",
             Error::ConsumerLost(_) => "ConsumerLost",
             Error::FailurePolicy { .. } => "ValueError",

@@ -175,6 +175,8 @@ impl ConsumerBuilder {
                 tx: Some(tx),
                 queues: HashMap::new(),
                 consumers: Vec::new(),
+                paused: false,
+                session: 0,
             }),
             health,
             health_gauge,

@@ -41,6 +41,10 @@ pub enum Health {
     /// A queue with a single active consumer delivers to another of its
     /// consumers: this one stands by, and takes over when that one goes.
     StandingBy,
+    /// Paused on request ([`ConsumerHandle::pause`], `postage pause`):
+    /// its broker consumers are cancelled, nothing new arrives until it
+    /// resumes.
+    Paused,
     /// A queue's consumer was lost and could not be restored; the text says
     /// why. Nothing more arrives from that queue.
     Failed(String),
@@ -51,7 +55,7 @@ pub enum Health {
 impl Health {
     /// The state's name, as `postage ps`, the `info` answer and the health
     /// gauge's `state` label write it: `consuming`, `recovering`,
-    /// `blocked`, `stalled`, `standing_by`, `failed`, `stopped`.
+    /// `blocked`, `stalled`, `standing_by`, `paused`, `failed`, `stopped`.
     pub fn name(&self) -> &'static str {
         match self {
             Health::Consuming => "consuming",
@@ -59,6 +63,7 @@ impl Health {
             Health::Blocked(_) => "blocked",
             Health::Stalled(_) => "stalled",
             Health::StandingBy => "standing_by",
+            Health::Paused => "paused",
             Health::Failed(_) => "failed",
             Health::Stopped => "stopped",
         }
@@ -106,13 +111,30 @@ pub(super) struct State {
     /// The queues consumed, by name.
     pub(super) queues: HashMap<String, Arc<QueueState>>,
     pub(super) consumers: Vec<ConsumerId>,
+    /// Paused: its broker consumers cancelled until it resumes.
+    pub(super) paused: bool,
+    /// Counts the pauses: a queue's stream from before one ends because
+    /// it was cancelled on purpose.
+    pub(super) session: u64,
 }
 
 impl Shared {
-    /// The consumer's health is now `health`.
+    /// The consumer's health is now `health`; while it is paused, a
+    /// health that says deliveries flow reads `paused`.
     pub(super) fn set_health(&self, health: Health) {
+        let health = match health {
+            Health::Consuming | Health::Stalled(_) | Health::StandingBy if self.paused() => {
+                Health::Paused
+            }
+            health => health,
+        };
         self.health_gauge.set(health.name());
         self.health.send_replace(health);
+    }
+
+    /// Paused on request?
+    pub(super) fn paused(&self) -> bool {
+        self.state().paused
     }
 
     /// Stopped on request?
@@ -259,14 +281,18 @@ impl ConsumerHandle {
                 .await?;
         }
         let state = QueueState::new(&name, &queue);
-        let tx = {
+        let (tx, session) = {
             let mut shared = self.shared.state();
             if shared.queues.contains_key(&name) {
                 return Ok(name);
             }
             shared.queues.insert(name.clone(), state.clone());
+            if shared.paused {
+                // Consumed when the consumer resumes.
+                return Ok(name);
+            }
             match &shared.tx {
-                Some(tx) => tx.clone(),
+                Some(tx) => (tx.clone(), shared.session),
                 None => return Err(Error::ConsumerStopped),
             }
         };
@@ -280,7 +306,12 @@ impl ConsumerHandle {
         self.shared.state().consumers.push(raw.id());
         tracing::debug!(queue = %name, exchange = exchange.name(), key, "consuming");
         // Only a dropped consumer no longer receives: nothing to do then.
-        let _ = tx.send(Box::new(queue_stream(self.shared.clone(), raw, state)));
+        let _ = tx.send(Box::new(queue_stream(
+            self.shared.clone(),
+            raw,
+            state,
+            session,
+        )));
         Ok(name)
     }
 
@@ -298,6 +329,89 @@ impl ConsumerHandle {
             }
         }
         self.shared.set_health(Health::Stopped);
+    }
+
+    /// Pauses: cancels every broker consumer, keeping the queues, so that
+    /// nothing new arrives; deliveries already received are still handed
+    /// out. The health says [`Health::Paused`] until
+    /// [`resume`](Self::resume). Returns whether it was consuming (not
+    /// paused or stopped already).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CannotPause`] when it consumes an auto-delete queue: the
+    /// broker would delete the queue, and its messages, when its consumer
+    /// is cancelled. Nothing is cancelled then.
+    pub async fn pause(&self) -> Result<bool> {
+        let consumers = {
+            let mut state = self.shared.state();
+            if state.tx.is_none() || state.paused {
+                return Ok(false);
+            }
+            if let Some(queue) = state.queues.values().find(|queue| queue.auto_delete) {
+                return Err(Error::CannotPause {
+                    queue: queue.name().to_owned(),
+                });
+            }
+            state.paused = true;
+            state.session += 1;
+            std::mem::take(&mut state.consumers)
+        };
+        for raw in &consumers {
+            if let Err(e) = self.shared.channel.cancel(raw).await {
+                tracing::debug!(error = %e.report(), "cancel consumer");
+            }
+        }
+        self.shared.set_health(Health::Paused);
+        tracing::info!(queues = ?self.queues(), "consumer paused");
+        Ok(true)
+    }
+
+    /// Resumes a paused consumer: consumes its queues again. Returns
+    /// whether it was paused.
+    ///
+    /// # Errors
+    ///
+    /// When the broker refuses a queue's consumer (the queue is gone, or
+    /// the channel is closed); the consumer stays paused for the queues
+    /// not consumed again, and `resume` can be called again.
+    pub async fn resume(&self) -> Result<bool> {
+        let (queues, tx, session) = {
+            let state = self.shared.state();
+            if !state.paused {
+                return Ok(false);
+            }
+            let Some(tx) = state.tx.clone() else {
+                return Err(Error::ConsumerStopped);
+            };
+            let queues: Vec<Arc<QueueState>> = state.queues.values().cloned().collect();
+            (queues, tx, state.session)
+        };
+        let mut started = Vec::new();
+        for queue in &queues {
+            match self.shared.channel.consume(queue.name(), false).await {
+                Ok(raw) => started.push((raw, queue.clone())),
+                Err(error) => {
+                    for (raw, _) in &started {
+                        let _ = self.shared.channel.cancel(&raw.id()).await;
+                    }
+                    return Err(error);
+                }
+            }
+        }
+        {
+            let mut state = self.shared.state();
+            state.paused = false;
+            for (raw, queue) in started {
+                state.consumers.push(raw.id());
+                // Only a dropped consumer no longer receives.
+                let stream = queue_stream(self.shared.clone(), raw, queue, session);
+                let _ = tx.send(Box::new(stream));
+            }
+        }
+        self.shared.set_health(Health::Consuming);
+        tracing::info!(queues = ?self.queues(), "consumer resumed");
+        Ok(true)
     }
 
     /// The queues consumed.

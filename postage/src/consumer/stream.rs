@@ -87,12 +87,15 @@ pub(crate) struct QueueStream {
     /// the queue's consumer once it is back.
     pub(super) recovering: Option<Pin<Box<dyn Future<Output = Option<RawConsumer>> + Send>>>,
     pub(super) ended: bool,
+    /// The consumer's pauses when it began: a pause since ended it.
+    pub(super) session: u64,
 }
 
 pub(super) fn queue_stream(
     shared: Arc<Shared>,
     raw: RawConsumer,
     queue: Arc<QueueState>,
+    session: u64,
 ) -> QueueStream {
     QueueStream {
         shared,
@@ -100,6 +103,7 @@ pub(super) fn queue_stream(
         queue,
         recovering: None,
         ended: false,
+        session,
     }
 }
 
@@ -132,7 +136,7 @@ impl Stream for QueueStream {
                     }));
                 }
                 None => {
-                    this.shared.cancelled(this.queue.name());
+                    this.shared.cancelled(this.queue.name(), this.session);
                     this.ended = true;
                 }
             }
@@ -190,8 +194,9 @@ impl Shared {
 
     /// The broker ended the consumer: health `Failed` unless it was
     /// stopped, its channel closed, or it failed already.
-    fn cancelled(&self, queue: &str) {
+    fn cancelled(&self, queue: &str, session: u64) {
         if !self.stopped()
+            && self.state().session == session
             && self.channel.is_open()
             && !matches!(*self.health.borrow(), Health::Failed(_))
         {

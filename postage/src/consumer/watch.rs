@@ -36,6 +36,8 @@ pub(crate) struct QueueState {
     name: Box<str>,
     /// Declared with `x-single-active-consumer`.
     single_active: bool,
+    /// Deleted by the broker when its last consumer goes.
+    pub(super) auto_delete: bool,
     /// Deliveries received from it.
     delivered: AtomicU64,
     /// Deliveries handed out and not yet settled (dropped).
@@ -52,6 +54,7 @@ impl QueueState {
         Arc::new(QueueState {
             name: name.into(),
             single_active,
+            auto_delete: declaration.is_auto_delete(),
             delivered: AtomicU64::new(0),
             in_hand: AtomicUsize::new(0),
         })

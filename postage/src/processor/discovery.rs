@@ -19,7 +19,7 @@ use crate::fingerprint::Fingerprint;
 use crate::message::{Category, Message, Outcome};
 use crate::remote::{
     BindingInfo, CONTROL_EXCHANGE, ControlRequest, Counters, HandlerInfo, INFO, Info, JobInfo,
-    PING, ParamsInfo, Pong, QUIT, RESTART,
+    PAUSE, PING, ParamsInfo, Pong, QUIT, RESTART, RESUME,
 };
 use crate::topology::{Binding, Queue};
 use crate::transport::Connection;
@@ -146,7 +146,26 @@ impl<P: Handlers> Answering<P> {
         if !request.destination.selects(&self.discovery.fingerprint) {
             return None;
         }
-        let (outcome, stop) = self.outcome(message);
+        let (mut outcome, action) = self.outcome(message);
+        let stop = match action {
+            Some(Action::Stop(stop)) => Some(stop),
+            Some(action @ (Action::Pause | Action::Resume)) => {
+                let done = match action {
+                    Action::Pause => self.consumer.pause().await,
+                    _ => self.consumer.resume().await,
+                };
+                match done {
+                    Ok(done) => set_done(&mut outcome, done),
+                    Err(error) => {
+                        let message = error.report().to_string();
+                        tracing::warn!(%message, "pause or resume refused");
+                        outcome = Outcome::Error { message };
+                    }
+                }
+                None
+            }
+            None => None,
+        };
         let target = ReplyTarget {
             channel: self.core.reply_channel.clone(),
             reply_to: reply_to.to_owned(),
@@ -158,7 +177,7 @@ impl<P: Handlers> Answering<P> {
         stop
     }
 
-    fn outcome(&self, message: &Message) -> (Outcome, Option<Stop>) {
+    fn outcome(&self, message: &Message) -> (Outcome, Option<Action>) {
         let success = |value: Value| Outcome::Success {
             value,
             message: String::new(),
@@ -167,8 +186,10 @@ impl<P: Handlers> Answering<P> {
         let (stop, enabled) = match message.name.as_str() {
             PING => return (success(to_value(&self.pong())), None),
             INFO => return (success(to_value(&self.info())), None),
-            QUIT => (Stop::Quit, core.quit_command),
-            RESTART => (Stop::Restart, core.restart_command),
+            QUIT => (Action::Stop(Stop::Quit), core.quit_command),
+            RESTART => (Action::Stop(Stop::Restart), core.restart_command),
+            PAUSE => (Action::Pause, true),
+            RESUME => (Action::Resume, true),
             other => {
                 let message = format!("unknown control command {other:?}");
                 return (Outcome::Error { message }, None);
@@ -245,6 +266,25 @@ impl<P: Handlers> Answering<P> {
             layers: self.core.layer_names.processor.clone(),
             jobs: self.jobs(),
         }
+    }
+}
+
+/// What a control command asks of the processor.
+enum Action {
+    Stop(Stop),
+    Pause,
+    Resume,
+}
+
+/// Says in a pause's or resume's answer whether it changed anything
+/// (`"done": false`: it was paused, or consuming, already).
+fn set_done(outcome: &mut Outcome, done: bool) {
+    if let Outcome::Success {
+        value: Value::Object(map),
+        ..
+    } = outcome
+    {
+        map.insert("done".to_owned(), Value::Bool(done));
     }
 }
 

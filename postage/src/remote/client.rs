@@ -177,6 +177,27 @@ impl Remote {
         self.ask(super::RESTART, destination, wait).await
     }
 
+    /// `pause`: each selected processor cancels its broker consumers and
+    /// answers once nothing new arrives (the work in flight finishes);
+    /// `"done": false` in the answer's value when it was paused already.
+    pub async fn pause(
+        &mut self,
+        destination: &Destination,
+        wait: Duration,
+    ) -> Result<Vec<Answer>> {
+        self.ask(super::PAUSE, destination, wait).await
+    }
+
+    /// `resume`: each selected processor consumes its queues again;
+    /// `"done": false` when it was not paused.
+    pub async fn resume(
+        &mut self,
+        destination: &Destination,
+        wait: Duration,
+    ) -> Result<Vec<Answer>> {
+        self.ask(super::RESUME, destination, wait).await
+    }
+
     /// Stops listening for answers and closes the channels.
     pub async fn close(self) {
         self.replies.close().await;

@@ -72,3 +72,9 @@ pub const INFO: &str = "info";
 pub const QUIT: &str = "quit";
 /// The control command that restarts a component in place.
 pub const RESTART: &str = "restart";
+/// The control command that pauses a processor's consumption: its broker
+/// consumers are cancelled, the work in flight finishes, nothing new
+/// arrives until `resume`.
+pub const PAUSE: &str = "pause";
+/// The control command that resumes a paused processor.
+pub const RESUME: &str = "resume";

@@ -357,12 +357,13 @@ impl RpcInstruments {
 }
 
 /// The states of a consumer's health, as the gauge labels them.
-pub(crate) const HEALTH_STATES: [&str; 7] = [
+pub(crate) const HEALTH_STATES: [&str; 8] = [
     "consuming",
     "recovering",
     "blocked",
     "stalled",
     "standing_by",
+    "paused",
     "failed",
     "stopped",
 ];

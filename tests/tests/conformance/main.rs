@@ -9,6 +9,7 @@ mod acknowledgements;
 mod consumers;
 mod delays;
 mod failures;
+mod flow;
 mod jobs;
 mod middleware;
 mod ordering;
