@@ -176,6 +176,7 @@ impl ConsumerBuilder {
                 queues: HashMap::new(),
                 consumers: Vec::new(),
                 paused: false,
+                tripped: None,
                 session: 0,
             }),
             health,

@@ -45,6 +45,9 @@ pub enum Health {
     /// its broker consumers are cancelled, nothing new arrives until it
     /// resumes.
     Paused,
+    /// Paused by its processor's kill switch: too many messages failed;
+    /// the text says how many, and how long it rests before it resumes.
+    Tripped(String),
     /// A queue's consumer was lost and could not be restored; the text says
     /// why. Nothing more arrives from that queue.
     Failed(String),
@@ -55,7 +58,8 @@ pub enum Health {
 impl Health {
     /// The state's name, as `postage ps`, the `info` answer and the health
     /// gauge's `state` label write it: `consuming`, `recovering`,
-    /// `blocked`, `stalled`, `standing_by`, `paused`, `failed`, `stopped`.
+    /// `blocked`, `stalled`, `standing_by`, `paused`, `tripped`, `failed`,
+    /// `stopped`.
     pub fn name(&self) -> &'static str {
         match self {
             Health::Consuming => "consuming",
@@ -64,6 +68,7 @@ impl Health {
             Health::Stalled(_) => "stalled",
             Health::StandingBy => "standing_by",
             Health::Paused => "paused",
+            Health::Tripped(_) => "tripped",
             Health::Failed(_) => "failed",
             Health::Stopped => "stopped",
         }
@@ -75,7 +80,10 @@ impl std::fmt::Display for Health {
     /// `stalled: queue jobs holds 12 ready message(s), ...`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Health::Blocked(reason) | Health::Stalled(reason) | Health::Failed(reason) => {
+            Health::Blocked(reason)
+            | Health::Stalled(reason)
+            | Health::Tripped(reason)
+            | Health::Failed(reason) => {
                 write!(f, "{}: {reason}", self.name())
             }
             _ => f.write_str(self.name()),
@@ -113,6 +121,8 @@ pub(super) struct State {
     pub(super) consumers: Vec<ConsumerId>,
     /// Paused: its broker consumers cancelled until it resumes.
     pub(super) paused: bool,
+    /// Why a kill switch paused it, if one did.
+    pub(super) tripped: Option<String>,
     /// Counts the pauses: a queue's stream from before one ends because
     /// it was cancelled on purpose.
     pub(super) session: u64,
@@ -123,18 +133,18 @@ impl Shared {
     /// health that says deliveries flow reads `paused`.
     pub(super) fn set_health(&self, health: Health) {
         let health = match health {
-            Health::Consuming | Health::Stalled(_) | Health::StandingBy if self.paused() => {
-                Health::Paused
+            Health::Consuming | Health::Stalled(_) | Health::StandingBy | Health::Paused => {
+                let state = self.state();
+                match (&state.paused, &state.tripped) {
+                    (true, Some(reason)) => Health::Tripped(reason.clone()),
+                    (true, None) => Health::Paused,
+                    (false, _) => health,
+                }
             }
             health => health,
         };
         self.health_gauge.set(health.name());
         self.health.send_replace(health);
-    }
-
-    /// Paused on request?
-    pub(super) fn paused(&self) -> bool {
-        self.state().paused
     }
 
     /// Stopped on request?
@@ -343,6 +353,11 @@ impl ConsumerHandle {
     /// broker would delete the queue, and its messages, when its consumer
     /// is cancelled. Nothing is cancelled then.
     pub async fn pause(&self) -> Result<bool> {
+        self.pause_as(None).await
+    }
+
+    /// Pauses, as a kill switch when it says why (`tripped`).
+    pub(crate) async fn pause_as(&self, tripped: Option<String>) -> Result<bool> {
         let consumers = {
             let mut state = self.shared.state();
             if state.tx.is_none() || state.paused {
@@ -354,6 +369,7 @@ impl ConsumerHandle {
                 });
             }
             state.paused = true;
+            state.tripped = tripped;
             state.session += 1;
             std::mem::take(&mut state.consumers)
         };
@@ -402,6 +418,7 @@ impl ConsumerHandle {
         {
             let mut state = self.shared.state();
             state.paused = false;
+            state.tripped = None;
             for (raw, queue) in started {
                 state.consumers.push(raw.id());
                 // Only a dropped consumer no longer receives.

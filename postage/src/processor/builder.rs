@@ -16,6 +16,7 @@ use super::dispatch::{Core, LayerNames, handler_label};
 use super::failure::Failures;
 use super::handler::{HandlerResult, IntoHandlerResult, short_type_name};
 use super::incoming::Incoming;
+use super::kill_switch::{Breaker, KillSwitch};
 use super::lanes::OrderKey;
 use super::routes::RouteTable;
 use super::run::Parts;
@@ -42,6 +43,7 @@ pub struct ProcessorBuilder<P, L = Identity> {
     pub(super) fingerprint: Option<Fingerprint>,
     pub(super) concurrency: usize,
     pub(super) order: Option<OrderKey>,
+    pub(super) kill_switch: Option<KillSwitch>,
     pub(super) quit_command: bool,
     pub(super) restart_command: bool,
     pub(super) control_senders: Option<Vec<String>>,
@@ -206,6 +208,34 @@ impl<P: Handlers, L> ProcessorBuilder<P, L> {
         self
     }
 
+    /// Pauses consumption for a cool-down when too many recent messages
+    /// fail (see [`KillSwitch`]), so that a failing dependency costs a
+    /// few messages, not the queue; the health says `tripped` meanwhile.
+    ///
+    /// ```no_run
+    /// # use postage::prelude::*;
+    /// use std::time::Duration;
+    /// use postage::processor::KillSwitch;
+    /// # struct Orders;
+    /// # #[processor]
+    /// # impl Orders {
+    /// #     #[handler("command", "place")]
+    /// #     async fn place(&self) {}
+    /// # }
+    /// # async fn run(connection: &Connection) -> postage::Result<()> {
+    /// let processor = Processor::builder(Orders)
+    ///     .bind(Exchange::direct("orders"), [("orders", "place")])
+    ///     .kill_switch(KillSwitch::new(0.5).cool_down(Duration::from_secs(30)))
+    ///     .connect(connection)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn kill_switch(mut self, switch: KillSwitch) -> Self {
+        self.kill_switch = Some(switch);
+        self
+    }
+
     /// Whether `command quit` stops the processor (default on). A handler
     /// of your own for `command quit` replaces the default.
     #[must_use]
@@ -364,6 +394,7 @@ impl<P: Handlers, L> ProcessorBuilder<P, L> {
             fingerprint: self.fingerprint,
             concurrency: self.concurrency,
             order: self.order,
+            kill_switch: self.kill_switch,
             quit_command: self.quit_command,
             restart_command: self.restart_command,
             control_senders: self.control_senders,
@@ -509,6 +540,9 @@ impl<P: Handlers, L: ProcessorLayers<P>> ProcessorBuilder<P, L> {
             handler_services: handler_services(core, handler_layers, table.len()),
             layer_names,
             jobs: jobs.as_ref().map(Jobs::status),
+            kill_switch: self
+                .kill_switch
+                .map(|switch| Arc::new(Breaker::new(switch))),
         });
         let runner = self.layers.runner(Handling::new(&core));
         Ok(Processor {

@@ -16,6 +16,7 @@ use super::control::ControlSenders;
 use super::failure::{Failure, Failures, Settle, Settled};
 use super::handler::{HandlerError, HandlerFn, HandlerFuture, HandlerResult};
 use super::incoming::{Incoming, Route};
+use super::kill_switch::Breaker;
 use super::reply::{ReplySlot, ReplyTarget};
 use super::routes::{RouteTable, Routes};
 use super::running::Running;
@@ -63,6 +64,8 @@ pub(super) struct Core<P: 'static> {
     pub(super) layer_names: LayerNames,
     /// The periodic jobs' status, when it has jobs.
     pub(super) jobs: Option<Arc<Mutex<Vec<crate::jobs::JobStatus>>>>,
+    /// The kill switch's counts, when it has one.
+    pub(super) kill_switch: Option<Arc<Breaker>>,
 }
 
 /// The names of a processor's layers, for `info`.
@@ -501,11 +504,17 @@ impl<P: Handlers> Core<P> {
 
     fn handled(&self, span: &Span) {
         self.instruments.handled();
+        if let Some(breaker) = &self.kill_switch {
+            breaker.record(true);
+        }
         span::outcome(span, "handled", None);
     }
 
     fn failed(&self, span: &Span) {
         self.instruments.failed();
+        if let Some(breaker) = &self.kill_switch {
+            breaker.record(false);
+        }
         span::outcome(span, "failed", Some("HandlerError"));
     }
 

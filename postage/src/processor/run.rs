@@ -81,6 +81,7 @@ impl<P: Handlers> Processor<P> {
             fingerprint: None,
             concurrency: 1,
             order: None,
+            kill_switch: None,
             quit_command: true,
             restart_command: true,
             control_senders: None,
@@ -160,6 +161,10 @@ impl<P: Handlers> Parts<P> {
             let core = core.clone();
             async move { core.acks.timer().await }
         });
+        let kill_switch = core.kill_switch.clone().map(|breaker| {
+            let consumer = self.consumer.handle();
+            tokio::spawn(async move { breaker.watch(consumer).await })
+        });
         let semaphore = Arc::new(Semaphore::new(self.concurrency));
         let mut running = JoinSet::new();
         let lanes = match self.order.take() {
@@ -214,6 +219,9 @@ impl<P: Handlers> Parts<P> {
             }
         };
         tracing::debug!(?stop, "processor stopping");
+        if let Some(kill_switch) = kill_switch {
+            kill_switch.abort();
+        }
         self.consumer.stop().await;
         if let Some(lanes) = lanes {
             lanes.stop();

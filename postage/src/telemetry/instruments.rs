@@ -357,13 +357,14 @@ impl RpcInstruments {
 }
 
 /// The states of a consumer's health, as the gauge labels them.
-pub(crate) const HEALTH_STATES: [&str; 8] = [
+pub(crate) const HEALTH_STATES: [&str; 9] = [
     "consuming",
     "recovering",
     "blocked",
     "stalled",
     "standing_by",
     "paused",
+    "tripped",
     "failed",
     "stopped",
 ];

@@ -54,7 +54,7 @@ pub const CONNECTIONS_BLOCKED: &str = "postage_connections_blocked";
 pub const CONSUMER_STALLS: &str = "postage_consumer_stalls_total";
 /// Gauge: 1 for a consumer's current health, 0 for the others. Labels:
 /// `consumer` (a processor's fingerprint name), `state` (`consuming`,
-/// `recovering`, `blocked`, `stalled`, `standing_by`, `paused`, `failed`,
+/// `recovering`, `blocked`, `stalled`, `standing_by`, `paused`, `tripped`, `failed`,
 /// `stopped`).
 pub const CONSUMER_HEALTH: &str = "postage_consumer_health";
 

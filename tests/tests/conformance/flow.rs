@@ -1,12 +1,14 @@
 //! Flow control an operator can use: `pause` stops a processor's
 //! consumption (the work in flight finishes, new messages wait in the
-//! queue), `resume` brings it back, and its health says which.
+//! queue), `resume` brings it back, and its health says which; a kill
+//! switch pauses it for a cool-down when too many messages fail.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use postage::consumer::Health;
 use postage::prelude::*;
+use postage::processor::KillSwitch;
 use postage::remote::{Destination, Remote};
 use postage_tests::conformance::probe;
 use postage_tests::{conformance, next_seen, quit_and_wait, unique};
@@ -30,6 +32,12 @@ impl Gated {
     #[handler("command", "step")]
     async fn step(&self, Params(text): Params<String>) {
         let _ = self.seen.send(format!("step {text}"));
+    }
+
+    #[handler("command", "fail")]
+    async fn fail(&self, Params(text): Params<String>) -> Result<(), HandlerError> {
+        let _ = self.seen.send(format!("fail {text}"));
+        Err(HandlerError::new("Down", "the dependency is down"))
     }
 }
 
@@ -141,5 +149,65 @@ conformance! {
         assert_eq!(next_seen(&mut seen).await, "step after");
         remote.close().await;
         quit_and_wait(&control, running).await;
+    }
+}
+
+conformance! {
+    /// Three failures out of four messages trip a kill switch of ratio
+    /// 0.5 and activity 4: the processor pauses (health `tripped`, with
+    /// why), the messages sent meanwhile wait, and after the cool-down it
+    /// resumes and handles them.
+    async fn a_kill_switch_rests_the_processor_after_too_many_failures(broker) {
+        let connection = broker.connect().await;
+        let name = unique("kill");
+        let exchange = Exchange::new(name.clone(), ExchangeKind::Direct).auto_delete(true);
+        let (tx, mut seen) = mpsc::unbounded_channel();
+        let cool_down = Duration::from_secs(2);
+        let processor = Processor::builder(Gated { seen: tx, gate: Arc::new(Semaphore::new(0)) })
+            .bind(exchange.clone(), [(Queue::new(name.clone()), name.as_str())])
+            .kill_switch(KillSwitch::new(0.5).activity(4).cool_down(cool_down))
+            .connect(&connection)
+            .await
+            .unwrap();
+        let (health, control) = (processor.consumer(), processor.control());
+        let running = tokio::spawn(processor.run());
+        let producer = Producer::builder()
+            .ek(exchange.clone(), name.as_str())
+            .connect(&connection)
+            .await
+            .unwrap();
+        producer.command("step", "0").await.unwrap();
+        assert_eq!(next_seen(&mut seen).await, "step 0");
+        for n in 1..4 {
+            producer.command("fail", n.to_string()).await.unwrap();
+            assert_eq!(next_seen(&mut seen).await, format!("fail {n}"));
+        }
+        let mut tripped = health.health();
+        for _ in 0..40 {
+            if matches!(tripped, Health::Tripped(_)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            tripped = health.health();
+        }
+        match &tripped {
+            Health::Tripped(reason) => assert!(reason.contains("3 of 4"), "{reason}"),
+            other => panic!("expected the kill switch to trip, health {other:?}"),
+        }
+        producer.command("step", "4").await.unwrap();
+        let early = tokio::time::timeout(Duration::from_millis(300), seen.recv()).await;
+        if matches!(health.health(), Health::Tripped(_)) {
+            // Tripped from before the send to after the window: nothing
+            // could be delivered meanwhile.
+            assert!(early.is_err(), "nothing handled while tripped: {early:?}");
+        }
+        let step = match early {
+            Ok(Some(step)) => step,
+            _ => next_seen(&mut seen).await,
+        };
+        assert_eq!(step, "step 4", "handled after the cool-down");
+        assert_eq!(health.health(), Health::Consuming);
+        quit_and_wait(&control, running).await;
+        probe(&connection).await.delete_queue(&name).await.unwrap();
     }
 }
