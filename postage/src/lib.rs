@@ -141,6 +141,7 @@ pub mod docs;
 pub mod encoding;
 pub mod error;
 pub mod fingerprint;
+pub mod flow;
 pub mod jobs;
 pub mod message;
 pub mod middleware;

@@ -118,7 +118,8 @@ pub(super) struct State {
     pub(super) tx: Option<mpsc::UnboundedSender<Box<QueueStream>>>,
     /// The queues consumed, by name.
     pub(super) queues: HashMap<String, Arc<QueueState>>,
-    pub(super) consumers: Vec<ConsumerId>,
+    /// The broker consumers, with their queues' names.
+    pub(super) consumers: Vec<(String, ConsumerId)>,
     /// Paused: its broker consumers cancelled until it resumes.
     pub(super) paused: bool,
     /// Why a kill switch paused it, if one did.
@@ -313,7 +314,7 @@ impl ConsumerHandle {
                 return Err(e);
             }
         };
-        self.shared.state().consumers.push(raw.id());
+        self.shared.state().consumers.push((name.clone(), raw.id()));
         tracing::debug!(queue = %name, exchange = exchange.name(), key, "consuming");
         // Only a dropped consumer no longer receives: nothing to do then.
         let _ = tx.send(Box::new(queue_stream(
@@ -325,6 +326,30 @@ impl ConsumerHandle {
         Ok(name)
     }
 
+    /// Stops consuming `queue`: its broker consumer is cancelled, the
+    /// queue and its bindings stay. Deliveries already received from it
+    /// are still handed out. Returns whether it consumed that queue.
+    pub async fn queue_cancel(&self, queue: &str) -> bool {
+        let gone: Vec<(String, ConsumerId)> = {
+            let mut state = self.shared.state();
+            if state.queues.remove(queue).is_none() {
+                return false;
+            }
+            let (gone, kept) = std::mem::take(&mut state.consumers)
+                .into_iter()
+                .partition(|(name, _)| name == queue);
+            state.consumers = kept;
+            gone
+        };
+        for (_, raw) in &gone {
+            if let Err(e) = self.shared.channel.cancel(raw).await {
+                tracing::debug!(error = %e.report(), queue, "cancel consumer");
+            }
+        }
+        tracing::debug!(queue, "no longer consuming");
+        true
+    }
+
     /// Stops consuming: cancels every broker consumer. Deliveries already
     /// received are still handed out by [`Consumer::next`], which then ends.
     pub async fn stop(&self) {
@@ -333,7 +358,7 @@ impl ConsumerHandle {
             state.tx = None;
             std::mem::take(&mut state.consumers)
         };
-        for raw in &consumers {
+        for (_, raw) in &consumers {
             if let Err(e) = self.shared.channel.cancel(raw).await {
                 tracing::debug!(error = %e.report(), "cancel consumer");
             }
@@ -373,7 +398,7 @@ impl ConsumerHandle {
             state.session += 1;
             std::mem::take(&mut state.consumers)
         };
-        for raw in &consumers {
+        for (_, raw) in &consumers {
             if let Err(e) = self.shared.channel.cancel(raw).await {
                 tracing::debug!(error = %e.report(), "cancel consumer");
             }
@@ -420,7 +445,7 @@ impl ConsumerHandle {
             state.paused = false;
             state.tripped = None;
             for (raw, queue) in started {
-                state.consumers.push(raw.id());
+                state.consumers.push((queue.name().to_owned(), raw.id()));
                 // Only a dropped consumer no longer receives.
                 let stream = queue_stream(self.shared.clone(), raw, queue, session);
                 let _ = tx.send(Box::new(stream));

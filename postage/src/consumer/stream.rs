@@ -195,8 +195,12 @@ impl Shared {
     /// The broker ended the consumer: health `Failed` unless it was
     /// stopped, its channel closed, or it failed already.
     fn cancelled(&self, queue: &str, session: u64) {
+        let on_purpose = {
+            let state = self.state();
+            state.session != session || !state.queues.contains_key(queue)
+        };
         if !self.stopped()
-            && self.state().session == session
+            && !on_purpose
             && self.channel.is_open()
             && !matches!(*self.health.borrow(), Health::Failed(_))
         {

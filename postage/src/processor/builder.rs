@@ -16,8 +16,6 @@ use super::dispatch::{Core, LayerNames, handler_label};
 use super::failure::Failures;
 use super::handler::{HandlerResult, IntoHandlerResult, short_type_name};
 use super::incoming::Incoming;
-use super::kill_switch::{Breaker, KillSwitch};
-use super::lanes::OrderKey;
 use super::routes::RouteTable;
 use super::run::Parts;
 use super::stack::{
@@ -29,6 +27,7 @@ use crate::consumer::ConsumerBuilder;
 use crate::encoding::Encoder;
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
+use crate::flow::{Breaker, KillSwitch, OrderKey};
 use crate::jobs::{Job, JobFn, Jobs};
 use crate::message::WireFingerprint;
 use crate::telemetry::ProcessorInstruments;
@@ -179,7 +178,7 @@ impl<P: Handlers, L> ProcessorBuilder<P, L> {
     ///
     /// ```no_run
     /// use postage::prelude::*;
-    /// use postage::processor::OrderKey;
+    /// use postage::flow::OrderKey;
     ///
     /// struct Accounts;
     ///
@@ -215,7 +214,7 @@ impl<P: Handlers, L> ProcessorBuilder<P, L> {
     /// ```no_run
     /// # use postage::prelude::*;
     /// use std::time::Duration;
-    /// use postage::processor::KillSwitch;
+    /// use postage::flow::KillSwitch;
     /// # struct Orders;
     /// # #[processor]
     /// # impl Orders {

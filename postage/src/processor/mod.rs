@@ -69,8 +69,7 @@
 //! | `unhandled` | messages no handler takes: counted, said once, acknowledged or dead-lettered |
 //! | `dispatch` | one delivery's way through the handlers to its acknowledgement |
 //! | `acks` | acknowledgements coalesced: a finished run in one `basic.ack(multiple)` |
-//! | `kill_switch` | [`KillSwitch`]: consumption paused for a cool-down when too many messages fail |
-//! | `lanes` | [`OrderKey`]: keyed lanes, order per key among concurrent deliveries |
+//! | `lanes` | keyed lanes: order per [`OrderKey`](crate::flow::OrderKey) among concurrent deliveries |
 //! | `run` | [`Processor`] and its run loop |
 
 mod acks;
@@ -84,7 +83,6 @@ mod extract;
 mod failure;
 mod handler;
 mod incoming;
-mod kill_switch;
 mod lanes;
 mod policy;
 mod reply;
@@ -108,8 +106,6 @@ pub use handler::{
     ParamType,
 };
 pub use incoming::Incoming;
-pub use kill_switch::KillSwitch;
-pub use lanes::OrderKey;
 pub use policy::{OnError, failure_headers, parking_queue};
 pub use reply::Reply;
 pub use run::Processor;

@@ -11,11 +11,12 @@ use tokio::task::JoinSet;
 use super::builder::ProcessorBuilder;
 use super::discovery::Discovery;
 use super::dispatch::Core;
-use super::lanes::{Lanes, OrderKey};
+use super::lanes::Lanes;
 use super::stack::{Dispatch, Runner};
 use super::{Control, Handlers, Stop};
 use crate::consumer::{Consumer, ConsumerBuilder, ConsumerHandle};
 use crate::error::{Error, Result};
+use crate::flow::OrderKey;
 use crate::transport::Connection;
 
 /// A consumer with a dispatch table: receives messages, runs their

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postage::consumer::Health;
+use postage::flow::KillSwitch;
 use postage::prelude::*;
-use postage::processor::KillSwitch;
 use postage::remote::{Destination, Remote};
 use postage_tests::conformance::probe;
 use postage_tests::{conformance, next_seen, quit_and_wait, unique};

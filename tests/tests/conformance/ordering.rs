@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use postage::consumer::Health;
+use postage::flow::OrderKey;
 use postage::prelude::*;
-use postage::processor::{OrderKey, ProcessorBuilder};
+use postage::processor::ProcessorBuilder;
 use postage_tests::{conformance, quit_and_wait, unique};
 use serde::Deserialize;
 use serde_json::json;

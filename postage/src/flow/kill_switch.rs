@@ -20,7 +20,7 @@ use crate::consumer::ConsumerHandle;
 ///
 /// ```
 /// use std::time::Duration;
-/// use postage::processor::KillSwitch;
+/// use postage::flow::KillSwitch;
 ///
 /// // Trips when half of at least 20 messages within a minute failed;
 /// // rests 30 s.
@@ -31,7 +31,7 @@ use crate::consumer::ConsumerHandle;
 /// assert_eq!(switch.trip_ratio(), 0.5);
 /// ```
 ///
-/// [`ProcessorBuilder::kill_switch`]: super::ProcessorBuilder::kill_switch
+/// [`ProcessorBuilder::kill_switch`]: crate::processor::ProcessorBuilder::kill_switch
 #[derive(Debug, Clone, PartialEq)]
 pub struct KillSwitch {
     trip_ratio: f64,
@@ -86,7 +86,7 @@ impl KillSwitch {
 }
 
 /// A kill switch at work: the counts of the current window.
-pub(super) struct Breaker {
+pub(crate) struct Breaker {
     switch: KillSwitch,
     counts: Mutex<Counts>,
     tripped: Notify,
@@ -101,7 +101,7 @@ struct Counts {
 }
 
 impl Breaker {
-    pub(super) fn new(switch: KillSwitch) -> Self {
+    pub(crate) fn new(switch: KillSwitch) -> Self {
         Breaker {
             switch,
             counts: Mutex::new(Counts {
@@ -116,7 +116,7 @@ impl Breaker {
 
     /// Counts one message's outcome; trips when the window's failures
     /// reach the ratio.
-    pub(super) fn record(&self, ok: bool) {
+    pub(crate) fn record(&self, ok: bool) {
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         if counts.open {
             return;
@@ -142,7 +142,7 @@ impl Breaker {
     /// Pauses `consumer` at each trip for the cool-down, then resumes it
     /// and counts anew; runs until the processor ends (it is aborted
     /// then).
-    pub(super) async fn watch(&self, consumer: ConsumerHandle) {
+    pub(crate) async fn watch(&self, consumer: ConsumerHandle) {
         loop {
             self.tripped.notified().await;
             let (handled, failed) = {
