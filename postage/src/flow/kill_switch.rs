@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 
 use crate::consumer::ConsumerHandle;
 
-/// A processor's kill switch ([`ProcessorBuilder::kill_switch`]): once
+/// A processor's kill switch (`ProcessorBuilder::kill_switch`): once
 /// at least [`activity`](Self::activity) messages were handled within a
 /// [`window`](Self::window) and the share that failed reaches the trip
 /// ratio, the processor pauses its consumption for a
@@ -30,8 +30,6 @@ use crate::consumer::ConsumerHandle;
 ///     .cool_down(Duration::from_secs(30));
 /// assert_eq!(switch.trip_ratio(), 0.5);
 /// ```
-///
-/// [`ProcessorBuilder::kill_switch`]: crate::processor::ProcessorBuilder::kill_switch
 #[derive(Debug, Clone, PartialEq)]
 pub struct KillSwitch {
     trip_ratio: f64,

@@ -2,7 +2,7 @@
 //!
 //! - [`OrderKey`]: the key whose messages keep their order while a
 //!   processor runs several at once
-//!   ([`ProcessorBuilder::ordered_by`](crate::processor::ProcessorBuilder::ordered_by));
+//!   (`ProcessorBuilder::ordered_by`);
 //!   across processes, queues with a single active consumer
 //!   ([`Queue::single_active_consumer`](crate::Queue::single_active_consumer)).
 //! - [`KillSwitch`]: consumption paused for a cool-down when too many

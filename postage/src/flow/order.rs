@@ -7,14 +7,12 @@ use serde_json::Value;
 use crate::consumer::Delivery;
 
 /// What keeps the order of a processor's messages when it handles
-/// several at once ([`ProcessorBuilder::ordered_by`]): messages with the
+/// several at once (`ProcessorBuilder::ordered_by`): messages with the
 /// same key never overlap and are handled in the order the queue
 /// delivered them.
 ///
 /// A message without the key (a header or a parameter it lacks) has the
 /// empty key: such messages keep their order among themselves.
-///
-/// [`ProcessorBuilder::ordered_by`]: crate::processor::ProcessorBuilder::ordered_by
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum OrderKey {

@@ -80,7 +80,7 @@ impl Queue {
     /// within the heartbeat timeout for a host that vanished).
     /// The order of the queue holds across all processes that consume
     /// it. A processor standing by says
-    /// [`Health::StandingBy`](crate::consumer::Health::StandingBy) while
+    /// `Health::StandingBy` while
     /// messages wait for the active one (`standing_by` in `postage ps`
     /// and its metrics).
     ///
