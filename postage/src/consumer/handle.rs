@@ -257,6 +257,16 @@ impl Consumer {
     }
 }
 
+/// A queue no longer consumed, until what it delivered is settled.
+pub(crate) struct Released(Arc<QueueState>);
+
+impl Released {
+    /// Its stream ended and every delivery from it is settled.
+    pub(crate) fn settled(&self) -> bool {
+        self.0.drained()
+    }
+}
+
 /// A cloneable handle on a [`Consumer`].
 #[derive(Clone)]
 pub struct ConsumerHandle {
@@ -330,16 +340,24 @@ impl ConsumerHandle {
     /// queue and its bindings stay. Deliveries already received from it
     /// are still handed out. Returns whether it consumed that queue.
     pub async fn queue_cancel(&self, queue: &str) -> bool {
-        let gone: Vec<(String, ConsumerId)> = {
+        self.queue_release(queue).await.is_some()
+    }
+
+    /// [`queue_cancel`](Self::queue_cancel), telling when what the queue
+    /// delivered is all settled.
+    pub(crate) async fn queue_release(&self, queue: &str) -> Option<Released> {
+        let (state, gone): (Arc<QueueState>, Vec<(String, ConsumerId)>) = {
             let mut state = self.shared.state();
-            if state.queues.remove(queue).is_none() {
-                return false;
-            }
+            let queue_state = state.queues.remove(queue)?;
             let (gone, kept) = std::mem::take(&mut state.consumers)
                 .into_iter()
                 .partition(|(name, _)| name == queue);
             state.consumers = kept;
-            gone
+            if state.paused {
+                // No stream of it left to end.
+                queue_state.ended.store(true, Ordering::Release);
+            }
+            (queue_state, gone)
         };
         for (_, raw) in &gone {
             if let Err(e) = self.shared.channel.cancel(raw).await {
@@ -347,7 +365,31 @@ impl ConsumerHandle {
             }
         }
         tracing::debug!(queue, "no longer consuming");
-        true
+        Some(Released(state))
+    }
+
+    /// Whether it consumes a queue with a single active consumer.
+    pub(crate) fn has_single_active(&self) -> bool {
+        self.shared
+            .state()
+            .queues
+            .values()
+            .any(|queue| queue.single_active)
+    }
+
+    /// Closes the channel without cancelling the consumers first: the
+    /// broker requeues what was not acknowledged and moves a single
+    /// active consumer queue on to the next consumer in the same step, so
+    /// that it never delivers to the next one while this one holds
+    /// unacknowledged deliveries.
+    pub(crate) async fn close_at_once(&self) {
+        {
+            let mut state = self.shared.state();
+            state.tx = None;
+            state.consumers.clear();
+        }
+        self.shared.channel.close().await;
+        self.shared.set_health(Health::Stopped);
     }
 
     /// Stops consuming: cancels every broker consumer. Deliveries already

@@ -20,5 +20,6 @@ mod watch;
 pub use crate::topology::{Binding, Queue};
 pub use builder::{ConsumerBuilder, DEFAULT_MAX_BODY_SIZE, DEFAULT_PREFETCH};
 pub use delivery::Delivery;
+pub(crate) use handle::Released;
 pub use handle::{Consumer, ConsumerHandle, Health};
 pub use watch::DEFAULT_WATCHDOG_PERIOD;

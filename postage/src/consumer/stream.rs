@@ -137,6 +137,9 @@ impl Stream for QueueStream {
                 }
                 None => {
                     this.shared.cancelled(this.queue.name(), this.session);
+                    this.queue
+                        .ended
+                        .store(true, std::sync::atomic::Ordering::Release);
                     this.ended = true;
                 }
             }

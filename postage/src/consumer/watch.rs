@@ -35,13 +35,15 @@ pub const DEFAULT_WATCHDOG_PERIOD: Duration = Duration::from_secs(10);
 pub(crate) struct QueueState {
     name: Box<str>,
     /// Declared with `x-single-active-consumer`.
-    single_active: bool,
+    pub(super) single_active: bool,
     /// Deleted by the broker when its last consumer goes.
     pub(super) auto_delete: bool,
     /// Deliveries received from it.
     delivered: AtomicU64,
     /// Deliveries handed out and not yet settled (dropped).
     in_hand: AtomicUsize,
+    /// Its stream ended: nothing more comes from it.
+    pub(super) ended: AtomicBool,
 }
 
 impl QueueState {
@@ -57,11 +59,17 @@ impl QueueState {
             auto_delete: declaration.is_auto_delete(),
             delivered: AtomicU64::new(0),
             in_hand: AtomicUsize::new(0),
+            ended: AtomicBool::new(false),
         })
     }
 
     pub(super) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Ended, and every delivery it handed out settled.
+    pub(super) fn drained(&self) -> bool {
+        self.ended.load(Ordering::Acquire) && self.in_hand.load(Ordering::Acquire) == 0
     }
 }
 

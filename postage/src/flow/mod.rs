@@ -14,10 +14,16 @@
 //! |---|---|
 //! | `order` | [`OrderKey`] and the lane of a delivery |
 //! | `kill_switch` | [`KillSwitch`], and its counts at work |
+//! | `members` | the workers of a partition group: who is there, who consumes which partitions |
+//! | `partitions` | [`Partitions`]: partition queues and the key's partition |
 
 mod kill_switch;
+mod members;
 mod order;
+mod partitions;
 
 pub(crate) use kill_switch::Breaker;
 pub use kill_switch::KillSwitch;
+pub(crate) use members::Membership;
 pub use order::OrderKey;
+pub use partitions::{Partitions, routing_key};

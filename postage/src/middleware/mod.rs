@@ -80,6 +80,7 @@
 
 mod from_fn;
 mod outgoing;
+mod partition;
 mod rate;
 
 pub use from_fn::{FromFn, FromFnLayer, Next, from_fn};
@@ -92,3 +93,4 @@ pub use tower::{BoxError, Layer, Service, ServiceBuilder};
 pub use crate::processor::Incoming;
 pub use outgoing::{Outgoing, SendService};
 pub(crate) use outgoing::{SendLayers, send};
+pub use partition::{PartitionLayer, Partitioned};

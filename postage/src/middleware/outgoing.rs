@@ -95,6 +95,12 @@ impl Outgoing {
         &self.targets
     }
 
+    /// The (exchange, routing key) pairs, to change: a layer that routes
+    /// by content (`flow::Partitions::layer`).
+    pub fn targets_mut(&mut self) -> &mut Vec<(Exchange, String)> {
+        &mut self.targets
+    }
+
     /// The AMQP headers it carries.
     pub fn headers(&self) -> &Headers {
         &self.headers

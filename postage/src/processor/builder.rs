@@ -27,7 +27,7 @@ use crate::consumer::ConsumerBuilder;
 use crate::encoding::Encoder;
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
-use crate::flow::{Breaker, KillSwitch, OrderKey};
+use crate::flow::{Breaker, KillSwitch, Membership, OrderKey, Partitions};
 use crate::jobs::{Job, JobFn, Jobs};
 use crate::message::WireFingerprint;
 use crate::telemetry::ProcessorInstruments;
@@ -43,6 +43,7 @@ pub struct ProcessorBuilder<P, L = Identity> {
     pub(super) concurrency: usize,
     pub(super) order: Option<OrderKey>,
     pub(super) kill_switch: Option<KillSwitch>,
+    pub(super) partitions: Option<Partitions>,
     pub(super) quit_command: bool,
     pub(super) restart_command: bool,
     pub(super) control_senders: Option<Vec<String>>,
@@ -158,80 +159,6 @@ impl<P: Handlers, L> ProcessorBuilder<P, L> {
     #[must_use]
     pub fn concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency.max(1);
-        self
-    }
-
-    /// Keeps the order of the messages of each key while several are
-    /// handled at once ([`concurrency`](Self::concurrency) above 1): the
-    /// messages of one key (a routing key, a header, a field of the
-    /// parameters) never overlap and are handled in the order the queue
-    /// delivered them; other keys run at once. The concurrency is the
-    /// number of lanes; keys are spread over them by hash, so two keys may
-    /// share a lane and take turns. Without it, concurrent messages run in
-    /// any order. Order holds for one processor; across processes, see
-    /// single active consumers ([`Queue::single_active_consumer`]).
-    ///
-    /// A message retried by its failure policy comes back later and so
-    /// out of order; a processor that stops hands the messages still
-    /// waiting in its lanes back to the broker, which delivers them again
-    /// in order.
-    ///
-    /// ```no_run
-    /// use postage::prelude::*;
-    /// use postage::flow::OrderKey;
-    ///
-    /// struct Accounts;
-    ///
-    /// #[processor]
-    /// impl Accounts {
-    ///     #[handler("command", "deposit")]
-    ///     async fn deposit(&self, Params(deposit): Params<serde_json::Value>) {
-    ///         // Two deposits of one account never run at once.
-    ///     }
-    /// }
-    ///
-    /// # async fn run(connection: &Connection) -> postage::Result<()> {
-    /// let processor = Processor::builder(Accounts)
-    ///     .bind(Exchange::direct("accounts"), [("accounts", "deposit")])
-    ///     .concurrency(8)
-    ///     .ordered_by(OrderKey::parameter("account"))
-    ///     .connect(connection)
-    ///     .await?;
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// [`Queue::single_active_consumer`]: crate::Queue::single_active_consumer
-    #[must_use]
-    pub fn ordered_by(mut self, key: OrderKey) -> Self {
-        self.order = Some(key);
-        self
-    }
-
-    /// Pauses consumption for a cool-down when too many recent messages
-    /// fail (see [`KillSwitch`]), so that a failing dependency costs a
-    /// few messages, not the queue; the health says `tripped` meanwhile.
-    ///
-    /// ```no_run
-    /// # use postage::prelude::*;
-    /// use std::time::Duration;
-    /// use postage::flow::KillSwitch;
-    /// # struct Orders;
-    /// # #[processor]
-    /// # impl Orders {
-    /// #     #[handler("command", "place")]
-    /// #     async fn place(&self) {}
-    /// # }
-    /// # async fn run(connection: &Connection) -> postage::Result<()> {
-    /// let processor = Processor::builder(Orders)
-    ///     .bind(Exchange::direct("orders"), [("orders", "place")])
-    ///     .kill_switch(KillSwitch::new(0.5).cool_down(Duration::from_secs(30)))
-    ///     .connect(connection)
-    ///     .await?;
-    /// # Ok(()) }
-    /// ```
-    #[must_use]
-    pub fn kill_switch(mut self, switch: KillSwitch) -> Self {
-        self.kill_switch = Some(switch);
         self
     }
 
@@ -394,6 +321,7 @@ impl<P: Handlers, L> ProcessorBuilder<P, L> {
             concurrency: self.concurrency,
             order: self.order,
             kill_switch: self.kill_switch,
+            partitions: self.partitions,
             quit_command: self.quit_command,
             restart_command: self.restart_command,
             control_senders: self.control_senders,
@@ -500,6 +428,10 @@ impl<P: Handlers, L: ProcessorLayers<P>> ProcessorBuilder<P, L> {
             .name
             .clone()
             .unwrap_or_else(|| "anonymous".into());
+        let members = match self.partitions {
+            Some(partitions) => Some(Membership::connect(connection, partitions, &name).await?),
+            None => None,
+        };
         let discovery = if self.discoverable {
             let bindings = self.consumer.bindings();
             Some(Discovery::connect(connection, &name, &fingerprint, bindings).await?)
@@ -551,6 +483,7 @@ impl<P: Handlers, L: ProcessorLayers<P>> ProcessorBuilder<P, L> {
                 connection: connection.clone(),
                 concurrency: self.concurrency,
                 order: self.order,
+                members,
                 discovery,
                 jobs,
             },

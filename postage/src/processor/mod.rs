@@ -64,6 +64,7 @@
 //! | `discovery` | the control consumer: `ping`, `info`, `quit` and `restart` through the control exchange ([`remote`](crate::remote)) |
 //! | `routes` | which handlers serve each (type, name) |
 //! | `builder` | [`ProcessorBuilder`] |
+//! | `flow_options` | the builder's flow options: order by key, kill switch, partitions |
 //! | `incoming` | [`Incoming`]: a message as its middleware sees it |
 //! | `stack` | the layers around the handlers, built into one service: [`Handling`], [`HandlerService`] |
 //! | `unhandled` | messages no handler takes: counted, said once, acknowledged or dead-lettered |
@@ -81,6 +82,7 @@ mod discovery;
 mod dispatch;
 mod extract;
 mod failure;
+mod flow_options;
 mod handler;
 mod incoming;
 mod lanes;

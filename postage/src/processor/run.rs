@@ -16,7 +16,7 @@ use super::stack::{Dispatch, Runner};
 use super::{Control, Handlers, Stop};
 use crate::consumer::{Consumer, ConsumerBuilder, ConsumerHandle};
 use crate::error::{Error, Result};
-use crate::flow::OrderKey;
+use crate::flow::{Membership, OrderKey};
 use crate::transport::Connection;
 
 /// A consumer with a dispatch table: receives messages, runs their
@@ -53,6 +53,8 @@ pub(super) struct Parts<P: 'static> {
     pub(super) concurrency: usize,
     /// What keeps order among concurrent deliveries, if anything.
     pub(super) order: Option<OrderKey>,
+    /// Its partition group's membership, until the processor runs.
+    pub(super) members: Option<Membership>,
     /// The control consumer, until the processor runs.
     pub(super) discovery: Option<Discovery>,
     /// The periodic jobs, until the processor runs.
@@ -83,6 +85,7 @@ impl<P: Handlers> Processor<P> {
             concurrency: 1,
             order: None,
             kill_switch: None,
+            partitions: None,
             quit_command: true,
             restart_command: true,
             control_senders: None,
@@ -156,6 +159,10 @@ impl<P: Handlers> Parts<P> {
             discovery.serve(core.clone(), self.consumer.handle(), self.concurrency)
         });
         let jobs = self.jobs.take().map(crate::jobs::Jobs::start);
+        let members = self
+            .members
+            .take()
+            .map(|members| members.start(self.consumer.handle()));
         // Runs of finished deliveries are acknowledged at the latest after
         // the delay, also while a long handler holds the loop.
         let ack_timer = tokio::spawn({
@@ -220,10 +227,22 @@ impl<P: Handlers> Parts<P> {
             }
         };
         tracing::debug!(?stop, "processor stopping");
+        // A consumer of a single active consumer queue keeps its broker
+        // consumers until its channel closes: the broker then requeues what
+        // it did not acknowledge and moves the queue on to the next
+        // consumer in one step, never handing the next one a message while
+        // this one still works on an earlier one. A partition worker leaves
+        // its group first, so that the others stand by on its partitions.
+        let single_active = members.is_some() || self.consumer.handle().has_single_active();
+        if let Some(members) = members {
+            members.stop().await;
+        }
         if let Some(kill_switch) = kill_switch {
             kill_switch.abort();
         }
-        self.consumer.stop().await;
+        if !single_active {
+            self.consumer.stop().await;
+        }
         if let Some(lanes) = lanes {
             lanes.stop();
         }
@@ -232,7 +251,11 @@ impl<P: Handlers> Parts<P> {
         // closes: a graceful stop leaves nothing to deliver twice.
         ack_timer.abort();
         core.acks.flush_all(None).await;
-        self.consumer.close().await;
+        if single_active {
+            self.consumer.handle().close_at_once().await;
+        } else {
+            self.consumer.close().await;
+        }
         if let Some(control_plane) = control_plane {
             control_plane.stop().await;
         }

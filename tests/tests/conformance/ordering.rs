@@ -7,9 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use postage::consumer::Health;
-use postage::flow::OrderKey;
+use postage::flow::{OrderKey, Partitions};
+use postage::middleware::PartitionLayer;
 use postage::prelude::*;
 use postage::processor::ProcessorBuilder;
+use postage_tests::conformance::probe;
 use postage_tests::{conformance, quit_and_wait, unique};
 use serde::Deserialize;
 use serde_json::json;
@@ -206,5 +208,100 @@ conformance! {
         assert_eq!(ledger.overlaps, 0, "no key ran two steps at once");
         assert_eq!(ledger.out_of_order, 0, "every key's steps in order");
         assert!(ledger.most_at_once >= 2, "keys ran at once ({})", ledger.most_at_once);
+    }
+
+    /// A partition group of 8 over 3 workers: each holds at most
+    /// ⌈8/3⌉ + 1 partitions and together they hold all; a worker that
+    /// quits and one that joins get the partitions spread again. Steps of
+    /// 12 keys sent all along are each handled once, every key's in
+    /// order, never two of one key at once.
+    async fn partitions_spread_over_workers_and_keep_each_keys_order(broker) {
+        const PARTITIONS: u16 = 8;
+        let group = unique("accounts");
+        let partitions = Partitions::new(group.clone(), PARTITIONS).by(OrderKey::parameter("key"));
+        let ledger = Arc::new(Mutex::new(Ledger::default()));
+        let worker = |who: &'static str| {
+            let (broker, partitions, ledger) = (&broker, partitions.clone(), ledger.clone());
+            async move {
+                let connection = broker.connect().await;
+                let processor = Processor::builder(Steps { who, ledger, pause: Duration::from_millis(2) })
+                    .partitions(partitions)
+                    .fingerprint(Fingerprint::new(who, "worker"))
+                    .connect(&connection)
+                    .await
+                    .expect("the worker connects");
+                let (consumer, control) = (processor.consumer(), processor.control());
+                (connection, consumer, control, tokio::spawn(processor.run()))
+            }
+        };
+        let spread = |workers: &[&postage::consumer::ConsumerHandle]| {
+            let held: Vec<Vec<String>> = workers.iter().map(|w| w.queues()).collect();
+            let all: std::collections::BTreeSet<&String> = held.iter().flatten().collect();
+            let most = (usize::from(PARTITIONS)).div_ceil(workers.len()) + 1;
+            all.len() == usize::from(PARTITIONS) && held.iter().all(|h| h.len() <= most)
+        };
+        let (c0, h0, q0, r0) = worker("w0").await;
+        let (c1, h1, q1, r1) = worker("w1").await;
+        let (c2, h2, q2, r2) = worker("w2").await;
+        until("three workers to share the partitions", 15, || spread(&[&h0, &h1, &h2])).await;
+
+        let sender = broker.connect().await;
+        let producer = Producer::builder()
+            .ek(partitions.exchange(), "")
+            .layer(PartitionLayer::new(partitions.clone()))
+            .connect(&sender)
+            .await
+            .unwrap();
+        const KEYS: u64 = 12;
+        const EACH: u64 = 20;
+        let mut sent = 0;
+        let send_round = |seq: u64| {
+            let producer = &producer;
+            async move {
+                for key in 0..KEYS {
+                    producer
+                        .command("step", json!({"key": format!("acct-{key}"), "seq": seq}))
+                        .await
+                        .unwrap();
+                }
+            }
+        };
+        for seq in 0..EACH / 2 {
+            send_round(seq).await;
+            sent += KEYS;
+        }
+        quit_and_wait(&q0, r0).await;
+        c0.close().await.unwrap();
+        let (c3, h3, q3, r3) = worker("w3").await;
+        for seq in EACH / 2..EACH {
+            send_round(seq).await;
+            sent += KEYS;
+        }
+        until("the workers left to share the partitions", 15, || spread(&[&h1, &h2, &h3])).await;
+        until("every step", 30, || ledger.lock().unwrap().handled.len() >= sent as usize).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for (control, running) in [(q1, r1), (q2, r2), (q3, r3)] {
+            quit_and_wait(&control, running).await;
+        }
+        let probe = probe(&sender).await;
+        for partition in 0..PARTITIONS {
+            probe.delete_queue(partitions.queue(partition).name()).await.unwrap();
+        }
+        probe.delete_exchange(partitions.exchange().name()).await.unwrap();
+        for connection in [c1, c2, c3, sender] {
+            connection.close().await.unwrap();
+        }
+        let ledger = ledger.lock().unwrap();
+        eprintln!(
+            "partitions: {} steps handled, {} overlaps, {} out of order",
+            ledger.handled.len(),
+            ledger.overlaps,
+            ledger.out_of_order
+        );
+        assert_eq!(ledger.handled.len(), (KEYS * EACH) as usize, "each step once, none lost");
+        assert_eq!(ledger.overlaps, 0, "no key ran two steps at once");
+        assert_eq!(ledger.out_of_order, 0, "every key's steps in order");
+        let by: std::collections::BTreeSet<&str> = ledger.handled.iter().map(|(who, _, _)| *who).collect();
+        assert!(by.contains("w3"), "the worker that joined took partitions over: {by:?}");
     }
 }
