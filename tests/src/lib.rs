@@ -313,6 +313,11 @@ impl Spawned {
         lines
     }
 
+    /// The lines printed so far and not read yet.
+    pub fn lines_now(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+
     /// Kills the process outright (SIGKILL), waits for it, and gives the
     /// lines it printed that were not read yet.
     pub fn kill(&mut self) -> Vec<String> {
