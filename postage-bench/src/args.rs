@@ -111,6 +111,11 @@ pub(crate) struct Args {
     /// `consume` and `pipe` with a pass-through middleware layer around
     /// the processor's handlers: what a layer costs.
     pub(crate) pass_layer: bool,
+    /// `consume`: how many handlers the processor runs at once.
+    pub(crate) concurrency: usize,
+    /// `consume` with `--concurrency`: keyed lanes, one key per message
+    /// (`ordered_by` the `seq` parameter), against unordered.
+    pub(crate) ordered: bool,
     pub(crate) url: String,
     /// Where `scale` writes its plot.
     pub(crate) svg: String,
@@ -121,7 +126,7 @@ pub(crate) struct Args {
 
 const USAGE: &str = "usage: postage-bench <publish|publish-confirm|consume|pipe|rpc-seq|rpc-par|soak|idle-queues|scale|all> \
 [--count N] [--impl postage|lapin|lapin-batch|both|all] [--broker rabbitmq|memory|both] [--runs R] [--prefetch P] [--window W] \
-[--in-flight F] [--svg PATH] [--current-thread] [--telemetry spans|metrics|all] [--pass-layer] [--json] [--dry]";
+[--in-flight F] [--svg PATH] [--current-thread] [--telemetry spans|metrics|all] [--pass-layer] [--concurrency C] [--ordered] [--json] [--dry]";
 
 /// What `--telemetry` installs before anything is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +155,8 @@ pub(crate) fn parse_args() -> Res<Args> {
         current_thread: false,
         telemetry: Telemetry::Off,
         pass_layer: false,
+        concurrency: 1,
+        ordered: false,
         url: std::env::var("POSTAGE_URL")
             .ok()
             .filter(|u| !u.is_empty())
@@ -189,6 +196,8 @@ pub(crate) fn parse_args() -> Res<Args> {
             "--json" => args.json = true,
             "--dry" => args.dry = true,
             "--pass-layer" => args.pass_layer = true,
+            "--concurrency" => args.concurrency = value("--concurrency")?.parse()?,
+            "--ordered" => args.ordered = true,
             "--current-thread" => args.current_thread = true,
             "--telemetry" => {
                 args.telemetry = match value("--telemetry")?.as_str() {

@@ -14,7 +14,13 @@ pub(crate) async fn postage_consume(ctx: &Ctx<'_>) -> Res<Timed> {
     let builder = Processor::builder_arc(counter.clone())
         .bind(ctx.fixture.exchange(), [(ctx.fixture.queue.as_str(), KEY)])
         .prefetch(ctx.args.prefetch)
+        .concurrency(ctx.args.concurrency)
         .fingerprint(fingerprint());
+    let builder = if ctx.args.ordered {
+        builder.ordered_by(postage::flow::OrderKey::parameter("seq"))
+    } else {
+        builder
+    };
     let processor = if ctx.args.pass_layer {
         builder.layer(PassThrough).connect(&connection).await?
     } else {
