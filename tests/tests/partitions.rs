@@ -194,5 +194,9 @@ async fn four_workers_keep_every_keys_order_while_one_is_killed_and_one_joins() 
         .delete_exchange(partitions.exchange().name())
         .await
         .unwrap();
+    probe
+        .delete_exchange(&format!("{group}.members"))
+        .await
+        .unwrap();
     connection.close().await.unwrap();
 }

@@ -288,6 +288,7 @@ conformance! {
             probe.delete_queue(partitions.queue(partition).name()).await.unwrap();
         }
         probe.delete_exchange(partitions.exchange().name()).await.unwrap();
+        probe.delete_exchange(&format!("{group}.members")).await.unwrap();
         for connection in [c1, c2, c3, sender] {
             connection.close().await.unwrap();
         }
