@@ -456,8 +456,9 @@ impl ConsumerHandle {
     /// # Errors
     ///
     /// When the broker refuses a queue's consumer (the queue is gone, or
-    /// the channel is closed); the consumer stays paused for the queues
-    /// not consumed again, and `resume` can be called again.
+    /// the channel is closed): the consumer stays paused (the queues
+    /// consumed again meanwhile are cancelled), and `resume` can be called
+    /// again.
     pub async fn resume(&self) -> Result<bool> {
         let (queues, tx, session) = {
             let state = self.shared.state();
