@@ -265,6 +265,7 @@ impl<P: Handlers> Answering<P> {
             concurrency: self.concurrency,
             layers: self.core.layer_names.processor.clone(),
             jobs: self.jobs(),
+            queues: self.consumer.queues(),
         }
     }
 }

@@ -62,6 +62,10 @@ pub struct Info {
     /// Its periodic jobs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub jobs: Vec<JobInfo>,
+    /// The queues it consumes now: its bindings' and, for a worker of a
+    /// partition group, the partitions it holds (`<group>.p03`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queues: Vec<String>,
 }
 
 /// One periodic job of a processor.

@@ -11,6 +11,7 @@ use postage::flow::{OrderKey, Partitions};
 use postage::middleware::PartitionLayer;
 use postage::prelude::*;
 use postage::processor::ProcessorBuilder;
+use postage::remote::{Destination, Remote};
 use postage_tests::conformance::probe;
 use postage_tests::{conformance, quit_and_wait, unique};
 use serde::Deserialize;
@@ -278,6 +279,11 @@ conformance! {
             sent += KEYS;
         }
         until("the workers left to share the partitions", 15, || spread(&[&h1, &h2, &h3])).await;
+        let mut remote = Remote::connect(&sender, Fingerprint::new("ops", "tool")).await.unwrap();
+        let infos = remote.info(&Destination::new(["w1", "w2", "w3"]), Duration::from_secs(2)).await.unwrap();
+        let listed: usize = infos.iter().map(|info| info.queues.len()).sum();
+        assert_eq!(listed, usize::from(PARTITIONS), "info lists the partitions each holds: {infos:?}");
+        remote.close().await;
         until("every step", 30, || ledger.lock().unwrap().handled.len() >= sent as usize).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         for (control, running) in [(q1, r1), (q2, r2), (q3, r3)] {
