@@ -18,6 +18,7 @@ pub(crate) enum Scenario {
     IdleQueues,
     /// How cost grows with load (`scenario::scale`).
     Scale,
+    Workers,
 }
 
 impl Scenario {
@@ -41,13 +42,19 @@ impl Scenario {
             Scenario::Soak => "soak",
             Scenario::IdleQueues => "idle-queues",
             Scenario::Scale => "scale",
+            Scenario::Workers => "workers",
         }
     }
 
     fn parse(s: &str) -> Option<Self> {
         Self::ALL
             .into_iter()
-            .chain([Scenario::Soak, Scenario::IdleQueues, Scenario::Scale])
+            .chain([
+                Scenario::Soak,
+                Scenario::IdleQueues,
+                Scenario::Scale,
+                Scenario::Workers,
+            ])
             .find(|sc| sc.name() == s)
     }
 
@@ -116,6 +123,9 @@ pub(crate) struct Args {
     /// `consume` with `--concurrency`: keyed lanes, one key per message
     /// (`ordered_by` the `seq` parameter), against unordered.
     pub(crate) ordered: bool,
+    /// `workers`: how long each message's handler waits (ms), as if on
+    /// I/O.
+    pub(crate) work_ms: u64,
     pub(crate) url: String,
     /// Where `scale` writes its plot.
     pub(crate) svg: String,
@@ -124,9 +134,9 @@ pub(crate) struct Args {
     pub(crate) point: Option<String>,
 }
 
-const USAGE: &str = "usage: postage-bench <publish|publish-confirm|consume|pipe|rpc-seq|rpc-par|soak|idle-queues|scale|all> \
+const USAGE: &str = "usage: postage-bench <publish|publish-confirm|consume|pipe|rpc-seq|rpc-par|soak|idle-queues|scale|workers|all> \
 [--count N] [--impl postage|lapin|lapin-batch|both|all] [--broker rabbitmq|memory|both] [--runs R] [--prefetch P] [--window W] \
-[--in-flight F] [--svg PATH] [--current-thread] [--telemetry spans|metrics|all] [--pass-layer] [--concurrency C] [--ordered] [--json] [--dry]";
+[--in-flight F] [--svg PATH] [--current-thread] [--telemetry spans|metrics|all] [--pass-layer] [--concurrency C] [--ordered] [--work-ms MS] [--json] [--dry]";
 
 /// What `--telemetry` installs before anything is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +167,7 @@ pub(crate) fn parse_args() -> Res<Args> {
         pass_layer: false,
         concurrency: 1,
         ordered: false,
+        work_ms: 0,
         url: std::env::var("POSTAGE_URL")
             .ok()
             .filter(|u| !u.is_empty())
@@ -198,6 +209,7 @@ pub(crate) fn parse_args() -> Res<Args> {
             "--pass-layer" => args.pass_layer = true,
             "--concurrency" => args.concurrency = value("--concurrency")?.parse()?,
             "--ordered" => args.ordered = true,
+            "--work-ms" => args.work_ms = value("--work-ms")?.parse()?,
             "--current-thread" => args.current_thread = true,
             "--telemetry" => {
                 args.telemetry = match value("--telemetry")?.as_str() {

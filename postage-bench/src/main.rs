@@ -103,6 +103,10 @@ async fn run(args: args::Args) -> Res<()> {
             scenario::scale::scale(&args, admin).await?;
             continue;
         }
+        if scenario == Scenario::Workers {
+            scenario::workers::workers(&args).await?;
+            continue;
+        }
         for run in 0..args.runs {
             // Alternate which side goes first, to spread drift evenly.
             let mut order = args.impls.clone();

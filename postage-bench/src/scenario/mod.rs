@@ -8,6 +8,7 @@ mod publish;
 mod rpc;
 pub(crate) mod scale;
 mod soak;
+pub(crate) mod workers;
 
 use self::consume::{lapin_consume, postage_consume};
 use self::pipe::{lapin_pipe, postage_pipe};
@@ -53,6 +54,7 @@ pub(crate) async fn run_one(ctx: &Ctx<'_>, scenario: Scenario, imp: Impl) -> Res
     match (scenario, imp) {
         (Scenario::IdleQueues, _) => idle::idle_queues(ctx).await,
         (Scenario::Scale, _) => Err("scale runs on its own (scenario::scale)".into()),
+        (Scenario::Workers, _) => Err("workers runs on its own (scenario::workers)".into()),
         (Scenario::Publish, Impl::Postage) => postage_publish(ctx, false).await,
         (Scenario::Publish, Impl::Lapin) => lapin_publish(ctx, false).await,
         (Scenario::PublishConfirm, Impl::Postage) => postage_publish(ctx, true).await,
