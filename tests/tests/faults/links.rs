@@ -324,10 +324,22 @@ async fn throttled_and_stalled_links_end_every_wait_within_its_limit() {
     let resumed_after = resumed(&fixture, &producer, restored).await;
     // Every confirmed message arrives.
     let confirmed: Vec<u64> = throttled_ok.iter().chain(&stalled_ok).copied().collect();
-    wait_for("every confirmed message", 30, || {
-        confirmed.iter().all(|id| fixture.counter.seen.has(*id))
-    })
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !confirmed.iter().all(|id| fixture.counter.seen.has(*id)) {
+        let missing: Vec<u64> = confirmed
+            .iter()
+            .copied()
+            .filter(|id| !fixture.counter.seen.has(*id))
+            .collect();
+        assert!(
+            Instant::now() < deadline,
+            "every confirmed message arrives within 30 s; missing {missing:?} of {confirmed:?}, \
+             consumer {:?}, {} received",
+            fixture.consumer.health(),
+            fixture.counter.seen.unique()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     println!(
         "throttled link (1 KiB/s): {} confirmed, {throttled_failed} failed in {throttled_took:?}, \
          work {throttled_work:?}; stalled link: {} confirmed, {stalled_failed} failed in {stalled_took:?}, \
