@@ -10,7 +10,7 @@ use postage::consumer::Health;
 use postage::flow::KillSwitch;
 use postage::prelude::*;
 use postage::remote::{Destination, Remote};
-use postage_tests::conformance::probe;
+use postage_tests::conformance::{TestBroker, probe};
 use postage_tests::{conformance, next_seen, quit_and_wait, unique};
 use tokio::sync::{Semaphore, mpsc};
 
@@ -52,30 +52,70 @@ fn done(answers: &[postage::remote::Answer]) -> Vec<bool> {
         .collect()
 }
 
+/// A `Gated` processor on a fresh queue (`queue` names it) bound to a
+/// fresh exchange, built further by `build`, running, with a producer
+/// sending to it.
+struct Setup {
+    connection: Connection,
+    name: String,
+    seen: mpsc::UnboundedReceiver<String>,
+    gate: Arc<Semaphore>,
+    health: postage::consumer::ConsumerHandle,
+    control: Control,
+    running: tokio::task::JoinHandle<postage::Result<postage::Stop>>,
+    producer: Producer,
+}
+
+async fn start(
+    broker: &TestBroker,
+    queue: impl FnOnce(String) -> Queue,
+    build: impl FnOnce(
+        postage::processor::ProcessorBuilder<Gated>,
+    ) -> postage::processor::ProcessorBuilder<Gated>,
+) -> Setup {
+    let connection = broker.connect().await;
+    let name = unique("flow");
+    let exchange = Exchange::new(name.clone(), ExchangeKind::Direct).auto_delete(true);
+    let (tx, seen) = mpsc::unbounded_channel();
+    let gate = Arc::new(Semaphore::new(0));
+    let processor = build(
+        Processor::builder(Gated {
+            seen: tx,
+            gate: gate.clone(),
+        })
+        .bind(exchange.clone(), [(queue(name.clone()), name.as_str())])
+        .fingerprint(Fingerprint::new(name.clone(), "service")),
+    )
+    .connect(&connection)
+    .await
+    .unwrap();
+    let (health, control) = (processor.consumer(), processor.control());
+    let running = tokio::spawn(processor.run());
+    let producer = Producer::builder()
+        .ek(exchange, name.as_str())
+        .connect(&connection)
+        .await
+        .unwrap();
+    Setup {
+        connection,
+        name,
+        seen,
+        gate,
+        health,
+        control,
+        running,
+        producer,
+    }
+}
+
 conformance! {
     /// Paused, a processor finishes the handler in flight and takes
     /// nothing new: messages wait ready in the queue, its health says
     /// `paused`. Resumed, it handles them in order. Pausing twice, or
     /// resuming a consuming processor, changes nothing and says so.
     async fn pause_lets_the_work_in_flight_finish_and_resume_brings_the_rest(broker) {
-        let connection = broker.connect().await;
-        let name = unique("flow");
-        let exchange = Exchange::new(name.clone(), ExchangeKind::Direct).auto_delete(true);
-        let (tx, mut seen) = mpsc::unbounded_channel();
-        let gate = Arc::new(Semaphore::new(0));
-        let processor = Processor::builder(Gated { seen: tx, gate: gate.clone() })
-            .bind(exchange.clone(), [(Queue::new(name.clone()), name.as_str())])
-            .fingerprint(Fingerprint::new(name.clone(), "service"))
-            .connect(&connection)
-            .await
-            .unwrap();
-        let (health, control) = (processor.consumer(), processor.control());
-        let running = tokio::spawn(processor.run());
-        let producer = Producer::builder()
-            .ek(exchange.clone(), name.as_str())
-            .connect(&connection)
-            .await
-            .unwrap();
+        let Setup { connection, name, mut seen, gate, health, control, running, producer } =
+            start(&broker, Queue::new, |b| b).await;
         let mut remote = Remote::connect(&connection, Fingerprint::new("ops", "tool")).await.unwrap();
         let destination = Destination::new([name.as_str()]);
         let wait = Duration::from_secs(2);
@@ -122,18 +162,8 @@ conformance! {
     /// its consumer would make the broker delete the queue and its
     /// messages. It goes on consuming.
     async fn a_processor_on_an_auto_delete_queue_refuses_to_pause(broker) {
-        let connection = broker.connect().await;
-        let name = unique("flow");
-        let exchange = Exchange::new(name.clone(), ExchangeKind::Direct).auto_delete(true);
-        let (tx, mut seen) = mpsc::unbounded_channel();
-        let processor = Processor::builder(Gated { seen: tx, gate: Arc::new(Semaphore::new(0)) })
-            .bind(exchange.clone(), [(Queue::new(name.clone()).auto_delete(true), name.as_str())])
-            .fingerprint(Fingerprint::new(name.clone(), "service"))
-            .connect(&connection)
-            .await
-            .unwrap();
-        let (health, control) = (processor.consumer(), processor.control());
-        let running = tokio::spawn(processor.run());
+        let Setup { connection, name, mut seen, health, control, running, producer, .. } =
+            start(&broker, |name| Queue::new(name).auto_delete(true), |b| b).await;
         let mut remote = Remote::connect(&connection, Fingerprint::new("ops", "tool")).await.unwrap();
         let answers = remote
             .pause(&Destination::new([name.as_str()]), Duration::from_secs(2))
@@ -144,7 +174,6 @@ conformance! {
             other => panic!("expected a refusal, got {other:?}"),
         }
         assert_eq!(health.health(), Health::Consuming);
-        let producer = Producer::builder().ek(exchange, name.as_str()).connect(&connection).await.unwrap();
         producer.command("step", "after").await.unwrap();
         assert_eq!(next_seen(&mut seen).await, "step after");
         remote.close().await;
@@ -158,24 +187,12 @@ conformance! {
     /// why), the messages sent meanwhile wait, and after the cool-down it
     /// resumes and handles them.
     async fn a_kill_switch_rests_the_processor_after_too_many_failures(broker) {
-        let connection = broker.connect().await;
-        let name = unique("kill");
-        let exchange = Exchange::new(name.clone(), ExchangeKind::Direct).auto_delete(true);
-        let (tx, mut seen) = mpsc::unbounded_channel();
         let cool_down = Duration::from_secs(2);
-        let processor = Processor::builder(Gated { seen: tx, gate: Arc::new(Semaphore::new(0)) })
-            .bind(exchange.clone(), [(Queue::new(name.clone()), name.as_str())])
-            .kill_switch(KillSwitch::new(0.5).activity(4).cool_down(cool_down))
-            .connect(&connection)
-            .await
-            .unwrap();
-        let (health, control) = (processor.consumer(), processor.control());
-        let running = tokio::spawn(processor.run());
-        let producer = Producer::builder()
-            .ek(exchange.clone(), name.as_str())
-            .connect(&connection)
-            .await
-            .unwrap();
+        let Setup { connection, name, mut seen, health, control, running, producer, .. } =
+            start(&broker, Queue::new, |b| {
+                b.kill_switch(KillSwitch::new(0.5).activity(4).cool_down(cool_down))
+            })
+            .await;
         producer.command("step", "0").await.unwrap();
         assert_eq!(next_seen(&mut seen).await, "step 0");
         for n in 1..4 {
