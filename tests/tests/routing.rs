@@ -459,3 +459,74 @@ async fn unreachable_broker_is_a_clear_error() {
     assert!(text.contains("127.0.0.1:1"), "{text}");
     assert!(!text.contains("guest:guest"), "{text}");
 }
+
+/// Concurrent sends on one producer (one channel) from several threads:
+/// the broker numbers publishes in the order their frames arrive, and
+/// each send must get the confirmation of its own message. Half the sends
+/// go to a queue that refuses every message (`x-max-length` 0 with
+/// `reject-publish`: the broker nacks them), half to one that takes them:
+/// a confirmation given to another send shows as a send to the open
+/// queue refused, or a send to the full one taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_sends_each_get_their_own_confirmation() {
+    let connection = connect().await;
+    let exchange = direct();
+    let (open, full) = (unique("open"), unique("full"));
+    // Bound, never read: the sends to the open queue wait there.
+    let consumer = Consumer::builder()
+        .bind(
+            exchange.clone(),
+            [
+                (Queue::new(open.as_str()).auto_delete(true), "open"),
+                (
+                    Queue::new(full.as_str())
+                        .auto_delete(true)
+                        .argument("x-max-length", 0)
+                        .argument("x-overflow", "reject-publish"),
+                    "full",
+                ),
+            ],
+        )
+        .prefetch(1)
+        .connect(&connection)
+        .await
+        .expect("consumer");
+    let producer = Producer::builder()
+        .ek(exchange, "open")
+        .connect(&connection)
+        .await
+        .expect("producer");
+    let mut wrong = Vec::new();
+    for round in 0..5_u64 {
+        let sends: Vec<_> = (0..200_u64)
+            .map(|i| {
+                let producer = producer.clone();
+                let refused = i % 2 == 1;
+                let key = if refused { "full" } else { "open" };
+                tokio::spawn(async move {
+                    let outcome = producer.command("one", round * 200 + i).key(key).await;
+                    (refused, outcome)
+                })
+            })
+            .collect();
+        for send in sends {
+            let (refused, outcome) = send.await.expect("task");
+            let nacked = matches!(outcome, Err(Error::Nacked { .. }));
+            if let Err(error) = &outcome
+                && !nacked
+            {
+                panic!("a send failed: {}", error.report());
+            }
+            if nacked != refused {
+                wrong.push((round, refused));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} sends got another send's confirmation: {wrong:?}",
+        wrong.len()
+    );
+    drop(consumer);
+    connection.close().await.expect("close");
+}

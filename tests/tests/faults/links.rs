@@ -331,13 +331,29 @@ async fn throttled_and_stalled_links_end_every_wait_within_its_limit() {
             .copied()
             .filter(|id| !fixture.counter.seen.has(*id))
             .collect();
-        assert!(
-            Instant::now() < deadline,
-            "every confirmed message arrives within 30 s; missing {missing:?} of {confirmed:?}, \
-             consumer {:?}, {} received",
-            fixture.consumer.health(),
-            fixture.counter.seen.unique()
-        );
+        if Instant::now() >= deadline {
+            let connections =
+                node.rabbitmqctl(&["list_connections", "name", "state", "peer_port", "channels"]);
+            let channels = node.rabbitmqctl(&[
+                "list_channels",
+                "name",
+                "consumer_count",
+                "messages_unacknowledged",
+            ]);
+            let queues = node.rabbitmqctl(&[
+                "list_queues",
+                "name",
+                "messages_ready",
+                "messages_unacknowledged",
+                "consumers",
+            ]);
+            panic!(
+                "every confirmed message arrives within 30 s; missing {missing:?} of {confirmed:?}, \
+                 consumer {:?}, {} received\nbroker connections:\n{connections}\nchannels:\n{channels}\nqueues:\n{queues}",
+                fixture.consumer.health(),
+                fixture.counter.seen.unique()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     println!(

@@ -57,6 +57,9 @@ pub(crate) struct ChannelShared {
     /// not contend for.
     current: RwLock<Now>,
     pub(super) confirms: bool,
+    /// Held while a publish takes its confirmation number and queues its
+    /// frames (see [`publish`](Channel::publish)).
+    pub(super) numbering: Mutex<()>,
     prefetch: Mutex<Option<u16>>,
     /// The consumers to start again on a new channel.
     pub(super) slots: Mutex<Vec<Arc<Slot>>>,
@@ -109,6 +112,7 @@ impl ChannelShared {
                 epoch,
             }),
             confirms,
+            numbering: Mutex::new(()),
             prefetch: Mutex::new(None),
             slots: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),

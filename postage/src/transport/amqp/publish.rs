@@ -5,14 +5,18 @@
 //! channel that nacks every publish to a quorum queue whose leader moved:
 //! only a new channel recovers from it).
 
+use std::future::poll_fn;
+use std::pin::pin;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Confirmation};
 
-use super::channel::{Channel, RETRIES, lost};
+use super::channel::{Channel, RETRIES, lock, lost};
 use super::convert::{amqp_error, field_table};
 use crate::error::{Error, Result};
 use crate::transport::{DEADLINE_HEADER, OutgoingProperties};
@@ -129,14 +133,14 @@ impl Channel {
             let channel = &now.lapin;
             sent.store(true, Ordering::Relaxed);
             let attempt = async {
-                channel
-                    .basic_publish(
-                        exchange.into(),
-                        key.into(),
-                        options,
-                        body,
-                        basic_properties(props),
-                    )
+                let publishing = channel.basic_publish(
+                    exchange.into(),
+                    key.into(),
+                    options,
+                    body,
+                    basic_properties(props),
+                );
+                numbered_in_order(&shared.numbering, publishing)
                     .await?
                     .await
             };
@@ -207,6 +211,28 @@ impl Channel {
                 ));
             }
         }
+    }
+}
+
+/// Runs lapin's `basic_publish`, its first poll under `numbering`.
+///
+/// That first poll takes the publish's confirmation number and queues its
+/// frames, as two steps under two locks of lapin's. The broker numbers
+/// publishes in the order their frames arrive, so two tasks publishing at
+/// once on one channel from two threads could each get the other's
+/// confirmation: a send reported confirmed while its own message was lost
+/// with the connection, or refused. Under one lock the numbers follow the
+/// order of the frames.
+async fn numbered_in_order<F: Future>(numbering: &Mutex<()>, publishing: F) -> F::Output {
+    let mut publishing = pin!(publishing);
+    let first = poll_fn(|cx| {
+        let _numbering = lock(numbering);
+        Poll::Ready(publishing.as_mut().poll(cx))
+    })
+    .await;
+    match first {
+        Poll::Ready(output) => output,
+        Poll::Pending => publishing.await,
     }
 }
 
