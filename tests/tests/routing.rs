@@ -530,3 +530,70 @@ async fn concurrent_sends_each_get_their_own_confirmation() {
     drop(consumer);
     connection.close().await.expect("close");
 }
+
+/// Concurrent mandatory sends on one producer: each unroutable one, and
+/// only those, fails with `Unroutable`, however the broker groups its
+/// confirmations; a send that is not mandatory is never told of another's
+/// returned message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_mandatory_sends_each_get_their_own_return() {
+    let connection = connect().await;
+    let exchange = direct();
+    let routed = unique("routed");
+    // Bound, never read: the routed sends wait there until it goes.
+    let consumer = Consumer::builder()
+        .bind(
+            exchange.clone(),
+            [(
+                Queue::new(unique("returns")).auto_delete(true),
+                routed.as_str(),
+            )],
+        )
+        .prefetch(1)
+        .connect(&connection)
+        .await
+        .expect("consumer");
+    let producer = Producer::builder()
+        .ek(exchange, routed.as_str())
+        .connect(&connection)
+        .await
+        .expect("producer");
+    let mut wrong = Vec::new();
+    for round in 0..5_u64 {
+        let sends: Vec<_> = (0..300_u64)
+            .map(|i| {
+                let producer = producer.clone();
+                tokio::spawn(async move {
+                    let send = producer.command("one", round * 300 + i);
+                    // Routed and mandatory; unroutable and mandatory;
+                    // unroutable and not mandatory (dropped, no error).
+                    let (outcome, returned) = match i % 3 {
+                        0 => (send.mandatory(true).await, false),
+                        1 => (send.key("nobody-listens").mandatory(true).await, true),
+                        _ => (send.key("nobody-listens").await, false),
+                    };
+                    (i % 3, returned, outcome)
+                })
+            })
+            .collect();
+        for send in sends {
+            let (kind, returned, outcome) = send.await.expect("task");
+            let reported = matches!(outcome, Err(Error::Unroutable { .. }));
+            if let Err(error) = &outcome
+                && !reported
+            {
+                panic!("a send failed: {}", error.report());
+            }
+            if reported != returned {
+                wrong.push((round, kind));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} sends got another send's outcome (round, kind): {wrong:?}",
+        wrong.len()
+    );
+    drop(consumer);
+    connection.close().await.expect("close");
+}

@@ -117,6 +117,13 @@ impl ProducerBuilder {
     /// nothing would report the returned message. RPC requests are always
     /// mandatory, so with [`rpc_confirms`](Self::rpc_confirms) an
     /// unroutable request fails at once.
+    ///
+    /// The broker does not say which publish a returned message was, and
+    /// may confirm several with one acknowledgement. So that each send is
+    /// told of its own returned message, a mandatory send with confirms
+    /// goes out when no other send of its channel awaits a confirmation,
+    /// and the next ones wait for its own: mandatory sends from many tasks
+    /// at once take a round trip each.
     #[must_use]
     pub fn mandatory(mut self, mandatory: bool) -> Self {
         self.mandatory = mandatory;

@@ -60,6 +60,9 @@ pub(crate) struct ChannelShared {
     /// Held while a publish takes its confirmation number and queues its
     /// frames (see [`publish`](Channel::publish)).
     pub(super) numbering: Mutex<()>,
+    /// Held for reading by each publish until its confirmation, for
+    /// writing by a mandatory one (see [`publish`](Channel::publish)).
+    pub(super) returns: tokio::sync::RwLock<()>,
     prefetch: Mutex<Option<u16>>,
     /// The consumers to start again on a new channel.
     pub(super) slots: Mutex<Vec<Arc<Slot>>>,
@@ -113,6 +116,7 @@ impl ChannelShared {
             }),
             confirms,
             numbering: Mutex::new(()),
+            returns: tokio::sync::RwLock::new(()),
             prefetch: Mutex::new(None),
             slots: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),

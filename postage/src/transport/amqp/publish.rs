@@ -16,7 +16,7 @@ use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Confirmation};
 
-use super::channel::{Channel, RETRIES, lock, lost};
+use super::channel::{Channel, ChannelShared, RETRIES, lock, lost};
 use super::convert::{amqp_error, field_table};
 use crate::error::{Error, Result};
 use crate::transport::{DEADLINE_HEADER, OutgoingProperties};
@@ -133,6 +133,7 @@ impl Channel {
             let channel = &now.lapin;
             sent.store(true, Ordering::Relaxed);
             let attempt = async {
+                let _turn = Turn::take(shared, options.mandatory).await;
                 let publishing = channel.basic_publish(
                     exchange.into(),
                     key.into(),
@@ -209,6 +210,42 @@ impl Channel {
                     error,
                     reason,
                 ));
+            }
+        }
+    }
+}
+
+/// A publish's turn on a channel with confirmations, held until its
+/// confirmation comes: shared with other publishes, or alone for a
+/// mandatory one.
+///
+/// The broker returns an unroutable mandatory message before it confirms
+/// it, without saying which publish it was, and may confirm several
+/// publishes with one `basic.ack`; lapin then gives the returned message
+/// to any one of them. A mandatory publish with no other outstanding on
+/// its channel is the only one its confirmation can cover, so a returned
+/// message is its own.
+enum Turn<'a> {
+    Shared {
+        _held: tokio::sync::RwLockReadGuard<'a, ()>,
+    },
+    Alone {
+        _held: tokio::sync::RwLockWriteGuard<'a, ()>,
+    },
+    Free,
+}
+
+impl<'a> Turn<'a> {
+    async fn take(channel: &'a ChannelShared, mandatory: bool) -> Turn<'a> {
+        if !channel.confirms {
+            Turn::Free
+        } else if mandatory {
+            Turn::Alone {
+                _held: channel.returns.write().await,
+            }
+        } else {
+            Turn::Shared {
+                _held: channel.returns.read().await,
             }
         }
     }
