@@ -111,6 +111,35 @@ fn jobs(info: &Info) -> String {
     format!("{standby}{}", jobs.join(","))
 }
 
+/// The partitions a worker of a partition group holds now, with no
+/// spaces (`-` for none): `orders:p00,p04`. They are the queues it
+/// consumes beyond its bindings'.
+fn partitions(info: &Info) -> String {
+    let held: Vec<&str> = info
+        .queues
+        .iter()
+        .filter(|queue| !info.bindings.iter().any(|b| b.queue == **queue))
+        .map(String::as_str)
+        .collect();
+    let Some(group) = held
+        .first()
+        .and_then(|queue| queue.rsplit_once('.'))
+        .map(|(g, _)| g)
+    else {
+        return "-".into();
+    };
+    let names: Vec<&str> = held
+        .iter()
+        .map(|queue| {
+            queue
+                .strip_prefix(group)
+                .and_then(|rest| rest.strip_prefix('.'))
+                .unwrap_or(queue)
+        })
+        .collect();
+    format!("{group}:{}", names.join(","))
+}
+
 /// The `ps` table: one row per component.
 fn table(infos: &[Info]) -> String {
     let header = [
@@ -125,6 +154,7 @@ fn table(infos: &[Info]) -> String {
         "REJECTED",
         "UNHANDLED",
         "HEALTH",
+        "PARTITIONS",
         "JOBS",
         "HANDLERS",
     ];
@@ -151,6 +181,7 @@ fn table(infos: &[Info]) -> String {
                 c.rejected.to_string(),
                 c.unhandled.to_string(),
                 info.health.clone(),
+                partitions(info),
                 jobs(info),
                 handlers.join(","),
             ]
@@ -277,4 +308,34 @@ async fn classic(
         confirm: false,
     };
     crate::send::send(url, args).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(queues: &[&str]) -> Info {
+        serde_json::from_value(serde_json::json!({
+            "fingerprint": {},
+            "uptime_secs": 1.0,
+            "bindings": [{
+                "exchange": "ledger-in",
+                "exchange_type": "direct",
+                "queue": "ledger-in",
+                "key": "post",
+            }],
+            "queues": queues,
+        }))
+        .unwrap_or_else(|e| panic!("an info answer: {e}"))
+    }
+
+    #[test]
+    fn partitions_are_the_queues_beyond_the_bindings() {
+        assert_eq!(partitions(&info(&["ledger-in"])), "-");
+        assert_eq!(
+            partitions(&info(&["ledger-in", "ledger.p00", "ledger.p04"])),
+            "ledger:p00,p04"
+        );
+        assert_eq!(partitions(&info(&[])), "-");
+    }
 }

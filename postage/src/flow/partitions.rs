@@ -29,6 +29,7 @@ pub struct Partitions {
     group: String,
     count: u16,
     key: OrderKey,
+    quorum: bool,
 }
 
 impl Partitions {
@@ -39,7 +40,26 @@ impl Partitions {
             group: group.into(),
             count: count.clamp(1, 100),
             key: OrderKey::RoutingKey,
+            quorum: false,
         }
+    }
+
+    /// Quorum partition queues (replicated over a cluster's nodes, so a
+    /// partition outlives the node it was on) instead of classic ones.
+    /// Every producer and worker of a group must say the same: RabbitMQ
+    /// refuses to declare a queue again with another type.
+    ///
+    /// ```
+    /// use postage::flow::Partitions;
+    ///
+    /// let orders = Partitions::new("orders", 8).quorum();
+    /// assert_eq!(orders.queue(0).arguments()["x-queue-type"], "quorum");
+    /// assert!(orders.queue(0).is_single_active_consumer());
+    /// ```
+    #[must_use]
+    pub fn quorum(mut self) -> Self {
+        self.quorum = true;
+        self
     }
 
     /// What a message's key is: its routing key, a header, or a field of
@@ -72,11 +92,16 @@ impl Partitions {
     }
 
     /// Partition `partition`'s queue: `<group>.pNN`, durable, with a
-    /// single active consumer.
+    /// single active consumer (a quorum queue when [`quorum`](Self::quorum)
+    /// says so).
     pub fn queue(&self, partition: u16) -> Queue {
-        Queue::new(format!("{}.{}", self.group, routing_key(partition)))
-            .durable(true)
-            .single_active_consumer()
+        let name = format!("{}.{}", self.group, routing_key(partition));
+        let queue = if self.quorum {
+            Queue::quorum(name)
+        } else {
+            Queue::new(name).durable(true)
+        };
+        queue.single_active_consumer()
     }
 
     /// The partition of a message whose key is `key`.

@@ -1,8 +1,9 @@
 //! A worker of a partition group, for the order checker:
-//! `test_partition_worker GROUP NAME`.
+//! `test_partition_worker GROUP NAME [quorum]`, connected to
+//! `POSTAGE_TEST_URL`.
 //!
 //! It holds its share of the 16 partitions of GROUP (keyed by the
-//! parameter `key`) and handles `step` commands `{"key", "seq"}` four at
+//! parameter `key`; quorum queues with `quorum`) and handles `step` commands `{"key", "seq"}` four at
 //! once, one key at a time; after each it prints
 //! `step <key> <seq> <start ns> <end ns> <pid>` (nanoseconds since the
 //! Unix epoch). Prints `ready pid=<pid>` once consuming and `stopped`
@@ -49,10 +50,14 @@ impl Worker {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let (Some(group), Some(name)) = (args.next(), args.next()) else {
-        return Err("usage: test_partition_worker GROUP NAME".into());
+        return Err("usage: test_partition_worker GROUP NAME [quorum]".into());
     };
+    let quorum = args.next().as_deref() == Some("quorum");
     let connection = Connection::connect(Config::from_url(&postage_tests::test_url())?).await?;
-    let partitions = Partitions::new(group, 16).by(OrderKey::parameter("key"));
+    let mut partitions = Partitions::new(group, 16).by(OrderKey::parameter("key"));
+    if quorum {
+        partitions = partitions.quorum();
+    }
     let processor = Processor::builder(Worker)
         .partitions(partitions.clone())
         .concurrency(4)
