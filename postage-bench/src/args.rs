@@ -126,6 +126,9 @@ pub(crate) struct Args {
     /// `workers`: how long each message's handler waits (ms), as if on
     /// I/O.
     pub(crate) work_ms: u64,
+    /// `workers`: the worker counts to measure (1, 2, 4 and 8 unless
+    /// `--workers` says otherwise).
+    pub(crate) workers: Vec<usize>,
     pub(crate) url: String,
     /// Where `scale` writes its plot.
     pub(crate) svg: String,
@@ -136,7 +139,7 @@ pub(crate) struct Args {
 
 const USAGE: &str = "usage: postage-bench <publish|publish-confirm|consume|pipe|rpc-seq|rpc-par|soak|idle-queues|scale|workers|all> \
 [--count N] [--impl postage|lapin|lapin-batch|both|all] [--broker rabbitmq|memory|both] [--runs R] [--prefetch P] [--window W] \
-[--in-flight F] [--svg PATH] [--current-thread] [--telemetry spans|metrics|all] [--pass-layer] [--concurrency C] [--ordered] [--work-ms MS] [--json] [--dry]";
+[--in-flight F] [--svg PATH] [--current-thread] [--telemetry spans|metrics|all] [--pass-layer] [--concurrency C] [--ordered] [--work-ms MS] [--workers 1,2,4,8] [--json] [--dry]";
 
 /// What `--telemetry` installs before anything is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +171,7 @@ pub(crate) fn parse_args() -> Res<Args> {
         concurrency: 1,
         ordered: false,
         work_ms: 0,
+        workers: vec![1, 2, 4, 8],
         url: std::env::var("POSTAGE_URL")
             .ok()
             .filter(|u| !u.is_empty())
@@ -210,6 +214,12 @@ pub(crate) fn parse_args() -> Res<Args> {
             "--concurrency" => args.concurrency = value("--concurrency")?.parse()?,
             "--ordered" => args.ordered = true,
             "--work-ms" => args.work_ms = value("--work-ms")?.parse()?,
+            "--workers" => {
+                args.workers = value("--workers")?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?;
+            }
             "--current-thread" => args.current_thread = true,
             "--telemetry" => {
                 args.telemetry = match value("--telemetry")?.as_str() {

@@ -1,7 +1,8 @@
 //! The order checker across processes: four worker processes share the
 //! 16 partitions of a group while a producer sends numbered steps of 32
-//! keys; a worker is killed (`kill -9`), or on a three-node cluster with
-//! quorum partitions a node, and another worker joins meanwhile.
+//! keys; a worker is killed (`kill -9`) and restarted, or on a
+//! three-node cluster with quorum partitions a node is killed, and
+//! another worker joins meanwhile.
 //! Every step must be handled (none lost), each key's steps in order and
 //! never two at once; steps handled twice are counted (redeliveries of
 //! what the killed worker had not acknowledged, and sends repeated when a
@@ -110,6 +111,8 @@ struct Report {
     duplicates: usize,
     /// Steps handled by each worker process.
     by_worker: Vec<usize>,
+    /// How many worker processes were started.
+    started: usize,
     /// The longest wait, after the fault, of a key whose last step
     /// before it was handled by the killed worker (or, with a killed
     /// node, of any key) for its next step.
@@ -138,16 +141,17 @@ impl std::fmt::Display for Report {
 }
 
 /// Four workers of a group of 16 partitions connected to `url`, 32 keys ×
-/// 60 steps sent one by one; `fault` a third of the way through, a fifth
-/// worker joining at two thirds. Fails when a step is not handled within
-/// 60 s after the last was sent.
+/// 60 steps sent one by one; `fault` a third of the way through (a killed
+/// worker restarted halfway), a fifth worker joining at two thirds.
+/// Fails when a step is not handled within 60 s after the last was sent.
 async fn check_order(url: &str, quorum: bool, fault: Fault) -> Report {
     let group = unique("orders");
     let mut partitions = Partitions::new(group.clone(), 16).by(OrderKey::parameter("key"));
     if quorum {
         partitions = partitions.quorum();
     }
-    let mut workers: Vec<Spawned> = (0..4)
+    let mut started = 4;
+    let mut workers: Vec<Spawned> = (0..started)
         .map(|n| start(url, &group, &format!("w{n}"), quorum))
         .collect();
     // The workers hear from each other and share the partitions.
@@ -197,11 +201,19 @@ async fn check_order(url: &str, quorum: bool, fault: Fault) -> Report {
                 }
             }
         }
+        if seq == STEPS / 2 {
+            // The killed worker comes back (a new process, the same name).
+            if killed_pid.is_some() {
+                workers.push(start(url, &group, "w1", quorum));
+                started += 1;
+            }
+        }
         if seq == 2 * STEPS / 3 {
             joined_at = now_ns();
             let joined = start(url, &group, "w4", quorum);
             joined_pid = joined.pid();
             workers.push(joined);
+            started += 1;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
         for worker in &workers {
@@ -298,6 +310,7 @@ async fn check_order(url: &str, quorum: bool, fault: Fault) -> Report {
         overlaps,
         duplicates,
         by_worker: by_worker.into_values().collect(),
+        started,
         takeover_ms: takeover_ns / 1_000_000,
         joined_after_ms: (joined_at - failed_at) / 1_000_000,
         join_ms: joined_worked.saturating_sub(joined_at) / 1_000_000,
@@ -315,8 +328,13 @@ fn assert_in_order(report: &Report) {
         report.overlaps, 0,
         "never two steps of one key at once: {report:?}"
     );
+    assert_eq!(
+        report.by_worker.len(),
+        report.started,
+        "every worker process took partitions: {report:?}"
+    );
     assert!(
-        report.by_worker.len() >= 5 && report.join_ms < 10_000,
+        report.join_ms < 10_000,
         "the worker that joined took partitions within 10 s: {report:?}"
     );
 }
@@ -326,8 +344,8 @@ async fn four_workers_keep_every_keys_order_while_one_is_killed_and_one_joins() 
     let _serial = ONE_AT_A_TIME.lock().await;
     let report = check_order(&postage_tests::test_url(), false, Fault::Worker).await;
     eprintln!(
-        "order checker, one broker: {KEYS} keys x {STEPS} steps, 4 workers, one killed, one \
-         joined {} ms after: {report}",
+        "order checker, one broker: {KEYS} keys x {STEPS} steps, 4 workers, one killed and \
+         restarted, one joined {} ms after: {report}",
         report.joined_after_ms
     );
     assert_in_order(&report);

@@ -1,5 +1,5 @@
 //! `workers`: a partition group's throughput from 1 to 8 worker
-//! processes on one broker, and how long the workers take to share the
+//! processes (`--workers` for other counts) on one broker, and how long the workers take to share the
 //! partitions. For each count W: a fresh group of 16 partitions is filled
 //! with `--count` commands (one key each), W workers (this binary,
 //! `--point worker:GROUP`) start at once and drain it. The rate is the
@@ -30,7 +30,6 @@ use crate::measure::median;
 use crate::plot::{Chart, Series, grid};
 use crate::postage_side::{params, postage_connect};
 
-const WORKERS: [usize; 4] = [1, 2, 4, 8];
 const PARTITIONS: u16 = 16;
 
 fn now_ns() -> u64 {
@@ -61,7 +60,7 @@ pub(crate) async fn workers(args: &Args) -> Res<()> {
     }
     let n = args.count.unwrap_or(100_000);
     let mut points = Vec::new();
-    for workers in WORKERS {
+    for &workers in &args.workers {
         let mut rates = Vec::new();
         let mut shares = Vec::new();
         for run in 0..args.runs {
@@ -235,8 +234,14 @@ impl Tally {
 
 /// One worker of group `group`: reports `progress <pid> <first ns>
 /// <last ns> <handled>` every 100 ms once it handled something, until
-/// SIGTERM.
+/// SIGTERM; logs at INFO on standard error.
 async fn worker(args: &Args, group: &str) -> Res<()> {
+    // What the worker does with its partitions, on the bench's standard
+    // error.
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(std::io::stderr)
+        .try_init();
     let partitions = group_of(group);
     let connection = postage_connect(&args.url).await?;
     let tally = Arc::new(Tally {

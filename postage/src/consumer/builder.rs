@@ -42,7 +42,9 @@ pub struct ConsumerBuilder {
     max_body_size: usize,
     name: String,
     redeclare: bool,
-    watchdog: Duration,
+    /// `None`: [`DEFAULT_WATCHDOG_PERIOD`], unless a default of the
+    /// crate's says otherwise.
+    watchdog: Option<Duration>,
 }
 
 impl Default for ConsumerBuilder {
@@ -54,7 +56,7 @@ impl Default for ConsumerBuilder {
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             name: "consumer".into(),
             redeclare: true,
-            watchdog: DEFAULT_WATCHDOG_PERIOD,
+            watchdog: None,
         }
     }
 }
@@ -140,7 +142,13 @@ impl ConsumerBuilder {
     /// connection keeps for it.
     #[must_use]
     pub fn watchdog(mut self, period: Duration) -> Self {
-        self.watchdog = period;
+        self.watchdog = Some(period);
+        self
+    }
+
+    /// The watchdog's period when none was set.
+    pub(crate) fn default_watchdog(mut self, period: Duration) -> Self {
+        self.watchdog.get_or_insert(period);
         self
     }
 
@@ -187,11 +195,12 @@ impl ConsumerBuilder {
             flag: Flag::default(),
             stalls: AtomicU64::new(0),
         });
-        if !self.watchdog.is_zero() {
+        let period = self.watchdog.unwrap_or(DEFAULT_WATCHDOG_PERIOD);
+        if !period.is_zero() {
             tokio::spawn(watchdog(
                 Arc::downgrade(&shared),
                 connection.clone(),
-                self.watchdog,
+                period,
                 self.prefetch,
             ));
         }

@@ -26,4 +26,4 @@ pub(crate) use kill_switch::Breaker;
 pub use kill_switch::KillSwitch;
 pub(crate) use members::Membership;
 pub use order::OrderKey;
-pub use partitions::{Partitions, routing_key};
+pub use partitions::{PARTITION_WATCHDOG_PERIOD, Partitions, routing_key};

@@ -27,7 +27,9 @@ use crate::consumer::ConsumerBuilder;
 use crate::encoding::Encoder;
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
-use crate::flow::{Breaker, KillSwitch, Membership, OrderKey, Partitions};
+use crate::flow::{
+    Breaker, KillSwitch, Membership, OrderKey, PARTITION_WATCHDOG_PERIOD, Partitions,
+};
 use crate::jobs::{Job, JobFn, Jobs};
 use crate::message::WireFingerprint;
 use crate::telemetry::ProcessorInstruments;
@@ -443,7 +445,11 @@ impl<P: Handlers, L: ProcessorLayers<P>> ProcessorBuilder<P, L> {
             prefetch => usize::from(prefetch / 2),
         };
         let acks = Acks::new(self.coalesce_acks, batch, self.ack_delay);
-        let consumer = self.consumer.name(name.clone()).connect(connection).await?;
+        let mut consumer = self.consumer.name(name.clone());
+        if members.is_some() {
+            consumer = consumer.default_watchdog(PARTITION_WATCHDOG_PERIOD);
+        }
+        let consumer = consumer.connect(connection).await?;
         let failures = Failures::new(connection, self.on_error, policies()).await?;
         let instruments = ProcessorInstruments::new(&name, table.iter().map(handler_label));
         let routes = RouteTable::new(table);
