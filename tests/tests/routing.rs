@@ -7,6 +7,8 @@ use postage::prelude::*;
 use postage::{Binding, Error, Health};
 use postage_tests::{connect, next_within, nothing_within, queue_depth, raw_channel, unique};
 use serde_json::json;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
 
 fn direct() -> Exchange {
     Exchange::new(unique("direct"), ExchangeKind::Direct).auto_delete(true)
@@ -460,6 +462,45 @@ async fn unreachable_broker_is_a_clear_error() {
     assert!(!text.contains("guest:guest"), "{text}");
 }
 
+/// A send's future, borrowing its producer.
+type Sending<'a> = Pin<Box<dyn Future<Output = postage::Result<()>> + Send + 'a>>;
+
+/// Sends `count` messages on `producer`, 200 at once from as many tasks,
+/// message `n` as `send(producer, n)` says, with whether it must fail with
+/// an error `failure` recognises; gives the `n` of those whose outcome was
+/// not their own. Fails on any other error.
+async fn outcomes_of_their_own(
+    producer: &Producer,
+    count: u64,
+    failure: fn(&Error) -> bool,
+    send: for<'a> fn(&'a Producer, u64) -> (bool, Sending<'a>),
+) -> Vec<u64> {
+    let mut wrong = Vec::new();
+    for first in (0..count).step_by(200) {
+        let sends: Vec<_> = (first..count.min(first + 200))
+            .map(|n| {
+                let producer = producer.clone();
+                tokio::spawn(async move {
+                    let (fails, sending) = send(&producer, n);
+                    (n, fails, sending.await)
+                })
+            })
+            .collect();
+        for task in sends {
+            let (n, fails, outcome) = task.await.expect("task");
+            let failed = match &outcome {
+                Ok(()) => false,
+                Err(error) if failure(error) => true,
+                Err(error) => panic!("a send failed: {}", error.report()),
+            };
+            if failed != fails {
+                wrong.push(n);
+            }
+        }
+    }
+    wrong
+}
+
 /// Concurrent sends on one producer (one channel) from several threads:
 /// the broker numbers publishes in the order their frames arrive, and
 /// each send must get the confirmation of its own message. Half the sends
@@ -496,32 +537,20 @@ async fn concurrent_sends_each_get_their_own_confirmation() {
         .connect(&connection)
         .await
         .expect("producer");
-    let mut wrong = Vec::new();
-    for round in 0..5_u64 {
-        let sends: Vec<_> = (0..200_u64)
-            .map(|i| {
-                let producer = producer.clone();
-                let refused = i % 2 == 1;
-                let key = if refused { "full" } else { "open" };
-                tokio::spawn(async move {
-                    let outcome = producer.command("one", round * 200 + i).key(key).await;
-                    (refused, outcome)
-                })
-            })
-            .collect();
-        for send in sends {
-            let (refused, outcome) = send.await.expect("task");
-            let nacked = matches!(outcome, Err(Error::Nacked { .. }));
-            if let Err(error) = &outcome
-                && !nacked
-            {
-                panic!("a send failed: {}", error.report());
-            }
-            if nacked != refused {
-                wrong.push((round, refused));
-            }
-        }
-    }
+    let wrong = outcomes_of_their_own(
+        &producer,
+        1_000,
+        |error| matches!(error, Error::Nacked { .. }),
+        |producer, n| {
+            let refused = n % 2 == 1;
+            let key = if refused { "full" } else { "open" };
+            (
+                refused,
+                Box::pin(producer.command("one", n).key(key).into_future()),
+            )
+        },
+    )
+    .await;
     assert!(
         wrong.is_empty(),
         "{} sends got another send's confirmation: {wrong:?}",
@@ -558,40 +587,28 @@ async fn concurrent_mandatory_sends_each_get_their_own_return() {
         .connect(&connection)
         .await
         .expect("producer");
-    let mut wrong = Vec::new();
-    for round in 0..5_u64 {
-        let sends: Vec<_> = (0..300_u64)
-            .map(|i| {
-                let producer = producer.clone();
-                tokio::spawn(async move {
-                    let send = producer.command("one", round * 300 + i);
-                    // Routed and mandatory; unroutable and mandatory;
-                    // unroutable and not mandatory (dropped, no error).
-                    let (outcome, returned) = match i % 3 {
-                        0 => (send.mandatory(true).await, false),
-                        1 => (send.key("nobody-listens").mandatory(true).await, true),
-                        _ => (send.key("nobody-listens").await, false),
-                    };
-                    (i % 3, returned, outcome)
-                })
-            })
-            .collect();
-        for send in sends {
-            let (kind, returned, outcome) = send.await.expect("task");
-            let reported = matches!(outcome, Err(Error::Unroutable { .. }));
-            if let Err(error) = &outcome
-                && !reported
-            {
-                panic!("a send failed: {}", error.report());
+    // Routed and mandatory; unroutable and mandatory; unroutable and not
+    // mandatory (dropped, no error).
+    let wrong = outcomes_of_their_own(
+        &producer,
+        1_500,
+        |error| matches!(error, Error::Unroutable { .. }),
+        |producer, n| {
+            let send = producer.command("one", n);
+            match n % 3 {
+                0 => (false, Box::pin(send.mandatory(true).into_future())),
+                1 => (
+                    true,
+                    Box::pin(send.key("nobody-listens").mandatory(true).into_future()),
+                ),
+                _ => (false, Box::pin(send.key("nobody-listens").into_future())),
             }
-            if reported != returned {
-                wrong.push((round, kind));
-            }
-        }
-    }
+        },
+    )
+    .await;
     assert!(
         wrong.is_empty(),
-        "{} sends got another send's outcome (round, kind): {wrong:?}",
+        "{} sends got another send's outcome: {wrong:?}",
         wrong.len()
     );
     drop(consumer);
