@@ -326,6 +326,7 @@ fn ps_lists_two_running_receivers_with_their_pids() {
             "REJECTED",
             "UNHANDLED",
             "HEALTH",
+            "PARTITIONS",
             "JOBS",
             "HANDLERS"
         ],
@@ -343,8 +344,9 @@ fn ps_lists_two_running_receivers_with_their_pids() {
         assert_eq!(cells[2], pid.to_string(), "{line}");
         assert_eq!(cells[9], "0", "nothing unhandled: {line}");
         assert_eq!(cells[10], "consuming", "{line}");
-        assert_eq!(cells[11], "-", "no periodic jobs: {line}");
-        assert_eq!(cells[12], handlers, "{line}");
+        assert_eq!(cells[11], "-", "no partitions: {line}");
+        assert_eq!(cells[12], "-", "no periodic jobs: {line}");
+        assert_eq!(cells[13], handlers, "{line}");
     }
 
     let json = postage(&vhost, &["ps", "--json"]);

@@ -259,7 +259,10 @@ impl<'a> Turn<'a> {
 /// once on one channel from two threads could each get the other's
 /// confirmation: a send reported confirmed while its own message was lost
 /// with the connection, or refused. Under one lock the numbers follow the
-/// order of the frames.
+/// order of the frames. lapin 4's `basic_publish` does both before its
+/// first wait; the routing test
+/// `concurrent_sends_each_get_their_own_confirmation` fails if a new
+/// lapin stops doing so.
 async fn numbered_in_order<F: Future>(numbering: &Mutex<()>, publishing: F) -> F::Output {
     let mut publishing = pin!(publishing);
     let first = poll_fn(|cx| {
