@@ -141,9 +141,9 @@ impl Channel {
                     body,
                     basic_properties(props),
                 );
-                numbered_in_order(&shared.numbering, publishing)
-                    .await?
-                    .await
+                // Without confirms nothing is numbered: no lock.
+                let numbering = shared.confirms.then_some(&shared.numbering);
+                numbered_in_order(numbering, publishing).await?.await
             };
             let outcome = if shared.confirms {
                 // A confirmation lost with the connection may never come:
@@ -251,7 +251,8 @@ impl<'a> Turn<'a> {
     }
 }
 
-/// Runs lapin's `basic_publish`, its first poll under `numbering`.
+/// Runs lapin's `basic_publish`, its first poll under `numbering` (on a
+/// channel with confirmations).
 ///
 /// That first poll takes the publish's confirmation number and queues its
 /// frames, as two steps under two locks of lapin's. The broker numbers
@@ -263,7 +264,10 @@ impl<'a> Turn<'a> {
 /// first wait; the routing test
 /// `concurrent_sends_each_get_their_own_confirmation` fails if a new
 /// lapin stops doing so.
-async fn numbered_in_order<F: Future>(numbering: &Mutex<()>, publishing: F) -> F::Output {
+async fn numbered_in_order<F: Future>(numbering: Option<&Mutex<()>>, publishing: F) -> F::Output {
+    let Some(numbering) = numbering else {
+        return publishing.await;
+    };
     let mut publishing = pin!(publishing);
     let first = poll_fn(|cx| {
         let _numbering = lock(numbering);
