@@ -22,6 +22,7 @@ pub struct ReadmeDoctests;
 pub mod conformance;
 pub mod netns;
 pub mod node;
+pub mod postgres;
 pub mod proxy;
 
 /// The test broker's URL.

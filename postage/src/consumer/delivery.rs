@@ -70,6 +70,12 @@ impl Delivery {
         self.raw.reply_to()
     }
 
+    /// The `message_id` property: unique per send from Postage senders;
+    /// Python Postage sets none.
+    pub fn message_id(&self) -> Option<&str> {
+        self.raw.message_id()
+    }
+
     /// The `correlation_id` property.
     pub fn correlation_id(&self) -> Option<&str> {
         self.raw.correlation_id()

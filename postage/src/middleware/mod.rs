@@ -91,6 +91,6 @@ pub use tower::timeout::TimeoutLayer;
 pub use tower::{BoxError, Layer, Service, ServiceBuilder};
 
 pub use crate::processor::Incoming;
-pub use outgoing::{Outgoing, SendService};
-pub(crate) use outgoing::{SendLayers, send};
+pub use outgoing::{Outgoing, OutgoingParts, SendService};
+pub(crate) use outgoing::{SendLayers, publish_outgoing, send};
 pub use partition::{PartitionLayer, Partitioned};

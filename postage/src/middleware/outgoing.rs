@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::message::Category;
 use crate::telemetry::About;
 use crate::topology::Exchange;
-use crate::transport::{Channel, Headers, OutgoingProperties};
+use crate::transport::{Channel, Headers, OutgoingProperties, new_message_id};
 
 /// An encoded message on its way to the broker: the request a producer's
 /// layers see, once per send (or RPC request).
@@ -21,6 +21,7 @@ use crate::transport::{Channel, Headers, OutgoingProperties};
 /// without calling the service it wraps: the send fails with it), or time
 /// it; its outcome is the publish's (confirmed, with confirms on).
 pub struct Outgoing {
+    message_id: String,
     kind: String,
     name: String,
     category: Category,
@@ -45,6 +46,7 @@ impl Outgoing {
         props: &OutgoingProperties<'_>,
     ) -> Self {
         Outgoing {
+            message_id: props.message_id.map_or_else(new_message_id, str::to_owned),
             kind: about.kind.to_owned(),
             name: about.name.to_owned(),
             category: if about.category == Category::Rpc.as_str() {
@@ -63,6 +65,55 @@ impl Outgoing {
             headers: props.headers.cloned().unwrap_or_default(),
             deadline_ms: props.deadline_ms,
         }
+    }
+
+    /// A message prepared elsewhere: read back from where it was kept
+    /// (an outbox), to publish with [`Producer::send_outgoing`](crate::Producer::send_outgoing).
+    pub fn from_parts(parts: OutgoingParts) -> Self {
+        Outgoing {
+            message_id: parts.message_id,
+            kind: parts.kind,
+            name: parts.name,
+            category: parts.category,
+            body: parts.body,
+            targets: parts.targets,
+            content_type: parts.content_type,
+            persistent: parts.persistent,
+            mandatory: parts.mandatory,
+            reply_to: parts.reply_to,
+            correlation_id: parts.correlation_id,
+            expiration_ms: parts.expiration_ms,
+            headers: parts.headers,
+            deadline_ms: parts.deadline_ms,
+        }
+    }
+
+    /// Everything it holds, to keep it (in an outbox) and publish it
+    /// later with [`from_parts`](Self::from_parts).
+    pub fn into_parts(self) -> OutgoingParts {
+        OutgoingParts {
+            message_id: self.message_id,
+            kind: self.kind,
+            name: self.name,
+            category: self.category,
+            body: self.body,
+            targets: self.targets,
+            content_type: self.content_type,
+            persistent: self.persistent,
+            mandatory: self.mandatory,
+            reply_to: self.reply_to,
+            correlation_id: self.correlation_id,
+            expiration_ms: self.expiration_ms,
+            headers: self.headers,
+            deadline_ms: self.deadline_ms,
+        }
+    }
+
+    /// Its AMQP `message_id`, unique per send: a message published
+    /// again (by an outbox relay after a crash) keeps it, so that a
+    /// consumer's inbox recognises it.
+    pub fn message_id(&self) -> &str {
+        &self.message_id
     }
 
     /// The message's type (`command`, `status`, `result`).
@@ -99,6 +150,17 @@ impl Outgoing {
     /// by content (`flow::Partitions::layer`).
     pub fn targets_mut(&mut self) -> &mut Vec<(Exchange, String)> {
         &mut self.targets
+    }
+
+    /// Published mandatory?
+    pub fn mandatory(&self) -> bool {
+        self.mandatory
+    }
+
+    /// How long it may wait in a queue (the AMQP `expiration`), in
+    /// milliseconds.
+    pub fn expiration_ms(&self) -> Option<u128> {
+        self.expiration_ms
     }
 
     /// The AMQP headers it carries.
@@ -142,6 +204,40 @@ impl fmt::Debug for Outgoing {
             .field("body_size", &self.body.len())
             .finish_non_exhaustive()
     }
+}
+
+/// The parts of an [`Outgoing`], each public: what an outbox keeps of a
+/// send to publish it later.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutgoingParts {
+    /// The AMQP `message_id`.
+    pub message_id: String,
+    /// The message's type (`command`, `status`, `result`).
+    pub kind: String,
+    /// The message's name.
+    pub name: String,
+    /// An RPC request, or a message.
+    pub category: Category,
+    /// The encoded body.
+    pub body: Vec<u8>,
+    /// The (exchange, routing key) pairs it goes to.
+    pub targets: Vec<(Exchange, String)>,
+    /// The content type.
+    pub content_type: String,
+    /// Published persistent.
+    pub persistent: bool,
+    /// Published mandatory (an unroutable message is an error).
+    pub mandatory: bool,
+    /// Where a reply goes.
+    pub reply_to: Option<String>,
+    /// The correlation id.
+    pub correlation_id: Option<String>,
+    /// The AMQP `expiration`, in milliseconds.
+    pub expiration_ms: Option<u128>,
+    /// The AMQP headers.
+    pub headers: Headers,
+    /// The RPC deadline header, in milliseconds since the Unix epoch.
+    pub deadline_ms: Option<u64>,
 }
 
 /// A producer's layers around the service that publishes.
@@ -223,28 +319,32 @@ impl Service<Outgoing> for Publishing {
 
     fn call(&mut self, outgoing: Outgoing) -> Self::Future {
         let channel = self.channel.clone();
-        Box::pin(async move {
-            let props = OutgoingProperties {
-                content_type: Some(&outgoing.content_type),
-                persistent: outgoing.persistent,
-                mandatory: outgoing.mandatory,
-                reply_to: outgoing.reply_to.as_deref(),
-                correlation_id: outgoing.correlation_id.as_deref(),
-                expiration_ms: outgoing.expiration_ms,
-                headers: (!outgoing.headers.is_empty()).then_some(&outgoing.headers),
-                deadline_ms: outgoing.deadline_ms,
-            };
-            let about = About {
-                kind: &outgoing.kind,
-                name: &outgoing.name,
-                category: outgoing.category.as_str(),
-            };
-            for (exchange, key) in &outgoing.targets {
-                channel
-                    .publish(exchange.name(), key, &outgoing.body, &props, &about)
-                    .await?;
-            }
-            Ok(())
-        })
+        Box::pin(async move { publish_outgoing(&channel, &outgoing).await })
     }
+}
+
+/// Publishes `outgoing` on `channel`, to each of its targets.
+pub(crate) async fn publish_outgoing(channel: &Channel, outgoing: &Outgoing) -> Result<()> {
+    let props = OutgoingProperties {
+        content_type: Some(&outgoing.content_type),
+        persistent: outgoing.persistent,
+        mandatory: outgoing.mandatory,
+        reply_to: outgoing.reply_to.as_deref(),
+        correlation_id: outgoing.correlation_id.as_deref(),
+        message_id: Some(&outgoing.message_id),
+        expiration_ms: outgoing.expiration_ms,
+        headers: (!outgoing.headers.is_empty()).then_some(&outgoing.headers),
+        deadline_ms: outgoing.deadline_ms,
+    };
+    let about = About {
+        kind: &outgoing.kind,
+        name: &outgoing.name,
+        category: outgoing.category.as_str(),
+    };
+    for (exchange, key) in &outgoing.targets {
+        channel
+            .publish(exchange.name(), key, &outgoing.body, &props, &about)
+            .await?;
+    }
+    Ok(())
 }

@@ -80,6 +80,13 @@ impl Incoming {
         self.delivery.routing_key()
     }
 
+    /// Its AMQP `message_id`: unique per send from Postage senders (a
+    /// message sent again after a failure keeps its id); Python Postage
+    /// sets none.
+    pub fn message_id(&self) -> Option<&str> {
+        self.delivery.message_id()
+    }
+
     /// Whether the broker delivered it before.
     pub fn redelivered(&self) -> bool {
         self.delivery.redelivered()

@@ -9,8 +9,9 @@ use serde_json::Value;
 use super::Producer;
 use super::delay::{DelayedPublish, Due};
 use crate::BoxFuture;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::message::Message;
+use crate::middleware::Outgoing;
 use crate::telemetry::About;
 use crate::topology::{Exchange, Target};
 use crate::transport::{Headers, OutgoingProperties};
@@ -103,6 +104,50 @@ impl<'a> Publish<'a> {
     /// `time` is past); see [`send_after`](Publish::send_after).
     pub fn send_at(self, time: SystemTime) -> DelayedPublish<'a> {
         DelayedPublish::new(self, Due::At(time))
+    }
+
+    /// The send as an [`Outgoing`] message: encoded, addressed and given
+    /// its message id, but not sent, and without a word to the broker
+    /// (exchanges named by [`eks`](Publish::eks) are declared when it is
+    /// sent). What an outbox keeps, to publish later with
+    /// [`Producer::send_outgoing`]. The producer's layers run when it is
+    /// sent, not here.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoDestination`](crate::Error::NoDestination) without a
+    /// target; an encoding error.
+    pub fn into_outgoing(self) -> Result<Outgoing> {
+        let producer = self.producer;
+        let (message, body, about) = match self.body {
+            Body::Message(message) => {
+                let body = producer.encode(&message)?;
+                (Some(message), body, About::UNKNOWN)
+            }
+            Body::Encoded(body, about) => (None, body?, about),
+        };
+        let about = match &message {
+            Some(message) => About {
+                kind: &message.kind,
+                name: &message.name,
+                category: message.category.as_str(),
+            },
+            None => about,
+        };
+        let inner = &*producer.inner;
+        let (pairs, _) = self.target.pairs(&inner.eks);
+        if pairs.is_empty() {
+            return Err(Error::NoDestination);
+        }
+        let props = OutgoingProperties {
+            content_type: Some(producer.content_type()),
+            persistent: self.persistent.unwrap_or(inner.persistent),
+            mandatory: self.mandatory.unwrap_or(inner.mandatory),
+            expiration_ms: self.expiration.map(|ttl| ttl.as_millis()),
+            headers: self.headers.as_ref(),
+            ..OutgoingProperties::default()
+        };
+        Ok(Outgoing::new(&about, body, pairs.into_owned(), &props))
     }
 
     /// Encodes the body and resolves the destinations.

@@ -12,7 +12,7 @@ use crate::encoding::{EncodeError, Encoder, encode_command};
 use crate::error::Result;
 use crate::fingerprint::Fingerprint;
 use crate::message::{Category, IntoMessage, Message, MessageParts, WireFingerprint};
-use crate::middleware::{Outgoing, SendService, send};
+use crate::middleware::{Outgoing, SendService, publish_outgoing, send};
 use crate::rpc::{Origin, RpcCall, RpcState};
 use crate::telemetry::About;
 use crate::topology::{Exchange, Target};
@@ -217,6 +217,25 @@ impl Producer {
 
     pub(super) fn content_type(&self) -> &str {
         self.inner.encoder.content_type()
+    }
+
+    /// Sends a message prepared before ([`Publish::into_outgoing`]), kept
+    /// meanwhile (an outbox relay's): through the producer's layers, with
+    /// its own message id and properties; exchanges its targets name that
+    /// this producer did not declare are declared first.
+    ///
+    /// # Errors
+    ///
+    /// As a send's: refused by a layer, nacked, unroutable when mandatory,
+    /// or the connection lost past its time limit.
+    pub async fn send_outgoing(&self, outgoing: Outgoing) -> Result<()> {
+        let inner = &*self.inner;
+        let targets = Target::eks(outgoing.targets().iter().cloned());
+        inner.channel.destinations(targets, &inner.eks).await?;
+        match &inner.layers {
+            Some(layers) => send(layers, outgoing).await,
+            None => publish_outgoing(&inner.channel, &outgoing).await,
+        }
     }
 
     pub(super) async fn publish_all(

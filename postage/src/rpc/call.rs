@@ -416,6 +416,7 @@ impl Prepared<'_> {
             mandatory: true,
             reply_to: Some(&reply_queue),
             correlation_id: Some(&id),
+            message_id: None,
             expiration_ms: Some(self.timeout.as_millis().max(1)),
             headers: None,
             deadline_ms: epoch_millis(deadline),

@@ -289,6 +289,7 @@ impl<'a> IntoFuture for ProbePublish<'a> {
                 mandatory: self.mandatory,
                 reply_to: self.reply_to.as_deref(),
                 correlation_id: self.correlation_id.as_deref(),
+                message_id: None,
                 expiration_ms: self.expiration.map(|ttl| ttl.as_millis()),
                 headers: self.headers.as_ref(),
                 deadline_ms: None,

@@ -115,6 +115,11 @@ impl RawDelivery {
         on_backend!(self, RawDelivery, delivery => delivery.reply_to())
     }
 
+    /// The `message_id` property.
+    pub(crate) fn message_id(&self) -> Option<&str> {
+        on_backend!(self, RawDelivery, delivery => delivery.message_id())
+    }
+
     /// The `correlation_id` property.
     pub(crate) fn correlation_id(&self) -> Option<&str> {
         on_backend!(self, RawDelivery, delivery => delivery.correlation_id())

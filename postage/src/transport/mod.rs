@@ -33,5 +33,6 @@ pub use connection::Connection;
 pub(crate) use connection::Role;
 pub(crate) use delivery::{ConsumerId, Interruption, RawConsumer, RawDelivery};
 pub(crate) use link::Link;
+pub(crate) use properties::new_message_id;
 pub use properties::{DEADLINE_HEADER, Headers};
 pub(crate) use properties::{Declared, OutgoingProperties};

@@ -1,6 +1,9 @@
 //! The properties of a published message.
 
 use std::collections::BTreeMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
 
@@ -24,6 +27,8 @@ pub(crate) struct OutgoingProperties<'a> {
     pub(crate) mandatory: bool,
     pub(crate) reply_to: Option<&'a str>,
     pub(crate) correlation_id: Option<&'a str>,
+    /// The AMQP `message_id`; a fresh one ([`new_message_id`]) when `None`.
+    pub(crate) message_id: Option<&'a str>,
     pub(crate) expiration_ms: Option<u128>,
     pub(crate) headers: Option<&'a Headers>,
     /// The [`DEADLINE_HEADER`], added to the headers.
@@ -39,4 +44,21 @@ pub(crate) struct Declared {
     pub(crate) messages: u32,
     /// Its consumers.
     pub(crate) consumers: u32,
+}
+
+/// The random half of this process's message ids.
+static PROCESS_ID: LazyLock<u64> = LazyLock::new(|| {
+    let seed = (std::process::id(), std::time::SystemTime::now());
+    RandomState::new().hash_one(seed)
+});
+
+/// How many message ids this process made.
+static MESSAGE_IDS: AtomicU64 = AtomicU64::new(0);
+
+/// A message id unique across processes: 32 hexadecimal digits, 64 random
+/// bits fixed per process then a 64-bit count. Every Postage send carries
+/// one as its AMQP `message_id`, which a consumer's inbox deduplicates on.
+pub(crate) fn new_message_id() -> String {
+    let count = MESSAGE_IDS.fetch_add(1, Ordering::Relaxed);
+    format!("{:016x}{count:016x}", *PROCESS_ID)
 }

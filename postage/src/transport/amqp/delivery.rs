@@ -273,6 +273,14 @@ impl Delivery {
             .map(|s| s.as_str())
     }
 
+    pub(crate) fn message_id(&self) -> Option<&str> {
+        self.inner
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|s| s.as_str())
+    }
+
     pub(crate) fn correlation_id(&self) -> Option<&str> {
         self.inner
             .properties

@@ -38,6 +38,9 @@ fn basic_properties(props: &OutgoingProperties<'_>) -> BasicProperties {
     if let Some(correlation_id) = props.correlation_id {
         properties = properties.with_correlation_id(correlation_id.into());
     }
+    if let Some(message_id) = props.message_id {
+        properties = properties.with_message_id(message_id.into());
+    }
     if let Some(ms) = props.expiration_ms {
         properties = properties.with_expiration(ms.to_string().into());
     }

@@ -370,6 +370,7 @@ impl Channel {
             persistent: props.persistent,
             reply_to: props.reply_to.map(str::to_owned),
             correlation_id: props.correlation_id.map(str::to_owned),
+            message_id: props.message_id.map(str::to_owned),
             expiration: props.expiration_ms.map(|ms| ms.to_string()),
             headers: {
                 let mut headers = props.headers.cloned().unwrap_or_default();

@@ -92,6 +92,7 @@ impl State {
             persistent: message.persistent,
             reply_to: message.reply_to.clone(),
             correlation_id: message.correlation_id.clone(),
+            message_id: message.message_id.clone(),
             expiration: None,
             headers,
         });

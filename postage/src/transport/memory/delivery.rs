@@ -255,6 +255,10 @@ impl Delivery {
         self.delivered.message.correlation_id.as_deref()
     }
 
+    pub(crate) fn message_id(&self) -> Option<&str> {
+        self.delivered.message.message_id.as_deref()
+    }
+
     pub(crate) fn content_type(&self) -> Option<&str> {
         self.delivered.message.content_type.as_deref()
     }

@@ -1,0 +1,135 @@
+//! [`Database`]: a pool of PostgreSQL connections and its configuration,
+//! and the migrations of Postage's tables.
+
+use std::str::FromStr;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use crate::error::{Error, Result};
+
+/// The migrations, in order: (version, SQL).
+const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_outbox_inbox.sql"))];
+
+/// A pool of connections to one PostgreSQL database: what the outbox
+/// relay and the inbox use. Cheap to clone (clones share the pool).
+///
+/// Postage's tables live in the first schema of the connection's
+/// `search_path` (`public` unless the address sets
+/// `options=-csearch_path=...`).
+#[derive(Clone)]
+pub struct Database {
+    pool: Pool,
+    config: tokio_postgres::Config,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The configuration may hold a password: only where it points.
+        f.debug_struct("Database")
+            .field("hosts", &self.config.get_hosts())
+            .field("dbname", &self.config.get_dbname())
+            .field("pool", &self.pool.status())
+            .finish()
+    }
+}
+
+impl Database {
+    /// The database at `POSTAGE_DATABASE_URL`, or else at `DATABASE_URL`
+    /// (`postgres://user@host:port/db` or `host=... dbname=...`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotConfigured`] when neither is set,
+    /// [`Error::InvalidAddress`] when the address cannot be read.
+    pub fn from_env() -> Result<Self> {
+        let url = ["POSTAGE_DATABASE_URL", "DATABASE_URL"]
+            .into_iter()
+            .find_map(|name| std::env::var(name).ok().filter(|url| !url.is_empty()))
+            .ok_or(Error::NotConfigured)?;
+        Self::new(&url)
+    }
+
+    /// The database at `url`, with a pool of 16 connections. Connects
+    /// on first use.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidAddress`] when the address cannot be read.
+    pub fn new(url: &str) -> Result<Self> {
+        let config = tokio_postgres::Config::from_str(url)
+            .map_err(|error| Error::InvalidAddress(error.to_string()))?;
+        Self::with_config(config, 16)
+    }
+
+    /// The database `config` points at, with a pool of `size`
+    /// connections.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidAddress`] when the pool cannot be built for it.
+    pub fn with_config(config: tokio_postgres::Config, size: usize) -> Result<Self> {
+        // A connection goes back to the pool as it is: the inbox closes
+        // one whose transaction it could not end (see `inbox::Tx`).
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(size.max(1))
+            .build()
+            .map_err(|error| Error::InvalidAddress(error.to_string()))?;
+        Ok(Database { pool, config })
+    }
+
+    /// The pool, for the application's own queries and transactions.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The configuration connections are made with.
+    pub fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+
+    /// Creates or updates Postage's tables (`postage_outbox`,
+    /// `postage_inbox`, and `postage_migrations`, which records what ran).
+    /// Safe to call from several processes at once: they take turns.
+    ///
+    /// # Errors
+    ///
+    /// The database's.
+    pub async fn migrate(&self) -> Result<()> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.batch_execute(
+            "SELECT pg_advisory_xact_lock(hashtext('postage_migrations'));
+             CREATE TABLE IF NOT EXISTS postage_migrations (
+                 version    integer     PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             );",
+        )
+        .await?;
+        let applied: i32 = tx
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM postage_migrations",
+                &[],
+            )
+            .await?
+            .try_get(0)?;
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > applied) {
+            tracing::info!(version, "applying Postage's database migration");
+            tx.batch_execute(sql).await?;
+            tx.execute(
+                "INSERT INTO postage_migrations (version) VALUES ($1)",
+                &[version],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

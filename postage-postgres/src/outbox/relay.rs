@@ -1,0 +1,385 @@
+//! [`Relay`]: publishes the outbox's messages with publisher confirms
+//! and marks them sent.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use postage::Producer;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use super::listen::listen;
+use super::row::{READ, Stored};
+use crate::Database;
+use crate::error::Result;
+
+/// What becomes of a row once the broker confirmed its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Retention {
+    /// Deleted in the transaction that publishes it (the default: the
+    /// table holds only what is still to send).
+    Delete,
+    /// Marked sent (`sent_at`) and deleted once older than this, by the
+    /// relay, every minute.
+    Keep(Duration),
+    /// Marked sent and never deleted.
+    KeepForever,
+}
+
+/// Publishes the messages written into the outbox
+/// ([`OutboxExt::in_transaction`](crate::OutboxExt::in_transaction)),
+/// oldest first, with publisher confirms, and records each one the broker
+/// confirmed, in one transaction per batch.
+///
+/// - It wakes when a transaction that wrote messages commits (`LISTEN` /
+///   `NOTIFY`), and looks every [`poll_interval`](RelayBuilder::poll_interval)
+///   as well, in case a notification was lost.
+/// - Several relays (in one process or many) share the outbox: each takes
+///   rows no other holds (`FOR UPDATE SKIP LOCKED`), and publishes a
+///   message of an aggregate only when every earlier message of that
+///   aggregate was sent or is in its own batch, one after the other.
+/// - A message is published at least once: a relay that dies after the
+///   broker's confirmation and before its commit leaves the row to be
+///   published again, with the same `message_id`, which an
+///   [`Inbox`](crate::Inbox) recognises.
+/// - When PostgreSQL or the broker is away, it waits (backing off from
+///   100 ms to 5 s) and goes on where it stopped; the outbox fills
+///   meanwhile.
+///
+/// ```no_run
+/// # async fn run(connection: postage::Connection) -> Result<(), Box<dyn std::error::Error>> {
+/// use postage::Producer;
+/// use postage_postgres::{Database, Relay};
+///
+/// let database = Database::from_env()?;
+/// database.migrate().await?;
+/// let producer = Producer::builder().confirms(true).connect(&connection).await?;
+/// let relay = Relay::builder(database, producer).spawn().await?;
+/// // ...
+/// relay.stop().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Relay {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    published: Arc<AtomicU64>,
+}
+
+impl Relay {
+    /// Starts building a relay that publishes with `producer` (which
+    /// should have confirms on: without them, "published" means written
+    /// to the socket).
+    pub fn builder(database: Database, producer: Producer) -> RelayBuilder {
+        RelayBuilder {
+            database,
+            producer,
+            batch: 256,
+            poll_interval: Duration::from_secs(1),
+            retention: Retention::Delete,
+        }
+    }
+
+    /// Messages this relay published and recorded as sent.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+
+    /// Stops after the batch in hand (published and recorded, or rolled
+    /// back) and waits for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Options of a [`Relay`].
+#[derive(Debug)]
+#[must_use]
+pub struct RelayBuilder {
+    database: Database,
+    producer: Producer,
+    batch: usize,
+    poll_interval: Duration,
+    retention: Retention,
+}
+
+impl RelayBuilder {
+    /// Rows taken per transaction (256 by default).
+    pub fn batch(mut self, rows: usize) -> Self {
+        self.batch = rows.max(1);
+        self
+    }
+
+    /// How often the outbox is looked at without a notification (1 s by
+    /// default).
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// What becomes of sent rows ([`Retention::Delete`] by default).
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Starts the relay on the current Tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// The database's, when its schema cannot be read (the relay listens
+    /// for that schema's outbox).
+    pub async fn spawn(self) -> Result<Relay> {
+        let schema: String = self
+            .database
+            .pool()
+            .get()
+            .await?
+            .query_one("SELECT current_schema()::text", &[])
+            .await?
+            .try_get(0)?;
+        let wake = Arc::new(Notify::new());
+        let (stop, stopped) = watch::channel(false);
+        let published = Arc::new(AtomicU64::new(0));
+        let worker = Worker {
+            database: self.database,
+            producer: self.producer,
+            batch: self.batch,
+            poll_interval: self.poll_interval,
+            retention: self.retention,
+            published: published.clone(),
+        };
+        let task = tokio::spawn(worker.run(schema, wake, stopped));
+        Ok(Relay {
+            stop,
+            task,
+            published,
+        })
+    }
+}
+
+/// The relay's task.
+struct Worker {
+    database: Database,
+    producer: Producer,
+    batch: usize,
+    poll_interval: Duration,
+    retention: Retention,
+    published: Arc<AtomicU64>,
+}
+
+/// What one pass did.
+#[derive(Default)]
+struct Pass {
+    /// Rows taken.
+    taken: usize,
+    /// Rows left for a later pass: their aggregate's earlier messages
+    /// were another relay's.
+    waiting: usize,
+    /// A publish failed.
+    failed: bool,
+}
+
+impl Worker {
+    async fn run(self, schema: String, wake: Arc<Notify>, mut stopped: watch::Receiver<bool>) {
+        let listener = tokio::spawn(listen(self.database.clone(), schema, wake.clone()));
+        let mut pause = Duration::from_millis(100);
+        let mut cleaned = Instant::now();
+        while !*stopped.borrow() {
+            let outcome = self.pass().await;
+            let wait = match outcome {
+                // A publish failed (logged): the broker is away or
+                // refusing; try again later.
+                Ok(pass) if pass.failed => Some(backoff(&mut pause)),
+                Ok(pass) => {
+                    pause = Duration::from_millis(100);
+                    if pass.waiting > 0 {
+                        // Another relay is publishing their aggregates'
+                        // earlier messages: look again soon.
+                        Some(Duration::from_millis(10))
+                    } else {
+                        (pass.taken < self.batch).then_some(self.poll_interval)
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "outbox relay: database unavailable, retrying");
+                    Some(backoff(&mut pause))
+                }
+            };
+            if let Retention::Keep(age) = self.retention
+                && cleaned.elapsed() >= Duration::from_secs(60)
+            {
+                cleaned = Instant::now();
+                if let Err(error) = self.clean(age).await {
+                    tracing::warn!(%error, "outbox relay: cleaning sent rows failed");
+                }
+            }
+            if let Some(wait) = wait {
+                tokio::select! {
+                    () = wake.notified() => {}
+                    () = tokio::time::sleep(wait) => {}
+                    _ = stopped.changed() => {}
+                }
+            }
+        }
+        listener.abort();
+    }
+
+    /// Takes a batch, publishes what may go, records what was confirmed.
+    async fn pass(&self) -> Result<Pass> {
+        let mut client = self.database.pool().get().await?;
+        let tx = client.transaction().await?;
+        let rows = tx
+            .query(
+                &format!(
+                    "SELECT {READ} FROM postage_outbox WHERE sent_at IS NULL \
+                     ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
+                ),
+                &[&i64::try_from(self.batch).unwrap_or(i64::MAX)],
+            )
+            .await?;
+        let taken = rows.len();
+        if taken == 0 {
+            return Ok(Pass::default());
+        }
+        let mut stored = Vec::with_capacity(taken);
+        for row in &rows {
+            match Stored::read(row) {
+                Ok(message) => stored.push(message),
+                // Left in place for a newer version, or a person, to read.
+                Err(error) => tracing::error!(%error, "outbox relay skips a row it cannot read"),
+            }
+        }
+        let readable = stored.len();
+        let stored = self.publishable(&tx, stored).await?;
+        let waiting = readable - stored.len();
+        let publishing = stored.len();
+        let sent = self.publish(stored).await;
+        let statement = match self.retention {
+            Retention::Delete => "DELETE FROM postage_outbox WHERE id = ANY($1)",
+            Retention::Keep(_) | Retention::KeepForever => {
+                "UPDATE postage_outbox SET sent_at = now() WHERE id = ANY($1)"
+            }
+        };
+        if !sent.is_empty() {
+            tx.execute(statement, &[&sent]).await?;
+        }
+        tx.commit().await?;
+        self.published
+            .fetch_add(sent.len() as u64, Ordering::Relaxed);
+        Ok(Pass {
+            taken,
+            waiting,
+            failed: sent.len() < publishing,
+        })
+    }
+
+    /// The rows of the batch that may be published now: those without an
+    /// aggregate, and of each aggregate the rows that begin its unsent
+    /// messages with no row of another relay's in between.
+    async fn publishable(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        stored: Vec<Stored>,
+    ) -> Result<Vec<Stored>> {
+        let aggregates: Vec<&str> = stored
+            .iter()
+            .filter_map(|s| s.aggregate.as_deref())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        if aggregates.is_empty() {
+            return Ok(stored);
+        }
+        let last = stored.last().map_or(0, |s| s.id);
+        let unsent = tx
+            .query(
+                "SELECT id, aggregate FROM postage_outbox WHERE sent_at IS NULL \
+                 AND aggregate = ANY($1) AND id <= $2 ORDER BY id",
+                &[&aggregates, &last],
+            )
+            .await?;
+        let mine: HashSet<i64> = stored.iter().map(|s| s.id).collect();
+        let mut blocked: HashSet<String> = HashSet::new();
+        let mut allowed: HashSet<i64> = HashSet::new();
+        for row in &unsent {
+            let id: i64 = row.try_get(0)?;
+            let aggregate: String = row.try_get(1)?;
+            if blocked.contains(&aggregate) {
+                continue;
+            }
+            if mine.contains(&id) {
+                allowed.insert(id);
+            } else {
+                blocked.insert(aggregate);
+            }
+        }
+        Ok(stored
+            .into_iter()
+            .filter(|s| s.aggregate.is_none() || allowed.contains(&s.id))
+            .collect())
+    }
+
+    /// Publishes the rows (those of one aggregate one after the other,
+    /// the rest at once) and gives the ids the broker confirmed. An
+    /// aggregate's later rows wait for the next pass after a failure.
+    async fn publish(&self, stored: Vec<Stored>) -> Vec<i64> {
+        let mut chains: Vec<Vec<Stored>> = Vec::new();
+        let mut by_aggregate: HashMap<String, usize> = HashMap::new();
+        for message in stored {
+            match message.aggregate.clone() {
+                Some(aggregate) => match by_aggregate.get(&aggregate) {
+                    Some(&chain) => chains[chain].push(message),
+                    None => {
+                        by_aggregate.insert(aggregate, chains.len());
+                        chains.push(vec![message]);
+                    }
+                },
+                None => chains.push(vec![message]),
+            }
+        }
+        let producer = &self.producer;
+        let sent = join_all(chains.into_iter().map(|chain| async move {
+            let mut sent = Vec::with_capacity(chain.len());
+            for message in chain {
+                let message_id = message.outgoing.message_id().to_owned();
+                match producer.send_outgoing(message.outgoing).await {
+                    Ok(()) => sent.push(message.id),
+                    Err(error) => {
+                        tracing::warn!(%error, message_id, row = message.id, "outbox relay: publish failed");
+                        break;
+                    }
+                }
+            }
+            sent
+        }))
+        .await;
+        sent.into_iter().flatten().collect()
+    }
+
+    /// Deletes rows sent longer than `age` ago.
+    async fn clean(&self, age: Duration) -> Result<()> {
+        let client = self.database.pool().get().await?;
+        let deleted = client
+            .execute(
+                "DELETE FROM postage_outbox WHERE sent_at < now() - make_interval(secs => $1)",
+                &[&age.as_secs_f64()],
+            )
+            .await?;
+        tracing::debug!(deleted, "outbox relay deleted old sent rows");
+        Ok(())
+    }
+}
+
+/// The pause before trying again, doubled for the next time (100 ms to
+/// 5 s).
+fn backoff(pause: &mut Duration) -> Duration {
+    let now = *pause;
+    *pause = (now * 2).min(Duration::from_secs(5));
+    now
+}
