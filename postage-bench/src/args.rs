@@ -19,6 +19,8 @@ pub(crate) enum Scenario {
     /// How cost grows with load (`scenario::scale`).
     Scale,
     Workers,
+    /// The PostgreSQL outbox and inbox (`scenario::outbox`).
+    Outbox,
 }
 
 impl Scenario {
@@ -43,6 +45,7 @@ impl Scenario {
             Scenario::IdleQueues => "idle-queues",
             Scenario::Scale => "scale",
             Scenario::Workers => "workers",
+            Scenario::Outbox => "outbox",
         }
     }
 
@@ -54,6 +57,7 @@ impl Scenario {
                 Scenario::IdleQueues,
                 Scenario::Scale,
                 Scenario::Workers,
+                Scenario::Outbox,
             ])
             .find(|sc| sc.name() == s)
     }
@@ -129,6 +133,11 @@ pub(crate) struct Args {
     /// `workers`: the worker counts to measure (1, 2, 4 and 8 unless
     /// `--workers` says otherwise).
     pub(crate) workers: Vec<usize>,
+    /// `outbox`: the relay counts to measure (1 and 4 unless `--relays`
+    /// says otherwise).
+    pub(crate) relays: Vec<usize>,
+    /// `outbox`: the steady rate of the latency runs (msg/s).
+    pub(crate) rate: u64,
     pub(crate) url: String,
     /// Where `scale` writes its plot.
     pub(crate) svg: String,
@@ -137,9 +146,9 @@ pub(crate) struct Args {
     pub(crate) point: Option<String>,
 }
 
-const USAGE: &str = "usage: postage-bench <publish|publish-confirm|consume|pipe|rpc-seq|rpc-par|soak|idle-queues|scale|workers|all> \
+const USAGE: &str = "usage: postage-bench <publish|publish-confirm|consume|pipe|rpc-seq|rpc-par|soak|idle-queues|scale|workers|outbox|all> \
 [--count N] [--impl postage|lapin|lapin-batch|both|all] [--broker rabbitmq|memory|both] [--runs R] [--prefetch P] [--window W] \
-[--in-flight F] [--svg PATH] [--current-thread] [--telemetry spans|metrics|all] [--pass-layer] [--concurrency C] [--ordered] [--work-ms MS] [--workers 1,2,4,8] [--json] [--dry]";
+[--in-flight F] [--svg PATH] [--current-thread] [--telemetry spans|metrics|all] [--pass-layer] [--concurrency C] [--ordered] [--work-ms MS] [--workers 1,2,4,8] [--relays 1,4] [--rate MSG_PER_S] [--json] [--dry]";
 
 /// What `--telemetry` installs before anything is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +181,8 @@ pub(crate) fn parse_args() -> Res<Args> {
         ordered: false,
         work_ms: 0,
         workers: vec![1, 2, 4, 8],
+        relays: vec![1, 4],
+        rate: 1_000,
         url: std::env::var("POSTAGE_URL")
             .ok()
             .filter(|u| !u.is_empty())
@@ -220,6 +231,13 @@ pub(crate) fn parse_args() -> Res<Args> {
                     .map(str::parse)
                     .collect::<Result<_, _>>()?;
             }
+            "--relays" => {
+                args.relays = value("--relays")?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?;
+            }
+            "--rate" => args.rate = value("--rate")?.parse()?,
             "--current-thread" => args.current_thread = true,
             "--telemetry" => {
                 args.telemetry = match value("--telemetry")?.as_str() {

@@ -9,7 +9,9 @@
 //! `rpc-par`, `soak` (a `pipe` of 1,000,000 messages watching RSS),
 //! `idle-queues` (memory per idle queue on the in-memory broker), `scale`
 //! (how rate and memory grow with load; writes `--svg PATH`, default
-//! `scale.svg`), and
+//! `scale.svg`), `workers` (a partition group of 1 to 8 processes),
+//! `outbox` (the PostgreSQL outbox and inbox against a direct publish),
+//! and
 //! `all` (every scenario but `soak`, `idle-queues` and `scale`).
 //!
 //! `--broker memory` runs the Postage side on the in-memory broker
@@ -105,6 +107,10 @@ async fn run(args: args::Args) -> Res<()> {
         }
         if scenario == Scenario::Workers {
             scenario::workers::workers(&args).await?;
+            continue;
+        }
+        if scenario == Scenario::Outbox {
+            scenario::outbox::outbox(&args).await?;
             continue;
         }
         for run in 0..args.runs {

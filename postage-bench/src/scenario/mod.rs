@@ -3,6 +3,7 @@
 
 mod consume;
 mod idle;
+pub(crate) mod outbox;
 pub(crate) mod pipe;
 mod publish;
 mod rpc;
@@ -55,6 +56,7 @@ pub(crate) async fn run_one(ctx: &Ctx<'_>, scenario: Scenario, imp: Impl) -> Res
         (Scenario::IdleQueues, _) => idle::idle_queues(ctx).await,
         (Scenario::Scale, _) => Err("scale runs on its own (scenario::scale)".into()),
         (Scenario::Workers, _) => Err("workers runs on its own (scenario::workers)".into()),
+        (Scenario::Outbox, _) => Err("outbox runs on its own (scenario::outbox)".into()),
         (Scenario::Publish, Impl::Postage) => postage_publish(ctx, false).await,
         (Scenario::Publish, Impl::Lapin) => lapin_publish(ctx, false).await,
         (Scenario::PublishConfirm, Impl::Postage) => postage_publish(ctx, true).await,

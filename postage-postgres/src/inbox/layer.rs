@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use postage::middleware::{BoxError, Incoming, Layer, Service};
 use postage::processor::HandlerError;
+use tokio_postgres::types::Type;
 use tower::ServiceExt;
 
 use super::Tx;
@@ -203,20 +204,22 @@ impl Shared {
         S::Future: Send,
     {
         let client = self.database.pool().get().await.map_err(transient)?;
-        client.batch_execute("BEGIN").await.map_err(transient)?;
         let tx = Tx::begun(client);
         match incoming.message_id() {
             Some(id) => {
                 let consumer = self.consumer.as_deref().unwrap_or(incoming.queue());
-                let recorded = tx
-                    .execute(
+                // Sent together: one round trip.
+                let (begun, recorded) = futures_util::future::join(
+                    tx.batch_execute("BEGIN"),
+                    tx.execute_typed(
                         "INSERT INTO postage_inbox (consumer, message_id) VALUES ($1, $2) \
                          ON CONFLICT DO NOTHING",
-                        &[&consumer, &id],
-                    )
-                    .await
-                    .map_err(transient)?;
-                if recorded == 0 {
+                        &[(&consumer, Type::TEXT), (&id, Type::TEXT)],
+                    ),
+                )
+                .await;
+                begun.map_err(transient)?;
+                if recorded.map_err(transient)? == 0 {
                     tx.end("ROLLBACK").await.map_err(transient)?;
                     tracing::debug!(
                         message_id = id,
@@ -226,7 +229,10 @@ impl Shared {
                     return Ok(());
                 }
             }
-            None => self.without_id(&incoming)?,
+            None => {
+                self.without_id(&incoming)?;
+                tx.batch_execute("BEGIN").await.map_err(transient)?;
+            }
         }
         let outcome = tx
             .scope(inner.oneshot(incoming))

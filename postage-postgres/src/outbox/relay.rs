@@ -147,6 +147,10 @@ impl RelayBuilder {
         let (stop, stopped) = watch::channel(false);
         let published = Arc::new(AtomicU64::new(0));
         let worker = Worker {
+            take: format!(
+                "SELECT {READ} FROM postage_outbox WHERE sent_at IS NULL \
+                 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
+            ),
             database: self.database,
             producer: self.producer,
             batch: self.batch,
@@ -165,6 +169,8 @@ impl RelayBuilder {
 
 /// The relay's task.
 struct Worker {
+    /// The statement that takes a batch.
+    take: String,
     database: Database,
     producer: Producer,
     batch: usize,
@@ -234,14 +240,10 @@ impl Worker {
     async fn pass(&self) -> Result<Pass> {
         let mut client = self.database.pool().get().await?;
         let tx = client.transaction().await?;
+        // Prepared once per connection.
+        let take = tx.prepare_cached(&self.take).await?;
         let rows = tx
-            .query(
-                &format!(
-                    "SELECT {READ} FROM postage_outbox WHERE sent_at IS NULL \
-                     ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
-                ),
-                &[&i64::try_from(self.batch).unwrap_or(i64::MAX)],
-            )
+            .query(&take, &[&i64::try_from(self.batch).unwrap_or(i64::MAX)])
             .await?;
         let taken = rows.len();
         if taken == 0 {
@@ -267,7 +269,8 @@ impl Worker {
             }
         };
         if !sent.is_empty() {
-            tx.execute(statement, &[&sent]).await?;
+            let record = tx.prepare_cached(statement).await?;
+            tx.execute(&record, &[&sent]).await?;
         }
         tx.commit().await?;
         self.published
@@ -284,7 +287,7 @@ impl Worker {
     /// messages with no row of another relay's in between.
     async fn publishable(
         &self,
-        tx: &tokio_postgres::Transaction<'_>,
+        tx: &deadpool_postgres::Transaction<'_>,
         stored: Vec<Stored>,
     ) -> Result<Vec<Stored>> {
         let aggregates: Vec<&str> = stored

@@ -5,15 +5,24 @@ use postage::middleware::{Outgoing, OutgoingParts};
 use postage::{Category, Exchange, ExchangeKind};
 use serde_json::{Map, Value, json};
 use tokio_postgres::Row;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 
 use crate::error::{Error, Result};
 
-/// The columns a message is written to, in the order of [`Columns`]'s
-/// parameters.
-pub(super) const COLUMNS: &str = "message_id, aggregate, targets, kind, name, category, \
-     content_type, persistent, mandatory, reply_to, correlation_id, expiration_ms, headers, \
-     deadline_ms, body";
+/// Writes a message (the parameters of [`Columns::params`]).
+pub(super) const INSERT: &str = "INSERT INTO postage_outbox (message_id, aggregate, targets, \
+     kind, name, category, content_type, persistent, mandatory, reply_to, correlation_id, \
+     expiration_ms, headers, deadline_ms, body) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+
+/// Writes a message of an aggregate: the aggregate's lock is taken
+/// before the row gets its id, so that ids follow the order of commits
+/// within an aggregate.
+pub(super) const INSERT_IN_TURN: &str = "INSERT INTO postage_outbox (message_id, aggregate, \
+     targets, kind, name, category, content_type, persistent, mandatory, reply_to, \
+     correlation_id, expiration_ms, headers, deadline_ms, body) \
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 \
+     FROM (SELECT pg_advisory_xact_lock(hashtextextended($2, 0))) AS turn";
 
 /// The parameters of one row's insert.
 pub(super) struct Columns {
@@ -63,25 +72,26 @@ impl Columns {
         self.aggregate.as_deref()
     }
 
-    /// The parameters, in the order of [`COLUMNS`].
-    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 15] {
+    /// The parameters with their types, in the order of [`COLUMNS`]:
+    /// typed, the insert takes one round trip (no statement to prepare).
+    pub(super) fn params(&self) -> [(&(dyn ToSql + Sync), Type); 15] {
         let p = &self.parts;
         [
-            &p.message_id,
-            &self.aggregate,
-            &self.targets,
-            &p.kind,
-            &p.name,
-            &self.category,
-            &p.content_type,
-            &p.persistent,
-            &p.mandatory,
-            &p.reply_to,
-            &p.correlation_id,
-            &self.expiration_ms,
-            &self.headers,
-            &self.deadline_ms,
-            &p.body,
+            (&p.message_id, Type::TEXT),
+            (&self.aggregate, Type::TEXT),
+            (&self.targets, Type::JSONB),
+            (&p.kind, Type::TEXT),
+            (&p.name, Type::TEXT),
+            (&self.category, Type::TEXT),
+            (&p.content_type, Type::TEXT),
+            (&p.persistent, Type::BOOL),
+            (&p.mandatory, Type::BOOL),
+            (&p.reply_to, Type::TEXT),
+            (&p.correlation_id, Type::TEXT),
+            (&self.expiration_ms, Type::INT8),
+            (&self.headers, Type::JSONB),
+            (&self.deadline_ms, Type::INT8),
+            (&p.body, Type::BYTEA),
         ]
     }
 }

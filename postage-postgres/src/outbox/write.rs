@@ -7,7 +7,7 @@ use std::pin::Pin;
 use postage::producer::Publish;
 use tokio_postgres::GenericClient;
 
-use super::row::{COLUMNS, Columns};
+use super::row::{Columns, INSERT, INSERT_IN_TURN};
 use crate::error::Result;
 
 /// Writes sends into the outbox: `.in_transaction(&tx)` on any send of a
@@ -74,21 +74,13 @@ impl<'a, C: GenericClient + Sync> InTransaction<'a, C> {
 
     async fn write(self) -> Result<String> {
         let columns = Columns::new(self.publish.into_outgoing()?, self.aggregate);
-        let params = columns.params();
-        let placeholders = (1..=params.len())
-            .map(|n| format!("${n}"))
-            .collect::<Vec<_>>()
-            .join(", ");
         let statement = match columns.aggregate() {
-            // The lock is taken before the row gets its id, so that ids
-            // follow the order of commits within an aggregate.
-            Some(_) => format!(
-                "INSERT INTO postage_outbox ({COLUMNS}) SELECT {placeholders} \
-                 FROM (SELECT pg_advisory_xact_lock(hashtextextended($2::text, 0))) AS turn"
-            ),
-            None => format!("INSERT INTO postage_outbox ({COLUMNS}) VALUES ({placeholders})"),
+            Some(_) => INSERT_IN_TURN,
+            None => INSERT,
         };
-        self.client.execute(&statement, &params).await?;
+        self.client
+            .execute_typed(statement, &columns.params())
+            .await?;
         Ok(columns.message_id().to_owned())
     }
 }
