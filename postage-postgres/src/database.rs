@@ -133,3 +133,22 @@ impl Database {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_that_cannot_be_read_is_an_error() {
+        assert!(matches!(
+            Database::new("postgres://host:notaport/db"),
+            Err(Error::InvalidAddress(_))
+        ));
+    }
+
+    #[test]
+    fn the_migrations_are_numbered_in_order() {
+        let versions: Vec<i32> = MIGRATIONS.iter().map(|(v, _)| *v).collect();
+        assert_eq!(versions, (1..=MIGRATIONS.len() as i32).collect::<Vec<_>>());
+    }
+}

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use postage::Producer;
 use postage::middleware::{Incoming, Next, Outgoing, from_fn};
 use postage::prelude::*;
-use postage_postgres::{Database, Inbox, OutboxExt, Relay, Tx};
+use postage_postgres::{Database, Inbox, MissingId, OutboxExt, Relay, Tx};
 use postage_tests::conformance::TestBroker;
 use postage_tests::node::PrivateNode;
 use postage_tests::postgres::{PrivatePostgres, TestSchema};
@@ -754,4 +754,117 @@ async fn four_relays_keep_order_on_rabbitmq() {
 async fn four_relays_keep_order_in_memory() {
     four_relays_keep_each_aggregates_order_and_the_inbox_each_effect_once(TestBroker::memory())
         .await;
+}
+
+/// A processor with an inbox for a queue, counting settled messages.
+async fn recorder_with_inbox(
+    connection: &Connection,
+    inbox: Inbox,
+) -> (
+    Exchange,
+    Arc<AtomicUsize>,
+    tokio::task::JoinHandle<postage::Result<postage::processor::Stop>>,
+) {
+    let exchange = Exchange::new(unique("inbox-id-x"), ExchangeKind::Direct);
+    let settled = Arc::new(AtomicUsize::new(0));
+    let counter = settled.clone();
+    let processor = Processor::builder(Recorder {
+        handled: Arc::default(),
+        fail_once: Mutex::new(Vec::new()),
+    })
+    .bind(
+        exchange.clone(),
+        [(Queue::new(unique("inbox-id-q")).auto_delete(true), "step")],
+    )
+    .on_error(OnError::Acknowledge)
+    .layer(from_fn(move |incoming: Incoming, next: Next<Incoming>| {
+        let counter = counter.clone();
+        async move {
+            let outcome = next.run(incoming).await;
+            counter.fetch_add(1, Ordering::SeqCst);
+            outcome
+        }
+    }))
+    .layer(inbox.clone())
+    .connect(connection)
+    .await
+    .unwrap_or_else(|e| panic!("no processor: {e}"));
+    (exchange, settled, tokio::spawn(processor.run()))
+}
+
+/// Messages from a sender that sets no `message_id` (Python Postage):
+/// handled without a record by default, each delivery again; refused
+/// with `MissingId::Refuse`, their handler never running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_without_an_id_is_handled_without_a_record_or_refused() {
+    let schema = TestSchema::create("inbox-no-id").await;
+    schema
+        .client()
+        .await
+        .batch_execute("CREATE TABLE steps (aggregate text NOT NULL, seq bigint NOT NULL)")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let connection = postage_tests::connect().await;
+    let channel = postage_tests::raw_channel().await;
+    let publish = |exchange: Exchange, aggregate: &'static str| {
+        let channel = channel.clone();
+        async move {
+            let body = serde_json::json!({
+                "type": "command", "name": "step", "category": "message",
+                "content": { "parameters": { "aggregate": aggregate, "seq": 1 } }
+            })
+            .to_string();
+            channel
+                .basic_publish(
+                    exchange.name().into(),
+                    "step".into(),
+                    lapin::options::BasicPublishOptions::default(),
+                    body.as_bytes(),
+                    lapin::BasicProperties::default().with_content_type("application/json".into()),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+
+    let (exchange, settled, running) =
+        recorder_with_inbox(&connection, Inbox::new(&schema.database)).await;
+    publish(exchange.clone(), "python").await;
+    publish(exchange, "python").await;
+    while settled.load(Ordering::SeqCst) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the messages without id were not handled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.abort();
+    assert_eq!(
+        schema
+            .count("SELECT count(*) FROM steps WHERE aggregate = 'python'")
+            .await,
+        2,
+        "each delivery without an id is handled"
+    );
+    assert_eq!(schema.count("SELECT count(*) FROM postage_inbox").await, 0);
+
+    let refusing = Inbox::new(&schema.database).missing_id(MissingId::Refuse);
+    let (exchange, settled, running) = recorder_with_inbox(&connection, refusing).await;
+    publish(exchange, "refused").await;
+    while settled.load(Ordering::SeqCst) < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the message without id was not settled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.abort();
+    assert_eq!(
+        schema
+            .count("SELECT count(*) FROM steps WHERE aggregate = 'refused'")
+            .await,
+        0,
+        "a refused message's handler ran"
+    );
 }

@@ -2,8 +2,8 @@
 //! resolve to this repository's crates: the package `postage-amqp`, whose
 //! library is `postage`, and never the registry's unrelated `postage`.
 //!
-//! The new package patches `postage-amqp` and `postage-macros` to this
-//! repository's folders, which stand in for the published crates: the
+//! The new package patches `postage-amqp`, `postage-macros` and
+//! `postage-postgres` to this repository's folders, which stand in for the published crates: the
 //! version requirements of the README must match the versions here.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -51,9 +51,11 @@ fn resolve(block: &str, dir: &Path) -> serde_json::Value {
          [workspace]\n\n{section}{block}\n\n\
          [patch.crates-io]\n\
          postage-amqp = {{ path = {:?} }}\n\
-         postage-macros = {{ path = {:?} }}\n",
+         postage-macros = {{ path = {:?} }}\n\
+         postage-postgres = {{ path = {:?} }}\n",
         root.join("postage"),
         root.join("postage-macros"),
+        root.join("postage-postgres"),
     );
     std::fs::write(dir.join("Cargo.toml"), manifest).unwrap();
     let output = Command::new(env!("CARGO"))
@@ -101,6 +103,17 @@ fn the_readme_dependency_lines_resolve_to_this_repositorys_crate() {
             packages.iter().all(|p| p["name"] != "postage"),
             "the registry's unrelated `postage` crate is in the graph of:\n{block}"
         );
+        if block.contains("postage-postgres") {
+            let postgres = packages
+                .iter()
+                .find(|p| p["name"] == "postage-postgres")
+                .unwrap_or_else(|| panic!("postage-postgres is not in the graph of:\n{block}"));
+            assert!(
+                postgres["source"].is_null(),
+                "postage-postgres came from {} instead of this repository",
+                postgres["source"]
+            );
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -203,9 +203,13 @@ impl Shared {
         S::Error: Into<BoxError>,
         S::Future: Send,
     {
+        let id = incoming.message_id();
+        if id.is_none() {
+            self.without_id(&incoming)?;
+        }
         let client = self.database.pool().get().await.map_err(transient)?;
         let tx = Tx::begun(client);
-        match incoming.message_id() {
+        match id {
             Some(id) => {
                 let consumer = self.consumer.as_deref().unwrap_or(incoming.queue());
                 // Sent together: one round trip.
@@ -229,10 +233,7 @@ impl Shared {
                     return Ok(());
                 }
             }
-            None => {
-                self.without_id(&incoming)?;
-                tx.batch_execute("BEGIN").await.map_err(transient)?;
-            }
+            None => tx.batch_execute("BEGIN").await.map_err(transient)?,
         }
         let outcome = tx
             .scope(inner.oneshot(incoming))

@@ -63,10 +63,14 @@ pub enum Retention {
 /// relay.stop().await;
 /// # Ok(()) }
 /// ```
+///
+/// Dropping a relay stops it at once (a batch in hand is rolled back and
+/// published again later); [`stop`](Relay::stop) lets it finish first.
 #[derive(Debug)]
 pub struct Relay {
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
+    listener: JoinHandle<()>,
     published: Arc<AtomicU64>,
 }
 
@@ -91,9 +95,20 @@ impl Relay {
 
     /// Stops after the batch in hand (published and recorded, or rolled
     /// back) and waits for it.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+        self.listener.abort();
     }
 }
 
@@ -158,10 +173,12 @@ impl RelayBuilder {
             retention: self.retention,
             published: published.clone(),
         };
-        let task = tokio::spawn(worker.run(schema, wake, stopped));
+        let listener = tokio::spawn(listen(worker.database.clone(), schema, wake.clone()));
+        let task = tokio::spawn(worker.run(wake, stopped));
         Ok(Relay {
             stop,
-            task,
+            task: Some(task),
+            listener,
             published,
         })
     }
@@ -182,8 +199,8 @@ struct Worker {
 /// What one pass did.
 #[derive(Default)]
 struct Pass {
-    /// Rows taken.
-    taken: usize,
+    /// Rows published and recorded.
+    sent: usize,
     /// Rows left for a later pass: their aggregate's earlier messages
     /// were another relay's.
     waiting: usize,
@@ -192,8 +209,7 @@ struct Pass {
 }
 
 impl Worker {
-    async fn run(self, schema: String, wake: Arc<Notify>, mut stopped: watch::Receiver<bool>) {
-        let listener = tokio::spawn(listen(self.database.clone(), schema, wake.clone()));
+    async fn run(self, wake: Arc<Notify>, mut stopped: watch::Receiver<bool>) {
         let mut pause = Duration::from_millis(100);
         let mut cleaned = Instant::now();
         while !*stopped.borrow() {
@@ -209,7 +225,8 @@ impl Worker {
                         // earlier messages: look again soon.
                         Some(Duration::from_millis(10))
                     } else {
-                        (pass.taken < self.batch).then_some(self.poll_interval)
+                        // A full batch: more may be waiting.
+                        (pass.sent < self.batch).then_some(self.poll_interval)
                     }
                 }
                 Err(error) => {
@@ -233,7 +250,6 @@ impl Worker {
                 }
             }
         }
-        listener.abort();
     }
 
     /// Takes a batch, publishes what may go, records what was confirmed.
@@ -276,7 +292,7 @@ impl Worker {
         self.published
             .fetch_add(sent.len() as u64, Ordering::Relaxed);
         Ok(Pass {
-            taken,
+            sent: sent.len(),
             waiting,
             failed: sent.len() < publishing,
         })

@@ -179,3 +179,23 @@ fn read_target(target: &Value) -> Option<(Exchange, String)> {
     }
     Some((exchange, target.get("key")?.as_str()?.to_owned()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_reads_back_as_written() {
+        let exchange = Exchange::new("orders", ExchangeKind::Topic)
+            .durable(true)
+            .argument("alternate-exchange", "lost");
+        let json = json!({
+            "exchange": exchange.name(), "kind": "topic", "durable": true,
+            "auto_delete": false, "arguments": exchange.arguments(), "key": "order.*",
+        });
+        let (read, key) = read_target(&json).unwrap_or_else(|| panic!("unreadable"));
+        assert_eq!(read, exchange);
+        assert_eq!(key, "order.*");
+        assert!(read_target(&json!({"exchange": "x", "kind": "nope", "key": ""})).is_none());
+    }
+}

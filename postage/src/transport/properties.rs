@@ -62,3 +62,18 @@ pub(crate) fn new_message_id() -> String {
     let count = MESSAGE_IDS.fetch_add(1, Ordering::Relaxed);
     format!("{:016x}{count:016x}", *PROCESS_ID)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_ids_are_unique_32_hex_digits() {
+        let ids: std::collections::HashSet<String> = (0..1000).map(|_| new_message_id()).collect();
+        assert_eq!(ids.len(), 1000);
+        assert!(
+            ids.iter()
+                .all(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        );
+    }
+}
