@@ -21,20 +21,7 @@ use crate::transport::{Channel, Headers, OutgoingProperties, new_message_id};
 /// without calling the service it wraps: the send fails with it), or time
 /// it; its outcome is the publish's (confirmed, with confirms on).
 pub struct Outgoing {
-    message_id: String,
-    kind: String,
-    name: String,
-    category: Category,
-    body: Vec<u8>,
-    targets: Vec<(Exchange, String)>,
-    content_type: String,
-    persistent: bool,
-    mandatory: bool,
-    reply_to: Option<String>,
-    correlation_id: Option<String>,
-    expiration_ms: Option<u128>,
-    headers: Headers,
-    deadline_ms: Option<u64>,
+    parts: OutgoingParts,
 }
 
 impl Outgoing {
@@ -46,162 +33,134 @@ impl Outgoing {
         props: &OutgoingProperties<'_>,
     ) -> Self {
         Outgoing {
-            message_id: props.message_id.map_or_else(new_message_id, str::to_owned),
-            kind: about.kind.to_owned(),
-            name: about.name.to_owned(),
-            category: if about.category == Category::Rpc.as_str() {
-                Category::Rpc
-            } else {
-                Category::Message
+            parts: OutgoingParts {
+                message_id: props.message_id.map_or_else(new_message_id, str::to_owned),
+                kind: about.kind.to_owned(),
+                name: about.name.to_owned(),
+                category: if about.category == Category::Rpc.as_str() {
+                    Category::Rpc
+                } else {
+                    Category::Message
+                },
+                body,
+                targets,
+                content_type: props.content_type.unwrap_or_default().to_owned(),
+                persistent: props.persistent,
+                mandatory: props.mandatory,
+                reply_to: props.reply_to.map(str::to_owned),
+                correlation_id: props.correlation_id.map(str::to_owned),
+                expiration_ms: props.expiration_ms,
+                headers: props.headers.cloned().unwrap_or_default(),
+                deadline_ms: props.deadline_ms,
             },
-            body,
-            targets,
-            content_type: props.content_type.unwrap_or_default().to_owned(),
-            persistent: props.persistent,
-            mandatory: props.mandatory,
-            reply_to: props.reply_to.map(str::to_owned),
-            correlation_id: props.correlation_id.map(str::to_owned),
-            expiration_ms: props.expiration_ms,
-            headers: props.headers.cloned().unwrap_or_default(),
-            deadline_ms: props.deadline_ms,
         }
     }
 
     /// A message prepared elsewhere: read back from where it was kept
     /// (an outbox), to publish with [`Producer::send_outgoing`](crate::Producer::send_outgoing).
     pub fn from_parts(parts: OutgoingParts) -> Self {
-        Outgoing {
-            message_id: parts.message_id,
-            kind: parts.kind,
-            name: parts.name,
-            category: parts.category,
-            body: parts.body,
-            targets: parts.targets,
-            content_type: parts.content_type,
-            persistent: parts.persistent,
-            mandatory: parts.mandatory,
-            reply_to: parts.reply_to,
-            correlation_id: parts.correlation_id,
-            expiration_ms: parts.expiration_ms,
-            headers: parts.headers,
-            deadline_ms: parts.deadline_ms,
-        }
+        Outgoing { parts }
     }
 
     /// Everything it holds, to keep it (in an outbox) and publish it
     /// later with [`from_parts`](Self::from_parts).
     pub fn into_parts(self) -> OutgoingParts {
-        OutgoingParts {
-            message_id: self.message_id,
-            kind: self.kind,
-            name: self.name,
-            category: self.category,
-            body: self.body,
-            targets: self.targets,
-            content_type: self.content_type,
-            persistent: self.persistent,
-            mandatory: self.mandatory,
-            reply_to: self.reply_to,
-            correlation_id: self.correlation_id,
-            expiration_ms: self.expiration_ms,
-            headers: self.headers,
-            deadline_ms: self.deadline_ms,
-        }
+        self.parts
     }
 
     /// Its AMQP `message_id`, unique per send: a message published
     /// again (by an outbox relay after a crash) keeps it, so that a
     /// consumer's inbox recognises it.
     pub fn message_id(&self) -> &str {
-        &self.message_id
+        &self.parts.message_id
     }
 
     /// The message's type (`command`, `status`, `result`).
     pub fn kind(&self) -> &str {
-        &self.kind
+        &self.parts.kind
     }
 
     /// The message's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.parts.name
     }
 
     /// An RPC request, or a message.
     pub fn category(&self) -> Category {
-        self.category
+        self.parts.category
     }
 
     /// The encoded body.
     pub fn body(&self) -> &[u8] {
-        &self.body
+        &self.parts.body
     }
 
     /// The encoded body, to change.
     pub fn body_mut(&mut self) -> &mut Vec<u8> {
-        &mut self.body
+        &mut self.parts.body
     }
 
     /// The (exchange, routing key) pairs it goes to.
     pub fn targets(&self) -> &[(Exchange, String)] {
-        &self.targets
+        &self.parts.targets
     }
 
     /// The (exchange, routing key) pairs, to change: a layer that routes
     /// by content (`flow::Partitions::layer`).
     pub fn targets_mut(&mut self) -> &mut Vec<(Exchange, String)> {
-        &mut self.targets
+        &mut self.parts.targets
     }
 
     /// Published mandatory?
     pub fn mandatory(&self) -> bool {
-        self.mandatory
+        self.parts.mandatory
     }
 
     /// How long it may wait in a queue (the AMQP `expiration`), in
     /// milliseconds.
     pub fn expiration_ms(&self) -> Option<u128> {
-        self.expiration_ms
+        self.parts.expiration_ms
     }
 
     /// The AMQP headers it carries.
     pub fn headers(&self) -> &Headers {
-        &self.headers
+        &self.parts.headers
     }
 
     /// The AMQP headers, to add to: a tenant id, a signature.
     pub fn headers_mut(&mut self) -> &mut Headers {
-        &mut self.headers
+        &mut self.parts.headers
     }
 
     /// Published persistent?
     pub fn persistent(&self) -> bool {
-        self.persistent
+        self.parts.persistent
     }
 
     /// Its content type.
     pub fn content_type(&self) -> &str {
-        &self.content_type
+        &self.parts.content_type
     }
 
     /// Its correlation id (an RPC request's).
     pub fn correlation_id(&self) -> Option<&str> {
-        self.correlation_id.as_deref()
+        self.parts.correlation_id.as_deref()
     }
 
     /// Where its reply goes (an RPC request's).
     pub fn reply_to(&self) -> Option<&str> {
-        self.reply_to.as_deref()
+        self.parts.reply_to.as_deref()
     }
 }
 
 impl fmt::Debug for Outgoing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Outgoing")
-            .field("kind", &self.kind)
-            .field("name", &self.name)
-            .field("category", &self.category)
-            .field("targets", &self.targets)
-            .field("body_size", &self.body.len())
+            .field("kind", &self.parts.kind)
+            .field("name", &self.parts.name)
+            .field("category", &self.parts.category)
+            .field("targets", &self.parts.targets)
+            .field("body_size", &self.parts.body.len())
             .finish_non_exhaustive()
     }
 }
@@ -326,24 +285,24 @@ impl Service<Outgoing> for Publishing {
 /// Publishes `outgoing` on `channel`, to each of its targets.
 pub(crate) async fn publish_outgoing(channel: &Channel, outgoing: &Outgoing) -> Result<()> {
     let props = OutgoingProperties {
-        content_type: Some(&outgoing.content_type),
-        persistent: outgoing.persistent,
-        mandatory: outgoing.mandatory,
-        reply_to: outgoing.reply_to.as_deref(),
-        correlation_id: outgoing.correlation_id.as_deref(),
-        message_id: Some(&outgoing.message_id),
-        expiration_ms: outgoing.expiration_ms,
-        headers: (!outgoing.headers.is_empty()).then_some(&outgoing.headers),
-        deadline_ms: outgoing.deadline_ms,
+        content_type: Some(&outgoing.parts.content_type),
+        persistent: outgoing.parts.persistent,
+        mandatory: outgoing.parts.mandatory,
+        reply_to: outgoing.parts.reply_to.as_deref(),
+        correlation_id: outgoing.parts.correlation_id.as_deref(),
+        message_id: Some(&outgoing.parts.message_id),
+        expiration_ms: outgoing.parts.expiration_ms,
+        headers: (!outgoing.parts.headers.is_empty()).then_some(&outgoing.parts.headers),
+        deadline_ms: outgoing.parts.deadline_ms,
     };
     let about = About {
-        kind: &outgoing.kind,
-        name: &outgoing.name,
-        category: outgoing.category.as_str(),
+        kind: &outgoing.parts.kind,
+        name: &outgoing.parts.name,
+        category: outgoing.parts.category.as_str(),
     };
-    for (exchange, key) in &outgoing.targets {
+    for (exchange, key) in &outgoing.parts.targets {
         channel
-            .publish(exchange.name(), key, &outgoing.body, &props, &about)
+            .publish(exchange.name(), key, &outgoing.parts.body, &props, &about)
             .await?;
     }
     Ok(())
