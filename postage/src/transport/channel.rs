@@ -8,9 +8,7 @@ use serde_json::Value;
 
 use tracing::Instrument;
 
-use super::{
-    ConsumerId, Declared, Interruption, OutgoingProperties, RawConsumer, amqp, new_message_id,
-};
+use super::{ConsumerId, Declared, Interruption, OutgoingProperties, RawConsumer, amqp};
 use crate::error::{Error, Result};
 use crate::telemetry::{self, About, PublishInstruments, Published};
 use crate::topology::{Exchange, Queue, Target};
@@ -218,18 +216,6 @@ impl Channel {
         if self.debug {
             tracing::debug!(exchange, key, body = %String::from_utf8_lossy(body), "publish");
         }
-        let (id, fresh);
-        let props = match props.message_id {
-            Some(_) => props,
-            None => {
-                id = new_message_id();
-                fresh = OutgoingProperties {
-                    message_id: Some(&id),
-                    ..props.clone()
-                };
-                &fresh
-            }
-        };
         let span = telemetry::span::publish(exchange, key, body.len(), props.correlation_id, about);
         let result = if span.is_disabled() {
             self.publish_raw(exchange, key, body, props).await

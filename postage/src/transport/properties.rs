@@ -27,7 +27,8 @@ pub(crate) struct OutgoingProperties<'a> {
     pub(crate) mandatory: bool,
     pub(crate) reply_to: Option<&'a str>,
     pub(crate) correlation_id: Option<&'a str>,
-    /// The AMQP `message_id`; a fresh one ([`new_message_id`]) when `None`.
+    /// The AMQP `message_id`; a fresh one ([`new_message_id`], made by
+    /// the backend, which owns it without a copy) when `None`.
     pub(crate) message_id: Option<&'a str>,
     pub(crate) expiration_ms: Option<u128>,
     pub(crate) headers: Option<&'a Headers>,
@@ -46,11 +47,21 @@ pub(crate) struct Declared {
     pub(crate) consumers: u32,
 }
 
-/// The random half of this process's message ids.
-static PROCESS_ID: LazyLock<u64> = LazyLock::new(|| {
+/// The random half of this process's message ids, in hexadecimal.
+static PROCESS_ID: LazyLock<[u8; 16]> = LazyLock::new(|| {
     let seed = (std::process::id(), std::time::SystemTime::now());
-    RandomState::new().hash_one(seed)
+    hex(RandomState::new().hash_one(seed))
 });
+
+/// `value` in 16 hexadecimal digits.
+fn hex(value: u64) -> [u8; 16] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0; 16];
+    for (i, digit) in digits.iter_mut().enumerate() {
+        *digit = DIGITS[((value >> ((15 - i) * 4)) & 0xf) as usize];
+    }
+    digits
+}
 
 /// How many message ids this process made.
 static MESSAGE_IDS: AtomicU64 = AtomicU64::new(0);
@@ -59,8 +70,12 @@ static MESSAGE_IDS: AtomicU64 = AtomicU64::new(0);
 /// bits fixed per process then a 64-bit count. Every Postage send carries
 /// one as its AMQP `message_id`, which a consumer's inbox deduplicates on.
 pub(crate) fn new_message_id() -> String {
-    let count = MESSAGE_IDS.fetch_add(1, Ordering::Relaxed);
-    format!("{:016x}{count:016x}", *PROCESS_ID)
+    // By hand: `format!` costs ten times as many instructions, on every
+    // send.
+    let mut id = Vec::with_capacity(32);
+    id.extend_from_slice(&*PROCESS_ID);
+    id.extend_from_slice(&hex(MESSAGE_IDS.fetch_add(1, Ordering::Relaxed)));
+    String::from_utf8(id).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use lapin::{BasicProperties, Confirmation};
 use super::channel::{Channel, ChannelShared, RETRIES, lock, lost};
 use super::convert::{amqp_error, field_table};
 use crate::error::{Error, Result};
-use crate::transport::{DEADLINE_HEADER, OutgoingProperties};
+use crate::transport::{DEADLINE_HEADER, OutgoingProperties, new_message_id};
 
 /// How often, at most, a channel the broker nacks is replaced.
 const RENEW_AFTER_NACK: Duration = Duration::from_secs(1);
@@ -38,9 +38,10 @@ fn basic_properties(props: &OutgoingProperties<'_>) -> BasicProperties {
     if let Some(correlation_id) = props.correlation_id {
         properties = properties.with_correlation_id(correlation_id.into());
     }
-    if let Some(message_id) = props.message_id {
-        properties = properties.with_message_id(message_id.into());
-    }
+    properties = properties.with_message_id(match props.message_id {
+        Some(message_id) => message_id.into(),
+        None => new_message_id().into(),
+    });
     if let Some(ms) = props.expiration_ms {
         properties = properties.with_expiration(ms.to_string().into());
     }

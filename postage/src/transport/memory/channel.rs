@@ -17,7 +17,7 @@ use super::state::{Destination, Message, Refusal, Refused, State};
 use crate::error::{Error, Result};
 use crate::topology::{Exchange, Queue};
 use crate::transport::record::Record;
-use crate::transport::{DEADLINE_HEADER, Declared, OutgoingProperties};
+use crate::transport::{DEADLINE_HEADER, Declared, OutgoingProperties, new_message_id};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -362,6 +362,7 @@ impl Channel {
     ) -> Result<()> {
         let confirms = self.0.confirms;
         let body: Arc<[u8]> = Arc::from(body);
+        let message_id = props.message_id.map_or_else(new_message_id, str::to_owned);
         let message = || Message {
             exchange: exchange.to_owned(),
             routing_key: key.to_owned(),
@@ -370,7 +371,7 @@ impl Channel {
             persistent: props.persistent,
             reply_to: props.reply_to.map(str::to_owned),
             correlation_id: props.correlation_id.map(str::to_owned),
-            message_id: props.message_id.map(str::to_owned),
+            message_id: Some(message_id.clone()),
             expiration: props.expiration_ms.map(|ms| ms.to_string()),
             headers: {
                 let mut headers = props.headers.cloned().unwrap_or_default();
