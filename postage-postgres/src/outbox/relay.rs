@@ -214,24 +214,26 @@ impl Worker {
         let mut cleaned = Instant::now();
         while !*stopped.borrow() {
             let outcome = self.pass().await;
+            // How long to wait, and whether a new message ends the wait
+            // (not while backing off: the broker or the database is away).
             let wait = match outcome {
                 // A publish failed (logged): the broker is away or
                 // refusing; try again later.
-                Ok(pass) if pass.failed => Some(backoff(&mut pause)),
+                Ok(pass) if pass.failed => Some((backoff(&mut pause), false)),
                 Ok(pass) => {
                     pause = Duration::from_millis(100);
                     if pass.waiting > 0 {
                         // Another relay is publishing their aggregates'
                         // earlier messages: look again soon.
-                        Some(Duration::from_millis(10))
+                        Some((Duration::from_millis(10), false))
                     } else {
                         // A full batch: more may be waiting.
-                        (pass.sent < self.batch).then_some(self.poll_interval)
+                        (pass.sent < self.batch).then_some((self.poll_interval, true))
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "outbox relay: database unavailable, retrying");
-                    Some(backoff(&mut pause))
+                    tracing::warn!(%error, "outbox relay: the database failed; trying again");
+                    Some((backoff(&mut pause), false))
                 }
             };
             if let Retention::Keep(age) = self.retention
@@ -242,9 +244,9 @@ impl Worker {
                     tracing::warn!(%error, "outbox relay: cleaning sent rows failed");
                 }
             }
-            if let Some(wait) = wait {
+            if let Some((wait, wakeable)) = wait {
                 tokio::select! {
-                    () = wake.notified() => {}
+                    () = wake.notified(), if wakeable => {}
                     () = tokio::time::sleep(wait) => {}
                     _ = stopped.changed() => {}
                 }

@@ -149,6 +149,9 @@ impl Stored {
             mandatory: row.try_get("mandatory")?,
             reply_to: row.try_get("reply_to")?,
             correlation_id: row.try_get("correlation_id")?,
+            // The relay's producer sets its own, if any: the writer's
+            // connection user may not be the relay's.
+            user_id: None,
             expiration_ms: expiration_ms.and_then(|ms| u128::try_from(ms).ok()),
             headers,
             deadline_ms: deadline_ms.and_then(|ms| u64::try_from(ms).ok()),

@@ -76,6 +76,13 @@ impl Delivery {
         self.raw.message_id()
     }
 
+    /// The `user_id` property: the broker user that published it, when
+    /// the sender said; RabbitMQ refuses a publish whose `user_id` is not
+    /// its connection's user, so a present one can be trusted.
+    pub fn user_id(&self) -> Option<&str> {
+        self.raw.user_id()
+    }
+
     /// The `correlation_id` property.
     pub fn correlation_id(&self) -> Option<&str> {
         self.raw.correlation_id()

@@ -49,6 +49,7 @@ impl Outgoing {
                 mandatory: props.mandatory,
                 reply_to: props.reply_to.map(str::to_owned),
                 correlation_id: props.correlation_id.map(str::to_owned),
+                user_id: props.user_id.map(str::to_owned),
                 expiration_ms: props.expiration_ms,
                 headers: props.headers.cloned().unwrap_or_default(),
                 deadline_ms: props.deadline_ms,
@@ -73,6 +74,18 @@ impl Outgoing {
     /// consumer's inbox recognises it.
     pub fn message_id(&self) -> &str {
         &self.parts.message_id
+    }
+
+    /// Sets the AMQP `user_id` (a producer with
+    /// [`user_id`](crate::ProducerBuilder::user_id) on sets its
+    /// connection's).
+    pub(crate) fn set_user_id(&mut self, user: &str) {
+        self.parts.user_id = Some(user.to_owned());
+    }
+
+    /// The AMQP `user_id` it carries, if any.
+    pub fn user_id(&self) -> Option<&str> {
+        self.parts.user_id.as_deref()
     }
 
     /// The message's type (`command`, `status`, `result`).
@@ -191,6 +204,9 @@ pub struct OutgoingParts {
     pub reply_to: Option<String>,
     /// The correlation id.
     pub correlation_id: Option<String>,
+    /// The AMQP `user_id`: the publishing connection's user, or none. A
+    /// relay's producer sets its own.
+    pub user_id: Option<String>,
     /// The AMQP `expiration`, in milliseconds.
     pub expiration_ms: Option<u128>,
     /// The AMQP headers.
@@ -291,6 +307,7 @@ pub(crate) async fn publish_outgoing(channel: &Channel, outgoing: &Outgoing) -> 
         reply_to: outgoing.parts.reply_to.as_deref(),
         correlation_id: outgoing.parts.correlation_id.as_deref(),
         message_id: Some(&outgoing.parts.message_id),
+        user_id: outgoing.parts.user_id.as_deref(),
         expiration_ms: outgoing.parts.expiration_ms,
         headers: (!outgoing.parts.headers.is_empty()).then_some(&outgoing.parts.headers),
         deadline_ms: outgoing.parts.deadline_ms,

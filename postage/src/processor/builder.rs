@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use super::acks::Acks;
-use super::control::ControlSenders;
+use super::control::ControlAccess;
 use super::discovery::Discovery;
 use tower::BoxError;
 use tower::layer::util::{Identity, Stack};
@@ -49,6 +49,7 @@ pub struct ProcessorBuilder<P, L = Identity> {
     pub(super) quit_command: bool,
     pub(super) restart_command: bool,
     pub(super) control_senders: Option<Vec<String>>,
+    pub(super) control_users: Option<Vec<String>>,
     pub(super) max_deliveries: u64,
     pub(super) on_error: OnError,
     pub(super) coalesce_acks: bool,
@@ -180,11 +181,42 @@ impl<P: Handlers, L> ProcessorBuilder<P, L> {
         self
     }
 
-    /// Accept `quit` / `restart` only from senders whose fingerprint name
-    /// is one of these.
+    /// Accept `quit` / `restart` (and `pause` / `resume`) only from
+    /// senders whose fingerprint name is one of these. A sender writes its
+    /// own fingerprint: this keeps a tool or a component from stopping
+    /// what it was not meant to by mistake, not a sender who means to.
     #[must_use]
     pub fn control_senders<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
         self.control_senders = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Accept control commands (`quit`, `restart`, `pause`, `resume`, by
+    /// the control exchange or as classic commands) only when published by
+    /// one of these broker users: read from the message's AMQP `user_id`,
+    /// which RabbitMQ refuses on a publish by any other user. A command
+    /// without a `user_id`, or from another user, is refused with an error
+    /// result (ignored, for a classic command) and a warning, whatever its
+    /// fingerprint says; with [`control_senders`](Self::control_senders)
+    /// too, both must allow it. `postage quit` and [`Remote`](crate::remote::Remote)
+    /// commands carry their connection's user; a producer's sends do with
+    /// [`ProducerBuilder::user_id`](crate::ProducerBuilder::user_id).
+    ///
+    /// ```no_run
+    /// use postage::prelude::*;
+    /// # struct Billing;
+    /// # #[processor] impl Billing { #[handler("command", "charge")] async fn charge(&self) {} }
+    /// # async fn run(connection: &Connection) -> postage::Result<()> {
+    /// let processor = Processor::builder(Billing)
+    ///     .bind(Exchange::direct("billing"), [("billing", "charge")])
+    ///     .control_users(["ops"]) // only the broker user `ops` may stop it
+    ///     .connect(connection)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn control_users<S: Into<String>>(mut self, users: impl IntoIterator<Item = S>) -> Self {
+        self.control_users = Some(users.into_iter().map(Into::into).collect());
         self
     }
 
@@ -327,6 +359,7 @@ impl<P: Handlers, L> ProcessorBuilder<P, L> {
             quit_command: self.quit_command,
             restart_command: self.restart_command,
             control_senders: self.control_senders,
+            control_users: self.control_users,
             max_deliveries: self.max_deliveries,
             on_error: self.on_error,
             coalesce_acks: self.coalesce_acks,
@@ -465,7 +498,10 @@ impl<P: Handlers, L: ProcessorLayers<P>> ProcessorBuilder<P, L> {
             control: Control::new(),
             quit_command: self.quit_command,
             restart_command: self.restart_command,
-            control_senders: ControlSenders(self.control_senders),
+            control_access: ControlAccess {
+                senders: self.control_senders,
+                users: self.control_users,
+            },
             max_deliveries: self.max_deliveries,
             name,
             instruments,

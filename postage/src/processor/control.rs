@@ -78,20 +78,37 @@ impl Control {
     }
 }
 
-/// Who may stop a processor with `quit` / `restart`: anyone, or the
-/// senders whose fingerprint name is listed.
+/// Who may send a processor control commands (`quit`, `restart`,
+/// `pause`, `resume`): anyone, or the senders whose fingerprint name is
+/// listed (`control_senders`), and the broker users listed
+/// (`control_users`, read from the AMQP `user_id` the broker checked).
 #[derive(Debug, Clone, Default)]
-pub(super) struct ControlSenders(pub(super) Option<Vec<String>>);
+pub(super) struct ControlAccess {
+    pub(super) senders: Option<Vec<String>>,
+    pub(super) users: Option<Vec<String>>,
+}
 
-impl ControlSenders {
-    pub(super) fn allow(&self, sender: &Fingerprint) -> bool {
-        match &self.0 {
-            None => true,
-            Some(allowed) => sender
+impl ControlAccess {
+    /// `Ok`, or why `sender` (published by broker user `user_id`) may
+    /// not.
+    pub(super) fn check(&self, sender: &Fingerprint, user_id: Option<&str>) -> Result<(), String> {
+        if let Some(users) = &self.users {
+            match user_id {
+                Some(user) if users.iter().any(|u| u == user) => {}
+                Some(user) => return Err(format!("broker user {user:?} is not allowed")),
+                None => return Err("no user_id: the broker user is unknown".to_owned()),
+            }
+        }
+        if let Some(senders) = &self.senders {
+            let named = sender
                 .name
                 .as_ref()
-                .is_some_and(|name| allowed.iter().any(|a| a == name)),
+                .is_some_and(|name| senders.iter().any(|s| s == name));
+            if !named {
+                return Err(format!("{sender} is not an allowed sender"));
+            }
         }
+        Ok(())
     }
 }
 
@@ -100,20 +117,53 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_listed_users_may_stop_a_processor_restricted_to_users() {
+        let ops = Fingerprint::new("ops", "application");
+        let users = ControlAccess {
+            senders: None,
+            users: Some(vec!["admin".into()]),
+        };
+        assert!(users.check(&ops, Some("admin")).is_ok());
+        assert!(users.check(&ops, Some("guest")).is_err());
+        assert!(users.check(&ops, None).is_err(), "no user_id, no entry");
+        let both = ControlAccess {
+            senders: Some(vec!["ops".into()]),
+            ..users
+        };
+        assert!(both.check(&ops, Some("admin")).is_ok());
+        assert!(
+            both.check(&ops, Some("guest")).is_err(),
+            "an allowed name from another user"
+        );
+        let intruder = Fingerprint::new("intruder", "application");
+        assert!(both.check(&intruder, Some("admin")).is_err());
+    }
+
+    #[test]
     fn only_listed_senders_may_stop_a_restricted_processor() {
         let ops = Fingerprint::new("ops", "application");
         let other = Fingerprint::new("intruder", "application");
         let anonymous = Fingerprint::anonymous();
-        assert!(ControlSenders(None).allow(&other));
-        assert!(ControlSenders(None).allow(&anonymous));
-        let restricted = ControlSenders(Some(vec!["ops".into(), "deploy".into()]));
-        assert!(restricted.allow(&ops));
-        assert!(!restricted.allow(&other));
+        assert!(ControlAccess::default().check(&other, None).is_ok());
+        assert!(ControlAccess::default().check(&anonymous, None).is_ok());
+        let restricted = ControlAccess {
+            senders: Some(vec!["ops".into(), "deploy".into()]),
+            users: None,
+        };
+        assert!(restricted.check(&ops, None).is_ok());
+        assert!(restricted.check(&other, None).is_err());
         assert!(
-            !restricted.allow(&anonymous),
+            restricted.check(&anonymous, None).is_err(),
             "a sender without a name is refused"
         );
-        assert!(!ControlSenders(Some(Vec::new())).allow(&ops));
+        assert!(
+            ControlAccess {
+                senders: Some(Vec::new()),
+                users: None
+            }
+            .check(&ops, None)
+            .is_err()
+        );
     }
 
     #[tokio::test]

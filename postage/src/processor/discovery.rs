@@ -146,7 +146,7 @@ impl<P: Handlers> Answering<P> {
         if !request.destination.selects(&self.discovery.fingerprint) {
             return None;
         }
-        let (mut outcome, action) = self.outcome(message);
+        let (mut outcome, action) = self.outcome(message, delivery.user_id());
         let stop = match action {
             Some(Action::Stop(stop)) => Some(stop),
             Some(action @ (Action::Pause | Action::Resume)) => {
@@ -177,7 +177,7 @@ impl<P: Handlers> Answering<P> {
         stop
     }
 
-    fn outcome(&self, message: &Message) -> (Outcome, Option<Action>) {
+    fn outcome(&self, message: &Message, user_id: Option<&str>) -> (Outcome, Option<Action>) {
         let success = |value: Value| Outcome::Success {
             value,
             message: String::new(),
@@ -201,9 +201,9 @@ impl<P: Handlers> Answering<P> {
             let message = format!("{command} is switched off on {}", core.name);
             return (Outcome::Error { message }, None);
         }
-        if !core.control_senders.allow(&sender) {
-            tracing::warn!(%command, %sender, "control command from a sender not allowed; refused");
-            let message = format!("{command} refused: {sender} may not send control commands");
+        if let Err(reason) = core.control_access.check(&sender, user_id) {
+            tracing::warn!(%command, %sender, user_id, reason, "control command not allowed; refused");
+            let message = format!("{command} refused: {reason}");
             return (Outcome::Error { message }, None);
         }
         tracing::info!(%command, %sender, "control command received");

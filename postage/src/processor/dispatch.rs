@@ -12,7 +12,7 @@ use serde_json::Value;
 use tracing::{Instrument, Span};
 
 use super::acks::{Acks, Holds};
-use super::control::ControlSenders;
+use super::control::ControlAccess;
 use super::failure::{Failure, Failures, Settle, Settled};
 use super::handler::{HandlerError, HandlerFn, HandlerFuture, HandlerResult};
 use super::incoming::{Incoming, Route};
@@ -41,7 +41,7 @@ pub(super) struct Core<P: 'static> {
     pub(super) control: Control,
     pub(super) quit_command: bool,
     pub(super) restart_command: bool,
-    pub(super) control_senders: ControlSenders,
+    pub(super) control_access: ControlAccess,
     pub(super) max_deliveries: u64,
     /// The processor's name in spans and metrics (its fingerprint's).
     pub(super) name: String,
@@ -183,15 +183,18 @@ impl<P: Handlers> Core<P> {
             };
             if let Some(stop) = stop {
                 let sender = message.sender();
-                if self.control_senders.allow(&sender) {
-                    tracing::info!(command = %message.name, %sender, "control command received");
-                    self.handled(span);
-                    self.settle(delivery, Settle::Ack).await;
-                    self.control.request(stop);
-                } else {
-                    tracing::warn!(command = %message.name, %sender, "control command from a sender not allowed; ignored");
-                    self.rejected(span, Rejection::SenderNotAllowed);
-                    self.settle(delivery, Settle::Ack).await;
+                match self.control_access.check(&sender, delivery.user_id()) {
+                    Ok(()) => {
+                        tracing::info!(command = %message.name, %sender, "control command received");
+                        self.handled(span);
+                        self.settle(delivery, Settle::Ack).await;
+                        self.control.request(stop);
+                    }
+                    Err(reason) => {
+                        tracing::warn!(command = %message.name, %sender, user_id = delivery.user_id(), reason, "control command not allowed; ignored");
+                        self.rejected(span, Rejection::SenderNotAllowed);
+                        self.settle(delivery, Settle::Ack).await;
+                    }
                 }
                 return;
             }

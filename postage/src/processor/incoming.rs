@@ -87,6 +87,12 @@ impl Incoming {
         self.delivery.message_id()
     }
 
+    /// Its AMQP `user_id`: the broker user that published it, checked by
+    /// RabbitMQ, when the sender set one.
+    pub fn user_id(&self) -> Option<&str> {
+        self.delivery.user_id()
+    }
+
     /// Whether the broker delivered it before.
     pub fn redelivered(&self) -> bool {
         self.delivery.redelivered()

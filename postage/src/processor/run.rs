@@ -89,6 +89,7 @@ impl<P: Handlers> Processor<P> {
             quit_command: true,
             restart_command: true,
             control_senders: None,
+            control_users: None,
             max_deliveries: super::DEFAULT_MAX_DELIVERIES,
             on_error: super::OnError::default(),
             coalesce_acks: true,

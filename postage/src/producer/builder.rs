@@ -28,6 +28,7 @@ pub struct ProducerBuilder {
     confirms: bool,
     persistent: bool,
     mandatory: bool,
+    user_id: bool,
     rpc: RpcSettings,
     layers: SendLayers,
     delay_prefix: String,
@@ -43,6 +44,7 @@ impl Default for ProducerBuilder {
             confirms: true,
             persistent: false,
             mandatory: false,
+            user_id: false,
             rpc: RpcSettings::default(),
             layers: SendLayers::default(),
             delay_prefix: DEFAULT_PREFIX.to_owned(),
@@ -127,6 +129,18 @@ impl ProducerBuilder {
     #[must_use]
     pub fn mandatory(mut self, mandatory: bool) -> Self {
         self.mandatory = mandatory;
+        self
+    }
+
+    /// Every send and RPC request carries the connection's user as its
+    /// AMQP `user_id` (off by default). RabbitMQ refuses a publish whose
+    /// `user_id` is not the connection's user, so a receiver can trust it:
+    /// a processor with [`control_users`](crate::processor::ProcessorBuilder::control_users)
+    /// accepts `quit` and `restart` commands only from those users.
+    /// [`Remote`](crate::remote::Remote) control commands always carry it.
+    #[must_use]
+    pub fn user_id(mut self, user_id: bool) -> Self {
+        self.user_id = user_id;
         self
     }
 
@@ -225,6 +239,7 @@ impl ProducerBuilder {
                 confirms: self.confirms,
                 persistent: self.persistent,
                 mandatory: self.mandatory,
+                user_id: self.user_id.then(|| connection.config().user().to_owned()),
                 rpc: RpcState::new(self.rpc),
                 delays: Delays::new(self.delay_prefix),
             }),

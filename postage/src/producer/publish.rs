@@ -220,6 +220,7 @@ impl Prepared<'_> {
             mandatory: self.mandatory,
             expiration_ms: self.expiration.map(|ttl| ttl.as_millis()),
             headers,
+            user_id: self.producer.inner.user_id.as_deref(),
             ..OutgoingProperties::default()
         }
     }

@@ -58,6 +58,8 @@ pub(super) struct Inner {
     pub(super) confirms: bool,
     pub(super) persistent: bool,
     pub(super) mandatory: bool,
+    /// The `user_id` of its sends: the connection's user, when asked.
+    pub(super) user_id: Option<String>,
     pub(super) rpc: RpcState,
     /// The layers around each publish, if any.
     pub(super) layers: Option<SendService>,
@@ -162,6 +164,7 @@ impl Producer {
             persistent: inner.persistent,
             state: &inner.rpc,
             layers: inner.layers.as_ref(),
+            user_id: inner.user_id.as_deref(),
         }
     }
 
@@ -228,8 +231,11 @@ impl Producer {
     ///
     /// As a send's: refused by a layer, nacked, unroutable when mandatory,
     /// or the connection lost past its time limit.
-    pub async fn send_outgoing(&self, outgoing: Outgoing) -> Result<()> {
+    pub async fn send_outgoing(&self, mut outgoing: Outgoing) -> Result<()> {
         let inner = &*self.inner;
+        if let Some(user) = &inner.user_id {
+            outgoing.set_user_id(user);
+        }
         let targets = Target::eks(outgoing.targets().iter().cloned());
         inner.channel.destinations(targets, &inner.eks).await?;
         match &inner.layers {

@@ -69,6 +69,8 @@ pub struct Remote {
     reply_to: String,
     fingerprint: WireFingerprint,
     encoder: Arc<dyn Encoder>,
+    /// The connection's user, the `user_id` of every command.
+    user: String,
     sent: u64,
 }
 
@@ -104,6 +106,7 @@ impl Remote {
             reply_to,
             fingerprint: WireFingerprint::from(&fingerprint),
             encoder: Arc::new(JsonEncoder),
+            user: connection.config().user().to_owned(),
             sent: 0,
         })
     }
@@ -125,6 +128,7 @@ impl Remote {
             content_type: Some(self.encoder.content_type()),
             reply_to: Some(&self.reply_to),
             correlation_id: Some(&correlation_id),
+            user_id: Some(&self.user),
             ..OutgoingProperties::default()
         };
         let about = About {

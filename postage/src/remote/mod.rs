@@ -20,7 +20,7 @@
 //! |---|---|
 //! | `ping` | success, value [`Pong`]: fingerprint, uptime, Postage version |
 //! | `info` | success, value [`Info`]: handlers, bindings, counters, consumer health |
-//! | `quit`, `restart` | success (`{"command": ..., "fingerprint": ...}`), then the processor stops as for the classic command; or an error when the command is switched off or its sender is not among the processor's `control_senders` (the refusal is logged) |
+//! | `quit`, `restart` | success (`{"command": ..., "fingerprint": ...}`), then the processor stops as for the classic command; or an error when the command is switched off, or its sender is not among the processor's `control_senders`, or its broker user (the `user_id` every `Remote` command carries, checked by RabbitMQ) not among its `control_users` (the refusal is logged at WARN) |
 //!
 //! Answers never carry credentials, URLs or the environment.
 //!

@@ -40,6 +40,8 @@ pub(crate) struct Origin<'a> {
     pub(crate) state: &'a RpcState,
     /// The producer's layers around each publish, if any.
     pub(crate) layers: Option<&'a SendService>,
+    /// The AMQP `user_id` of its requests, if the producer sets one.
+    pub(crate) user_id: Option<&'a str>,
 }
 
 /// An RPC call being prepared; `.await` it for the reply message (a
@@ -417,6 +419,7 @@ impl Prepared<'_> {
             reply_to: Some(&reply_queue),
             correlation_id: Some(&id),
             message_id: None,
+            user_id: origin.user_id,
             expiration_ms: Some(self.timeout.as_millis().max(1)),
             headers: None,
             deadline_ms: epoch_millis(deadline),

@@ -180,6 +180,7 @@ impl Probe {
             reply_to: None,
             correlation_id: None,
             content_type: None,
+            user_id: None,
         }
     }
 
@@ -228,9 +229,17 @@ pub struct ProbePublish<'a> {
     reply_to: Option<String>,
     correlation_id: Option<String>,
     content_type: Option<String>,
+    user_id: Option<String>,
 }
 
 impl ProbePublish<'_> {
+    /// The AMQP `user_id` (the broker refuses one that is not the
+    /// connection's user, closing the channel).
+    pub fn user_id(mut self, user_id: impl Into<String>) -> Self {
+        self.user_id = Some(user_id.into());
+        self
+    }
+
     /// Adds a header.
     pub fn header(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
         self.headers
@@ -290,6 +299,7 @@ impl<'a> IntoFuture for ProbePublish<'a> {
                 reply_to: self.reply_to.as_deref(),
                 correlation_id: self.correlation_id.as_deref(),
                 message_id: None,
+                user_id: self.user_id.as_deref(),
                 expiration_ms: self.expiration.map(|ttl| ttl.as_millis()),
                 headers: self.headers.as_ref(),
                 deadline_ms: None,
@@ -380,6 +390,16 @@ impl ProbeDelivery {
     /// The exchange it was published to.
     pub fn exchange(&self) -> &str {
         self.raw.exchange()
+    }
+
+    /// Its AMQP `message_id`.
+    pub fn message_id(&self) -> Option<&str> {
+        self.raw.message_id()
+    }
+
+    /// Its AMQP `user_id`.
+    pub fn user_id(&self) -> Option<&str> {
+        self.raw.user_id()
     }
 
     /// Its routing key.

@@ -120,6 +120,11 @@ impl RawDelivery {
         on_backend!(self, RawDelivery, delivery => delivery.message_id())
     }
 
+    /// The `user_id` property.
+    pub(crate) fn user_id(&self) -> Option<&str> {
+        on_backend!(self, RawDelivery, delivery => delivery.user_id())
+    }
+
     /// The `correlation_id` property.
     pub(crate) fn correlation_id(&self) -> Option<&str> {
         on_backend!(self, RawDelivery, delivery => delivery.correlation_id())

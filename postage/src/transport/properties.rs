@@ -30,6 +30,9 @@ pub(crate) struct OutgoingProperties<'a> {
     /// The AMQP `message_id`; a fresh one ([`new_message_id`], made by
     /// the backend, which owns it without a copy) when `None`.
     pub(crate) message_id: Option<&'a str>,
+    /// The AMQP `user_id`: RabbitMQ refuses a publish whose `user_id` is
+    /// not the connection's user, so a consumer can trust it.
+    pub(crate) user_id: Option<&'a str>,
     pub(crate) expiration_ms: Option<u128>,
     pub(crate) headers: Option<&'a Headers>,
     /// The [`DEADLINE_HEADER`], added to the headers.

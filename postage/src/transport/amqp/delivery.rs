@@ -281,6 +281,10 @@ impl Delivery {
             .map(|s| s.as_str())
     }
 
+    pub(crate) fn user_id(&self) -> Option<&str> {
+        self.inner.properties.user_id().as_ref().map(|s| s.as_str())
+    }
+
     pub(crate) fn correlation_id(&self) -> Option<&str> {
         self.inner
             .properties

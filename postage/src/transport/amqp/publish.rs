@@ -38,6 +38,9 @@ fn basic_properties(props: &OutgoingProperties<'_>) -> BasicProperties {
     if let Some(correlation_id) = props.correlation_id {
         properties = properties.with_correlation_id(correlation_id.into());
     }
+    if let Some(user_id) = props.user_id {
+        properties = properties.with_user_id(user_id.into());
+    }
     properties = properties.with_message_id(match props.message_id {
         Some(message_id) => message_id.into(),
         None => new_message_id().into(),

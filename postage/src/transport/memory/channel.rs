@@ -372,6 +372,7 @@ impl Channel {
             reply_to: props.reply_to.map(str::to_owned),
             correlation_id: props.correlation_id.map(str::to_owned),
             message_id: Some(message_id.clone()),
+            user_id: props.user_id.map(str::to_owned),
             expiration: props.expiration_ms.map(|ms| ms.to_string()),
             headers: {
                 let mut headers = props.headers.cloned().unwrap_or_default();
@@ -382,9 +383,16 @@ impl Channel {
             },
         };
         let what = || format!("basic.publish to {exchange:?}");
+        let user = self.0.session.config.user();
         let published = self
             .0
-            .run(what, |state, id, _| state.publish(id, message()))
+            .run(what, |state, id, _| match props.user_id {
+                // As RabbitMQ: a user_id must be the connection's user.
+                Some(user_id) if user_id != user => Err(Refusal::precondition(format!(
+                    "user_id property set to '{user_id}' but authenticated user was '{user}'"
+                ))),
+                _ => state.publish(id, message()),
+            })
             .await;
         match published {
             Ok(Published::Routed) => Ok(()),

@@ -93,6 +93,7 @@ impl State {
             reply_to: message.reply_to.clone(),
             correlation_id: message.correlation_id.clone(),
             message_id: message.message_id.clone(),
+            user_id: message.user_id.clone(),
             expiration: None,
             headers,
         });

@@ -259,6 +259,10 @@ impl Delivery {
         self.delivered.message.message_id.as_deref()
     }
 
+    pub(crate) fn user_id(&self) -> Option<&str> {
+        self.delivered.message.user_id.as_deref()
+    }
+
     pub(crate) fn content_type(&self) -> Option<&str> {
         self.delivered.message.content_type.as_deref()
     }

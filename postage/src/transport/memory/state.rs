@@ -30,6 +30,7 @@ pub(super) struct Message {
     pub(super) reply_to: Option<String>,
     pub(super) correlation_id: Option<String>,
     pub(super) message_id: Option<String>,
+    pub(super) user_id: Option<String>,
     pub(super) expiration: Option<String>,
     pub(super) headers: Headers,
 }
