@@ -868,3 +868,98 @@ async fn a_message_without_an_id_is_handled_without_a_record_or_refused() {
         "a refused message's handler ran"
     );
 }
+
+/// `Retention::Keep`: sent rows are marked, not deleted, until they are
+/// older than the age given; the inbox deletes records older than its
+/// retention.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_rows_are_marked_sent_and_old_ones_deleted() {
+    let schema = TestSchema::create("outbox-keep").await;
+    let client = schema.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE steps (aggregate text NOT NULL, seq bigint NOT NULL);
+             INSERT INTO postage_outbox (message_id, targets, kind, name, category,
+                 content_type, persistent, mandatory, headers, body, sent_at)
+             VALUES ('old', '[]', 'command', 'step', 'message', 'application/json',
+                 false, false, '{}', '', now() - interval '2 days');
+             INSERT INTO postage_inbox (consumer, message_id, received_at)
+             VALUES ('any', 'old', now() - interval '8 days'),
+                    ('any', 'recent', now() - interval '1 day');",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let connection = postage_tests::connect().await;
+    let (exchange, settled, running) =
+        recorder_with_inbox(&connection, Inbox::new(&schema.database)).await;
+    let producer = Producer::builder()
+        .ek(exchange, "step")
+        .connect(&connection)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let relay = Relay::builder(schema.database.clone(), producer.clone())
+        .retention(postage_postgres::Retention::Keep(Duration::from_secs(
+            24 * 3600,
+        )))
+        .spawn()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut tx_client = schema.client().await;
+    let tx = tx_client
+        .transaction()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for seq in 0..5 {
+        producer
+            .command(
+                "step",
+                serde_json::json!({ "aggregate": "kept", "seq": seq }),
+            )
+            .in_transaction(&tx)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while settled.load(Ordering::SeqCst) < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "the kept messages were not handled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    relay.stop().await;
+    running.abort();
+    let sent = schema
+        .count("SELECT count(*) FROM postage_outbox WHERE sent_at IS NOT NULL")
+        .await;
+    assert_eq!(sent, 5, "the sent rows were not kept and marked");
+    let old = schema
+        .count("SELECT count(*) FROM postage_outbox WHERE message_id = 'old'")
+        .await;
+    assert_eq!(old, 0, "a row sent two days ago was kept for one");
+    let records = |id: &'static str| {
+        let schema = &schema;
+        async move {
+            schema
+                .count(&format!(
+                    "SELECT count(*) FROM postage_inbox WHERE message_id = '{id}'"
+                ))
+                .await
+        }
+    };
+    // The inbox deletes in a task of its own, started with its first
+    // message.
+    while records("old").await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "a record older than 7 days was kept"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        records("recent").await,
+        1,
+        "a record younger than 7 days was deleted"
+    );
+}

@@ -24,7 +24,7 @@ pub enum Retention {
     /// table holds only what is still to send).
     Delete,
     /// Marked sent (`sent_at`) and deleted once older than this, by the
-    /// relay, every minute.
+    /// relay, when it starts and every minute.
     Keep(Duration),
     /// Marked sent and never deleted.
     KeepForever,
@@ -211,7 +211,8 @@ struct Pass {
 impl Worker {
     async fn run(self, wake: Arc<Notify>, mut stopped: watch::Receiver<bool>) {
         let mut pause = Duration::from_millis(100);
-        let mut cleaned = Instant::now();
+        // Cleaned at the first pass, then every minute.
+        let mut cleaned: Option<Instant> = None;
         while !*stopped.borrow() {
             let outcome = self.pass().await;
             // How long to wait, and whether a new message ends the wait
@@ -237,9 +238,9 @@ impl Worker {
                 }
             };
             if let Retention::Keep(age) = self.retention
-                && cleaned.elapsed() >= Duration::from_secs(60)
+                && cleaned.is_none_or(|at| at.elapsed() >= Duration::from_secs(60))
             {
-                cleaned = Instant::now();
+                cleaned = Some(Instant::now());
                 if let Err(error) = self.clean(age).await {
                     tracing::warn!(%error, "outbox relay: cleaning sent rows failed");
                 }
