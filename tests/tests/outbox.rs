@@ -704,13 +704,13 @@ async fn four_relays_keep_each_aggregates_order_and_the_inbox_each_effect_once(b
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    while settled.load(Ordering::SeqCst) < before + 2 {
-        assert!(
-            Instant::now() < deadline,
-            "the message sent twice was not settled twice"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    settled_at_least(
+        &settled,
+        before + 2,
+        deadline,
+        "the message sent twice was not settled twice",
+    )
+    .await;
     let again = schema
         .count("SELECT count(*) FROM steps WHERE aggregate = 'again'")
         .await;
@@ -726,13 +726,13 @@ async fn four_relays_keep_each_aggregates_order_and_the_inbox_each_effect_once(b
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    while settled.load(Ordering::SeqCst) < before + 2 {
-        assert!(
-            Instant::now() < deadline,
-            "the failing message was not retried"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    settled_at_least(
+        &settled,
+        before + 2,
+        deadline,
+        "the failing message was not retried",
+    )
+    .await;
     let fails = schema
         .count("SELECT count(*) FROM steps WHERE aggregate = 'fails'")
         .await;
@@ -832,13 +832,13 @@ async fn a_message_without_an_id_is_handled_without_a_record_or_refused() {
         recorder_with_inbox(&connection, Inbox::new(&schema.database)).await;
     publish(exchange.clone(), "python").await;
     publish(exchange, "python").await;
-    while settled.load(Ordering::SeqCst) < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "the messages without id were not handled"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    settled_at_least(
+        &settled,
+        2,
+        deadline,
+        "the messages without id were not handled",
+    )
+    .await;
     running.abort();
     assert_eq!(
         schema
@@ -852,13 +852,13 @@ async fn a_message_without_an_id_is_handled_without_a_record_or_refused() {
     let refusing = Inbox::new(&schema.database).missing_id(MissingId::Refuse);
     let (exchange, settled, running) = recorder_with_inbox(&connection, refusing).await;
     publish(exchange, "refused").await;
-    while settled.load(Ordering::SeqCst) < 1 {
-        assert!(
-            Instant::now() < deadline,
-            "the message without id was not settled"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    settled_at_least(
+        &settled,
+        1,
+        deadline,
+        "the message without id was not settled",
+    )
+    .await;
     running.abort();
     assert_eq!(
         schema
@@ -921,13 +921,7 @@ async fn kept_rows_are_marked_sent_and_old_ones_deleted() {
     }
     tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
     let deadline = Instant::now() + Duration::from_secs(30);
-    while settled.load(Ordering::SeqCst) < 5 {
-        assert!(
-            Instant::now() < deadline,
-            "the kept messages were not handled"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    settled_at_least(&settled, 5, deadline, "the kept messages were not handled").await;
     relay.stop().await;
     running.abort();
     let sent = schema
@@ -962,4 +956,12 @@ async fn kept_rows_are_marked_sent_and_old_ones_deleted() {
         1,
         "a record younger than 7 days was deleted"
     );
+}
+
+/// Waits until `settled` reaches `count`, or fails saying `what`.
+async fn settled_at_least(settled: &AtomicUsize, count: usize, deadline: Instant, what: &str) {
+    while settled.load(Ordering::SeqCst) < count {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

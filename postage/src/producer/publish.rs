@@ -117,41 +117,34 @@ impl<'a> Publish<'a> {
     ///
     /// [`Error::NoDestination`](crate::Error::NoDestination) without a
     /// target; an encoding error.
-    pub fn into_outgoing(self) -> Result<Outgoing> {
-        let producer = self.producer;
-        let (message, body, about) = match self.body {
-            Body::Message(message) => {
-                let body = producer.encode(&message)?;
-                (Some(message), body, About::UNKNOWN)
-            }
-            Body::Encoded(body, about) => (None, body?, about),
-        };
-        let about = match &message {
-            Some(message) => About {
-                kind: &message.kind,
-                name: &message.name,
-                category: message.category.as_str(),
-            },
-            None => about,
-        };
-        let inner = &*producer.inner;
-        let (pairs, _) = self.target.pairs(&inner.eks);
+    pub fn into_outgoing(mut self) -> Result<Outgoing> {
+        let target = std::mem::replace(&mut self.target, Target::Default);
+        let (pairs, _) = target.pairs(&self.producer.inner.eks);
         if pairs.is_empty() {
             return Err(Error::NoDestination);
         }
+        let mut prepared = self.prepared(pairs)?;
+        let body = std::mem::take(&mut prepared.body);
+        let pairs = std::mem::take(&mut prepared.pairs).into_owned();
+        // No user_id: the producer that sends it sets its own.
         let props = OutgoingProperties {
-            content_type: Some(producer.content_type()),
-            persistent: self.persistent.unwrap_or(inner.persistent),
-            mandatory: self.mandatory.unwrap_or(inner.mandatory),
-            expiration_ms: self.expiration.map(|ttl| ttl.as_millis()),
-            headers: self.headers.as_ref(),
-            ..OutgoingProperties::default()
+            user_id: None,
+            ..prepared.properties(prepared.headers.as_ref())
         };
-        Ok(Outgoing::new(&about, body, pairs.into_owned(), &props))
+        Ok(Outgoing::new(&prepared.about(), body, pairs, &props))
     }
 
-    /// Encodes the body and resolves the destinations.
-    pub(super) async fn prepare(self) -> Result<Prepared<'a>> {
+    /// Encodes the body and resolves the destinations, declaring the
+    /// exchanges only the send names.
+    pub(super) async fn prepare(mut self) -> Result<Prepared<'a>> {
+        let target = std::mem::replace(&mut self.target, Target::Default);
+        let inner = &*self.producer.inner;
+        let pairs = inner.channel.destinations(target, &inner.eks).await?;
+        self.prepared(pairs)
+    }
+
+    /// The send encoded, to `pairs`.
+    fn prepared(self, pairs: Cow<'a, [(Exchange, String)]>) -> Result<Prepared<'a>> {
         let producer = self.producer;
         let (message, body, about) = match self.body {
             Body::Message(message) => {
@@ -161,7 +154,6 @@ impl<'a> Publish<'a> {
             Body::Encoded(body, about) => (None, body?, about),
         };
         let inner = &*producer.inner;
-        let pairs = inner.channel.destinations(self.target, &inner.eks).await?;
         Ok(Prepared {
             producer,
             message,
