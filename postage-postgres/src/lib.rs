@@ -78,6 +78,7 @@
 mod database;
 mod error;
 pub mod inbox;
+pub mod metrics;
 pub mod outbox;
 
 pub use database::Database;

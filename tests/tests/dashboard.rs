@@ -4,7 +4,7 @@
 
 use postage::telemetry;
 
-/// Every metric Postage records, with its labels.
+/// Every metric Postage and `postage-postgres` record, with its labels.
 fn metrics() -> Vec<(&'static str, &'static [&'static str])> {
     use telemetry::*;
     let sends: &[&str] = &["exchange", "type", "name"];
@@ -29,6 +29,10 @@ fn metrics() -> Vec<(&'static str, &'static [&'static str])> {
         (CONNECTIONS_BLOCKED, &[]),
         (CONSUMER_STALLS, &["consumer"]),
         (CONSUMER_HEALTH, &["consumer", "state"]),
+        (postage_postgres::metrics::OUTBOX_PUBLISHED, &[]),
+        (postage_postgres::metrics::OUTBOX_PUBLISH_FAILURES, &[]),
+        (postage_postgres::metrics::OUTBOX_DATABASE_ERRORS, &[]),
+        (postage_postgres::metrics::INBOX_DUPLICATES, &["consumer"]),
     ]
 }
 

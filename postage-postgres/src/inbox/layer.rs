@@ -13,7 +13,7 @@ use tokio_postgres::types::Type;
 use tower::ServiceExt;
 
 use super::Tx;
-use crate::Database;
+use crate::{Database, metrics};
 
 /// What the inbox does with a message that has no `message_id` (sent by
 /// Python Postage, or by a client that sets none).
@@ -225,6 +225,7 @@ impl Shared {
                 begun.map_err(transient)?;
                 if recorded.map_err(transient)? == 0 {
                     tx.end("ROLLBACK").await.map_err(transient)?;
+                    metrics::duplicate(consumer);
                     tracing::debug!(
                         message_id = id,
                         consumer,

@@ -13,8 +13,8 @@ use tokio::task::JoinHandle;
 
 use super::listen::listen;
 use super::row::{READ, Stored};
-use crate::Database;
 use crate::error::Result;
+use crate::{Database, metrics};
 
 /// What becomes of a row once the broker confirmed its message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,6 +233,7 @@ impl Worker {
                     }
                 }
                 Err(error) => {
+                    metrics::database_failed();
                     tracing::warn!(%error, "outbox relay: the database failed; trying again");
                     Some((backoff(&mut pause), false))
                 }
@@ -294,6 +295,7 @@ impl Worker {
         tx.commit().await?;
         self.published
             .fetch_add(sent.len() as u64, Ordering::Relaxed);
+        metrics::published(sent.len());
         Ok(Pass {
             sent: sent.len(),
             waiting,
@@ -373,6 +375,7 @@ impl Worker {
                 match producer.send_outgoing(message.outgoing).await {
                     Ok(()) => sent.push(message.id),
                     Err(error) => {
+                        metrics::publish_failed();
                         tracing::warn!(%error, message_id, row = message.id, "outbox relay: publish failed");
                         break;
                     }
