@@ -965,3 +965,86 @@ async fn settled_at_least(settled: &AtomicUsize, count: usize, deadline: Instant
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The relay counts what it published and the inbox what it recognised
+/// (a current-thread runtime: the recorder is the test thread's).
+#[tokio::test]
+async fn the_relay_and_the_inbox_count_what_they_do() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _recorder = metrics::set_default_local_recorder(&recorder);
+    let schema = TestSchema::create("outbox-metrics").await;
+    schema
+        .client()
+        .await
+        .batch_execute("CREATE TABLE steps (aggregate text NOT NULL, seq bigint NOT NULL)")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let connection = TestBroker::memory().connect().await;
+    let (exchange, settled, running) =
+        recorder_with_inbox(&connection, Inbox::new(&schema.database)).await;
+    let producer = Producer::builder()
+        .ek(exchange, "step")
+        .connect(&connection)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let relay = Relay::builder(schema.database.clone(), producer.clone())
+        .spawn()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut client = schema.client().await;
+    let tx = client.transaction().await.unwrap_or_else(|e| panic!("{e}"));
+    for seq in 0..3 {
+        producer
+            .command(
+                "step",
+                serde_json::json!({ "aggregate": "counted", "seq": seq }),
+            )
+            .in_transaction(&tx)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    settled_at_least(
+        &settled,
+        3,
+        deadline,
+        "the relayed messages were not handled",
+    )
+    .await;
+    let parts = producer
+        .command(
+            "step",
+            serde_json::json!({ "aggregate": "twice", "seq": 0 }),
+        )
+        .into_outgoing()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_parts();
+    for _ in 0..2 {
+        producer
+            .send_outgoing(Outgoing::from_parts(parts.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    settled_at_least(
+        &settled,
+        5,
+        deadline,
+        "the message sent twice was not settled twice",
+    )
+    .await;
+    relay.stop().await;
+    running.abort();
+
+    let mut counts: HashMap<String, u64> = HashMap::new();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        if let metrics_util::debugging::DebugValue::Counter(n) = value {
+            *counts.entry(key.key().name().to_owned()).or_default() += n;
+        }
+    }
+    let count = |name: &str| counts.get(name).copied().unwrap_or(0);
+    assert_eq!(count(postage_postgres::metrics::OUTBOX_PUBLISHED), 3);
+    assert_eq!(count(postage_postgres::metrics::INBOX_DUPLICATES), 1);
+    assert_eq!(count(postage_postgres::metrics::OUTBOX_PUBLISH_FAILURES), 0);
+}
