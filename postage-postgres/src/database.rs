@@ -3,7 +3,9 @@
 
 use std::str::FromStr;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 use crate::error::{Error, Result};
@@ -63,12 +65,17 @@ impl Database {
     }
 
     /// The database `config` points at, with a pool of `size`
-    /// connections.
+    /// connections. Connecting, and waiting for a connection of the pool,
+    /// give up after 10 s (a `connect_timeout` of the configuration's own
+    /// wins); so does each statement of the relay and the inbox.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidAddress`] when the pool cannot be built for it.
-    pub fn with_config(config: tokio_postgres::Config, size: usize) -> Result<Self> {
+    pub fn with_config(mut config: tokio_postgres::Config, size: usize) -> Result<Self> {
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(STATEMENT_LIMIT);
+        }
         // A connection goes back to the pool as it is: the inbox closes
         // one whose transaction it could not end (see `inbox::Tx`).
         let manager = Manager::from_config(
@@ -78,8 +85,13 @@ impl Database {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        // Every wait for a connection is bounded.
         let pool = Pool::builder(manager)
             .max_size(size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(STATEMENT_LIMIT))
+            .create_timeout(Some(STATEMENT_LIMIT))
+            .recycle_timeout(Some(STATEMENT_LIMIT))
             .build()
             .map_err(|error| Error::InvalidAddress(error.to_string()))?;
         Ok(Database { pool, config })
@@ -101,37 +113,96 @@ impl Database {
     ///
     /// # Errors
     ///
-    /// The database's.
+    /// The database's; [`Error::TimedOut`] after a minute.
     pub async fn migrate(&self) -> Result<()> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        tx.batch_execute(
-            "SELECT pg_advisory_xact_lock(hashtext('postage_migrations'));
-             CREATE TABLE IF NOT EXISTS postage_migrations (
-                 version    integer     PRIMARY KEY,
-                 applied_at timestamptz NOT NULL DEFAULT now()
-             );",
+        let client = self.pool.get().await?;
+        let migrated = migrate_on(&client).await;
+        if migrated.is_err() {
+            discard(client);
+        }
+        migrated
+    }
+}
+
+/// How long one statement (or taking a connection from the pool) may
+/// take: past it, the work gives up and closes its connection.
+pub(crate) const STATEMENT_LIMIT: Duration = Duration::from_secs(10);
+
+/// How long the migrations (waiting for another process's included), or
+/// a deletion of old rows, may take.
+const MIGRATION_LIMIT: Duration = Duration::from_secs(60);
+
+impl Database {
+    /// Runs `delete` (a `DELETE` whose `$1` is an age in seconds) for
+    /// rows older than `age`: how the relay and the inbox clean up.
+    pub(crate) async fn delete_older(&self, delete: &str, age: Duration) -> Result<u64> {
+        let client = self.pool.get().await?;
+        let deleted = limited(
+            "deleting old rows",
+            MIGRATION_LIMIT,
+            client.execute(delete, &[&age.as_secs_f64()]),
         )
-        .await?;
-        let applied: i32 = tx
-            .query_one(
-                "SELECT coalesce(max(version), 0) FROM postage_migrations",
-                &[],
-            )
-            .await?
-            .try_get(0)?;
-        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > applied) {
-            tracing::info!(version, "applying Postage's database migration");
-            tx.batch_execute(sql).await?;
-            tx.execute(
+        .await;
+        if deleted.is_err() {
+            discard(client);
+        }
+        deleted
+    }
+}
+
+/// `work`, given up after `limit` as [`Error::TimedOut`].
+pub(crate) async fn limited<T, E: Into<Error>>(
+    what: &'static str,
+    limit: Duration,
+    work: impl Future<Output = std::result::Result<T, E>>,
+) -> Result<T> {
+    match tokio::time::timeout(limit, work).await {
+        Ok(done) => done.map_err(Into::into),
+        Err(_) => Err(Error::TimedOut { what, after: limit }),
+    }
+}
+
+/// Closes a connection instead of giving it back to the pool: after a
+/// failure or a limit, it may hold a transaction or a statement in
+/// progress.
+pub(crate) fn discard(client: Object) {
+    drop(Object::take(client));
+}
+
+async fn migrate_on(client: &tokio_postgres::Client) -> Result<()> {
+    let run =
+        |sql: &'static str| limited("a migration", MIGRATION_LIMIT, client.batch_execute(sql));
+    run("BEGIN;
+         SELECT pg_advisory_xact_lock(hashtext('postage_migrations'));
+         CREATE TABLE IF NOT EXISTS postage_migrations (
+             version    integer     PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         );")
+    .await?;
+    let applied: i32 = limited(
+        "a migration",
+        MIGRATION_LIMIT,
+        client.query_one(
+            "SELECT coalesce(max(version), 0) FROM postage_migrations",
+            &[],
+        ),
+    )
+    .await?
+    .try_get(0)?;
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > applied) {
+        tracing::info!(version, "applying Postage's database migration");
+        run(sql).await?;
+        limited(
+            "a migration",
+            MIGRATION_LIMIT,
+            client.execute(
                 "INSERT INTO postage_migrations (version) VALUES ($1)",
                 &[version],
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+            ),
+        )
+        .await?;
     }
+    run("COMMIT").await
 }
 
 #[cfg(test)]

@@ -19,6 +19,15 @@ pub enum Error {
     /// The message could not be prepared (encoded, addressed) or sent.
     #[error(transparent)]
     Postage(#[from] postage::Error),
+    /// A statement (or taking a connection) took longer than its limit;
+    /// its connection was closed.
+    #[error("database: {what} took longer than {after:?}")]
+    TimedOut {
+        /// What was waited for.
+        what: &'static str,
+        /// The limit.
+        after: std::time::Duration,
+    },
     /// A row of the outbox does not hold a message this version can read.
     #[error("outbox row {id}: {reason}")]
     InvalidRow {

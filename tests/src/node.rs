@@ -108,7 +108,8 @@ pub struct PrivateNode {
     env: Vec<(String, String)>,
 }
 
-fn free_port() -> u16 {
+/// A TCP port nothing listens on now, on the loopback.
+pub fn free_port() -> u16 {
     let listener =
         std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("no free port: {e}"));
     listener

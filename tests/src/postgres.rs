@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use postage_postgres::Database;
 
+/// How long connecting, or dropping a test schema, may take.
+const LIMIT: Duration = Duration::from_secs(20);
+
 /// The shared test database's address.
 pub fn database_url() -> String {
     std::env::var("POSTAGE_TEST_DATABASE_URL")
@@ -90,7 +93,7 @@ impl Drop for TestSchema {
                 .enable_all()
                 .build()
                 .ok()?;
-            runtime.block_on(async {
+            let dropping = async {
                 let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
                     .await
                     .ok()?;
@@ -99,7 +102,8 @@ impl Drop for TestSchema {
                     .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
                     .await
                     .ok()
-            })
+            };
+            runtime.block_on(async { tokio::time::timeout(LIMIT, dropping).await.ok()? })
         })
         .join();
         if !matches!(dropped, Ok(Some(()))) {
@@ -110,12 +114,14 @@ impl Drop for TestSchema {
 
 /// A client on `url`, failing the test loudly when PostgreSQL is away.
 pub async fn connect(url: &str) -> tokio_postgres::Client {
-    match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
-        Ok((client, connection)) => {
+    let connecting = tokio_postgres::connect(url, tokio_postgres::NoTls);
+    match tokio::time::timeout(LIMIT, connecting).await {
+        Ok(Ok((client, connection))) => {
             tokio::spawn(connection);
             client
         }
-        Err(e) => panic!(
+        Err(_) => panic!("PostgreSQL at {url} did not answer within {LIMIT:?}"),
+        Ok(Err(e)) => panic!(
             "PostgreSQL is not reachable at {url} ({e}). Start it, or set \
              POSTAGE_TEST_DATABASE_URL; `bash .ci/run` starts it for you."
         ),
@@ -149,13 +155,7 @@ impl PrivatePostgres {
         let dir = Path::new(base).join(crate::unique("pg"));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {dir:?}: {e}"));
         run(Command::new("chown").args(["postgres:postgres"]).arg(&dir));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap_or_else(|e| panic!("no free port: {e}"));
-        let port = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("no local address: {e}"))
-            .port();
-        drop(listener);
+        let port = crate::node::free_port();
         let server = PrivatePostgres { dir, bin, port };
         server.as_postgres(
             "initdb",

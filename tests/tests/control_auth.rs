@@ -125,12 +125,25 @@ async fn only_the_allowed_broker_users_may_stop_a_processor_whatever_the_fingerp
     let report = error.report().to_string();
     assert!(report.contains("PRECONDITION_FAILED"), "{report}");
 
-    // Still running: it answers a ping.
-    let pongs = unnamed
-        .ping(&only, wait)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(pongs.len(), 1, "the processor stopped on a refused command");
+    // Both classic commands were received and refused, and it still
+    // runs: it answers `info`.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let infos = unnamed
+            .info(&only, Duration::from_millis(500))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(infos.len(), 1, "the processor stopped on a refused command");
+        if infos[0].counters.rejected >= 2 {
+            assert_eq!(infos[0].counters.rejected, 2);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the classic quit commands were not refused: {:?}",
+            infos[0].counters
+        );
+    }
     assert!(!running.is_finished());
 
     // The allowed user under the allowed name: it stops.

@@ -256,11 +256,13 @@ impl Setup {
     /// it. Returns every consumer's lines.
     async fn drain(&self, mut consumer: Node) -> Vec<String> {
         let mut lines = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
         for _ in 0..10 {
             // Let deliveries in hand finish: the queue is empty and the
             // consumer printed nothing for a while.
             let mut quiet = 0;
             while quiet < 5 {
+                assert!(Instant::now() < deadline, "the consumer never went quiet");
                 let before = consumer.lines().len();
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 if consumer.lines().len() == before && self.ready().await == 0 {
@@ -457,7 +459,9 @@ async fn a_relay_waits_while_postgresql_is_stopped_and_resumes() {
         .spawn()
         .await
         .unwrap_or_else(|e| panic!("no relay: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
     while relay.published() == 0 {
+        assert!(Instant::now() < deadline, "the relay published nothing");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     server.stop();

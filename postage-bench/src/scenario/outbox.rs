@@ -22,7 +22,7 @@
 use std::future::IntoFuture;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use postage::prelude::*;
@@ -35,14 +35,7 @@ use crate::args::Args;
 use crate::common::{COMMAND, Res, fingerprint};
 use crate::measure::median;
 use crate::postage_side::{params, postage_connect};
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
-        })
-}
+use crate::scenario::workers::now_ns;
 
 /// The `seq` parameter of an encoded command (here: when it was sent).
 fn seq_of(body: &[u8]) -> Option<u64> {
@@ -146,6 +139,26 @@ impl Route {
         Ok((Instant::now(), latencies))
     }
 
+    /// `count` relays of `schema`'s outbox, each with a producer of its
+    /// own.
+    async fn relays(
+        &self,
+        connection: &Connection,
+        schema: &Schema,
+        count: usize,
+    ) -> Res<Vec<Relay>> {
+        let mut relays = Vec::with_capacity(count);
+        for _ in 0..count {
+            let producer = self.producer(connection).await?;
+            relays.push(
+                Relay::builder(schema.database.clone(), producer)
+                    .spawn()
+                    .await?,
+            );
+        }
+        Ok(relays)
+    }
+
     async fn delete(self) -> Res<()> {
         self.probe.delete_queue(&self.queue).await?;
         Ok(())
@@ -178,15 +191,7 @@ async fn relay_rate(args: &Args, schema: &Schema, relays: usize, n: u64) -> Res<
     fill(&schema.database, &writer, n, 100).await?;
     let receiving = route.receive(n);
     let start = Instant::now();
-    let mut running = Vec::new();
-    for _ in 0..relays {
-        let producer = route.producer(&connection).await?;
-        running.push(
-            Relay::builder(schema.database.clone(), producer)
-                .spawn()
-                .await?,
-        );
-    }
+    let running = route.relays(&connection, schema, relays).await?;
     let (last, _) = receiving.await?;
     for relay in running {
         relay.stop().await;
@@ -226,15 +231,7 @@ async fn latencies(
     let connection = postage_connect(&args.url).await?;
     let route = Route::new(&connection, &format!("latency{relays}")).await?;
     let producer = route.producer(&connection).await?;
-    let mut running = Vec::new();
-    for _ in 0..relays {
-        let producer = route.producer(&connection).await?;
-        running.push(
-            Relay::builder(schema.database.clone(), producer)
-                .spawn()
-                .await?,
-        );
-    }
+    let running = route.relays(&connection, schema, relays).await?;
     let per_writer = rate * seconds / WRITERS;
     let period = Duration::from_secs_f64(WRITERS as f64 / rate as f64);
     let writers = (0..WRITERS).map(|_| {
@@ -328,7 +325,9 @@ async fn consume_rate(
     } else {
         tokio::spawn(builder.connect(&connection).await?.run())
     };
-    done.notified().await;
+    tokio::time::timeout(Duration::from_secs(600), done.notified())
+        .await
+        .map_err(|_| format!("{n} messages not handled in 600 s"))?;
     let rate = n as f64 / start.elapsed().as_secs_f64();
     task.abort();
     route.delete().await?;

@@ -32,7 +32,8 @@ use crate::postage_side::{params, postage_connect};
 
 const PARTITIONS: u16 = 16;
 
-fn now_ns() -> u64 {
+/// Nanoseconds since the Unix epoch.
+pub(crate) fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| {

@@ -13,6 +13,7 @@ use tokio_postgres::types::Type;
 use tower::ServiceExt;
 
 use super::Tx;
+use crate::database::{STATEMENT_LIMIT, limited};
 use crate::{Database, metrics};
 
 /// What the inbox does with a message that has no `message_id` (sent by
@@ -213,17 +214,21 @@ impl Shared {
             Some(id) => {
                 let consumer = self.consumer.as_deref().unwrap_or(incoming.queue());
                 // Sent together: one round trip.
-                let (begun, recorded) = futures_util::future::join(
-                    tx.batch_execute("BEGIN"),
-                    tx.execute_typed(
-                        "INSERT INTO postage_inbox (consumer, message_id) VALUES ($1, $2) \
-                         ON CONFLICT DO NOTHING",
-                        &[(&consumer, Type::TEXT), (&id, Type::TEXT)],
-                    ),
-                )
-                .await;
-                begun.map_err(transient)?;
-                if recorded.map_err(transient)? == 0 {
+                let recorded = limited("recording the message", STATEMENT_LIMIT, async {
+                    let (begun, recorded) = futures_util::future::join(
+                        tx.batch_execute("BEGIN"),
+                        tx.execute_typed(
+                            "INSERT INTO postage_inbox (consumer, message_id) VALUES ($1, $2) \
+                             ON CONFLICT DO NOTHING",
+                            &[(&consumer, Type::TEXT), (&id, Type::TEXT)],
+                        ),
+                    )
+                    .await;
+                    begun.and(recorded)
+                })
+                .await
+                .map_err(transient)?;
+                if recorded == 0 {
                     tx.end("ROLLBACK").await.map_err(transient)?;
                     metrics::duplicate(consumer);
                     tracing::debug!(
@@ -234,7 +239,9 @@ impl Shared {
                     return Ok(());
                 }
             }
-            None => tx.batch_execute("BEGIN").await.map_err(transient)?,
+            None => limited("beginning", STATEMENT_LIMIT, tx.batch_execute("BEGIN"))
+                .await
+                .map_err(transient)?,
         }
         let outcome = tx
             .scope(inner.oneshot(incoming))
@@ -305,11 +312,11 @@ impl Shared {
 
 /// Deletes records older than the inbox's retention.
 async fn clean(shared: &Shared) -> crate::Result<()> {
-    let client = shared.database.pool().get().await?;
-    let deleted = client
-        .execute(
+    let deleted = shared
+        .database
+        .delete_older(
             "DELETE FROM postage_inbox WHERE received_at < now() - make_interval(secs => $1)",
-            &[&shared.retention.as_secs_f64()],
+            shared.retention,
         )
         .await?;
     tracing::debug!(deleted, "inbox: deleted old records");

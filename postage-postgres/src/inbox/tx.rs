@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use deadpool_postgres::Object;
 
+use crate::database::{STATEMENT_LIMIT, limited};
 use crate::error::{Error, Result};
 
 tokio::task_local! {
@@ -74,13 +75,18 @@ impl Tx {
         CURRENT.scope(self.clone(), future).await
     }
 
-    /// Ends it with `COMMIT` or `ROLLBACK`.
-    pub(super) async fn end(&self, statement: &str) -> Result<()> {
-        let result = self.batch_execute(statement).await;
-        if result.is_ok() {
-            self.0.ended.store(true, Ordering::Release);
-        }
-        Ok(result?)
+    /// Ends it with `COMMIT` or `ROLLBACK`, within
+    /// [`STATEMENT_LIMIT`]; unended (its connection closed when dropped)
+    /// if that fails.
+    pub(super) async fn end(&self, statement: &'static str) -> Result<()> {
+        limited(
+            "ending a transaction",
+            STATEMENT_LIMIT,
+            self.batch_execute(statement),
+        )
+        .await?;
+        self.0.ended.store(true, Ordering::Release);
+        Ok(())
     }
 }
 

@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use crate::Database;
+use crate::database::{STATEMENT_LIMIT, limited};
 
 /// The channel the outbox's trigger notifies (payload: the schema).
 pub(super) const CHANNEL: &str = "postage_outbox";
@@ -37,7 +38,8 @@ pub(super) async fn listen(database: Database, schema: String, wake: Arc<Notify>
                     }
                 };
                 let subscribe = async {
-                    match client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+                    let listen = format!("LISTEN {CHANNEL}");
+                    match limited("LISTEN", STATEMENT_LIMIT, client.batch_execute(&listen)).await {
                         Ok(()) => {
                             tracing::debug!(schema, "outbox relay listening");
                             wake.notify_one();

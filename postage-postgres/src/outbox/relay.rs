@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use deadpool_postgres::ClientWrapper;
 use futures_util::future::join_all;
 use postage::Producer;
 use tokio::sync::{Notify, watch};
@@ -13,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::listen::listen;
 use super::row::{READ, Stored};
+use crate::database::{STATEMENT_LIMIT, discard, limited};
 use crate::error::Result;
 use crate::{Database, metrics};
 
@@ -150,14 +152,14 @@ impl RelayBuilder {
     /// The database's, when its schema cannot be read (the relay listens
     /// for that schema's outbox).
     pub async fn spawn(self) -> Result<Relay> {
-        let schema: String = self
-            .database
-            .pool()
-            .get()
-            .await?
-            .query_one("SELECT current_schema()::text", &[])
-            .await?
-            .try_get(0)?;
+        let client = self.database.pool().get().await?;
+        let schema: String = limited(
+            "reading the schema",
+            STATEMENT_LIMIT,
+            client.query_one("SELECT current_schema()::text", &[]),
+        )
+        .await?
+        .try_get(0)?;
         let wake = Arc::new(Notify::new());
         let (stop, stopped) = watch::channel(false);
         let published = Arc::new(AtomicU64::new(0));
@@ -256,17 +258,42 @@ impl Worker {
         }
     }
 
-    /// Takes a batch, publishes what may go, records what was confirmed.
+    /// Takes a batch, publishes what may go, records what was confirmed,
+    /// on a connection of the pool (closed after a failure: it may hold
+    /// the batch's transaction).
     async fn pass(&self) -> Result<Pass> {
-        let mut client = self.database.pool().get().await?;
-        let tx = client.transaction().await?;
+        let client = self.database.pool().get().await?;
+        let pass = self.pass_on(&client).await;
+        if pass.is_err() {
+            discard(client);
+        }
+        pass
+    }
+
+    /// A pass in one transaction on `client`. Each statement has
+    /// [`STATEMENT_LIMIT`]; each publish the producer's time limit.
+    async fn pass_on(&self, client: &ClientWrapper) -> Result<Pass> {
         // Prepared once per connection.
-        let take = tx.prepare_cached(&self.take).await?;
-        let rows = tx
-            .query(&take, &[&i64::try_from(self.batch).unwrap_or(i64::MAX)])
-            .await?;
+        let take = limited(
+            "preparing",
+            STATEMENT_LIMIT,
+            client.prepare_cached(&self.take),
+        )
+        .await?;
+        let batch = i64::try_from(self.batch).unwrap_or(i64::MAX);
+        // Sent together: one round trip.
+        let rows = limited("taking a batch", STATEMENT_LIMIT, async {
+            let (begun, rows) = futures_util::future::join(
+                client.batch_execute("BEGIN"),
+                client.query(&take, &[&batch]),
+            )
+            .await;
+            begun.and(rows)
+        })
+        .await?;
         let taken = rows.len();
         if taken == 0 {
+            limited("ending", STATEMENT_LIMIT, client.batch_execute("COMMIT")).await?;
             return Ok(Pass::default());
         }
         let mut stored = Vec::with_capacity(taken);
@@ -278,7 +305,7 @@ impl Worker {
             }
         }
         let readable = stored.len();
-        let stored = self.publishable(&tx, stored).await?;
+        let stored = self.publishable(client, stored).await?;
         let waiting = readable - stored.len();
         let publishing = stored.len();
         let sent = self.publish(stored).await;
@@ -289,10 +316,25 @@ impl Worker {
             }
         };
         if !sent.is_empty() {
-            let record = tx.prepare_cached(statement).await?;
-            tx.execute(&record, &[&sent]).await?;
+            let record = limited(
+                "preparing",
+                STATEMENT_LIMIT,
+                client.prepare_cached(statement),
+            )
+            .await?;
+            limited(
+                "recording sent rows",
+                STATEMENT_LIMIT,
+                client.execute(&record, &[&sent]),
+            )
+            .await?;
         }
-        tx.commit().await?;
+        limited(
+            "committing",
+            STATEMENT_LIMIT,
+            client.batch_execute("COMMIT"),
+        )
+        .await?;
         self.published
             .fetch_add(sent.len() as u64, Ordering::Relaxed);
         metrics::published(sent.len());
@@ -308,7 +350,7 @@ impl Worker {
     /// messages with no row of another relay's in between.
     async fn publishable(
         &self,
-        tx: &deadpool_postgres::Transaction<'_>,
+        client: &ClientWrapper,
         stored: Vec<Stored>,
     ) -> Result<Vec<Stored>> {
         let aggregates: Vec<&str> = stored
@@ -321,13 +363,16 @@ impl Worker {
             return Ok(stored);
         }
         let last = stored.last().map_or(0, |s| s.id);
-        let unsent = tx
-            .query(
+        let unsent = limited(
+            "reading aggregates",
+            STATEMENT_LIMIT,
+            client.query(
                 "SELECT id, aggregate FROM postage_outbox WHERE sent_at IS NULL \
                  AND aggregate = ANY($1) AND id <= $2 ORDER BY id",
                 &[&aggregates, &last],
-            )
-            .await?;
+            ),
+        )
+        .await?;
         let mine: HashSet<i64> = stored.iter().map(|s| s.id).collect();
         let mut blocked: HashSet<String> = HashSet::new();
         let mut allowed: HashSet<i64> = HashSet::new();
@@ -389,11 +434,11 @@ impl Worker {
 
     /// Deletes rows sent longer than `age` ago.
     async fn clean(&self, age: Duration) -> Result<()> {
-        let client = self.database.pool().get().await?;
-        let deleted = client
-            .execute(
+        let deleted = self
+            .database
+            .delete_older(
                 "DELETE FROM postage_outbox WHERE sent_at < now() - make_interval(secs => $1)",
-                &[&age.as_secs_f64()],
+                age,
             )
             .await?;
         tracing::debug!(deleted, "outbox relay deleted old sent rows");

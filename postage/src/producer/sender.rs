@@ -236,8 +236,9 @@ impl Producer {
         if let Some(user) = &inner.user_id {
             outgoing.set_user_id(user);
         }
-        let targets = Target::eks(outgoing.targets().iter().cloned());
-        inner.channel.destinations(targets, &inner.eks).await?;
+        for (exchange, _) in outgoing.targets() {
+            inner.channel.ensure_exchange(exchange).await?;
+        }
         match &inner.layers {
             Some(layers) => send(layers, outgoing).await,
             None => publish_outgoing(&inner.channel, &outgoing).await,

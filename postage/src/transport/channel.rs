@@ -73,7 +73,7 @@ impl Channel {
 
     /// Declares an exchange unless it was declared through this channel
     /// before.
-    async fn ensure_exchange(&self, exchange: &Exchange) -> Result<()> {
+    pub(crate) async fn ensure_exchange(&self, exchange: &Exchange) -> Result<()> {
         let known = self
             .declared
             .lock()
